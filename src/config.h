@@ -1,0 +1,114 @@
+#ifndef PYSTRIB_CONFIG_H
+#define PYSTRIB_CONFIG_H
+
+#include <stdio.h>
+
+/*
+ * Settings, resolved in this order, each later one winning:
+ *   built-in default < config file (inih) < environment < command-line flag.
+ *
+ * The file is the first of: -c FILE, $PYSTRIB_CONFIG, ./pystrib.ini,
+ * $XDG_CONFIG_HOME/pystrib/config.ini (~/.config/pystrib/config.ini).
+ * The environment variable of a key is PYSTRIB_<SECTION>_<KEY>, upper case
+ * (PYSTRIB_REMOTE_HOST). A named remote [remote.NAME] takes its keys from its
+ * own section, then from [remote], then the defaults.
+ *
+ * Every value remembers where it came from (config_origin), so errors can
+ * name FILE:LINE and `pystrib config show` can explain itself.
+ */
+
+enum runtime { RUNTIME_DOCKER, RUNTIME_PODMAN, RUNTIME_NONE };
+
+struct registry_config {
+	const char *url;		/* "http://127.0.0.1:5000"; NULL if unset */
+	const char *repository;		/* "pystrib/cells" */
+	const char *username;
+	const char *password_env;	/* name of the variable holding the secret */
+	const char *password_file;
+	const char *password;		/* discouraged: a secret in the file */
+	const char *ca_file;
+	int insecure;
+};
+
+struct image_config {
+	const char *base;		/* full reference of the base image */
+	const char *platform;		/* "linux/amd64" */
+};
+
+struct remote_config {
+	const char *name;		/* NULL for the default [remote] */
+	const char *host;
+	int port;
+	const char *user;
+	const char *identity;
+	const char *known_hosts;
+	const char *workdir;		/* "~/.pystrib" */
+	enum runtime runtime;
+	const char *gpus;		/* NULL, "all", "2" or "0,1" */
+	const char *mpirun_args;
+	const char *pull_registry;
+	const char *python;		/* for runtime none: "python3" */
+	const char *setup;		/* shell lines before the job (runtime none) */
+	int reconnect_timeout;		/* seconds */
+};
+
+struct job_config {
+	int np;
+	int timeout;			/* seconds, 0 = none */
+	const char *results;		/* "./pystrib-results" */
+};
+
+struct cfg_entry;
+struct cfg_val {
+	char *value;			/* NULL = unset */
+	char *origin;			/* "default", "FILE:LINE", "environment X", "flag --x" */
+};
+
+struct config {
+	struct registry_config registry;
+	struct image_config image;
+	struct remote_config remote;
+	struct job_config job;
+
+	/* private to config.c */
+	char *file;			/* the file that was read, or NULL */
+	char *remote_name;
+	struct cfg_entry *entries;	/* every key=value of the file */
+	size_t nentries, alloc_entries;
+	struct cfg_val *vals;		/* resolved, one per known key */
+};
+
+/*
+ * Reads defaults, the config file and the environment, for the remote
+ * `remote_name` (NULL: the default [remote]). `file` is -c FILE or NULL.
+ * Unknown sections and keys are warnings naming FILE:LINE and the closest
+ * valid name; invalid values are errors (PS_EXIT_USAGE). 0 or -1; the
+ * caller calls config_release() either way.
+ */
+int config_load(struct config *cfg, const char *file, const char *remote_name);
+void config_release(struct config *cfg);
+
+/*
+ * Applies a command-line flag: `name` is "section.key" ("job.np"), `origin`
+ * names the flag ("--np"). Validated like every other source. 0 or -1.
+ */
+int config_set(struct config *cfg, const char *name, const char *value,
+	       const char *origin);
+
+/* The resolved value and origin of "section.key", or NULL if no such key. */
+const char *config_get(const struct config *cfg, const char *name);
+const char *config_origin(const struct config *cfg, const char *name);
+
+/* Names of the [remote.NAME] sections in the file, NULL-terminated; free with free(). */
+const char **config_remote_names(const struct config *cfg);
+
+/* Prints every effective setting and its origin; secrets as "***". */
+void config_show(const struct config *cfg, FILE *out, int json);
+
+/* "docker", "podman", "none". */
+const char *runtime_name(enum runtime rt);
+
+/* 1 if the host of a URL or "host:port" is a loopback address or localhost. */
+int host_is_loopback(const char *url_or_host);
+
+#endif
