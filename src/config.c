@@ -63,6 +63,7 @@ struct cfg_entry {
 	char *key;
 	char *value;
 	int line;
+	int section_line;	/* the line of its [section] header */
 };
 
 const char *runtime_name(enum runtime rt)
@@ -185,7 +186,7 @@ static const char *check_value(const struct cfg_key *k, const char *v)
 /* -------------------------------------------------------------- reading */
 
 static void add_entry(struct config *cfg, const char *section, const char *key,
-		      const char *value, int line)
+		      const char *value, int line, int section_line)
 {
 	if (cfg->nentries == cfg->alloc_entries) {
 		cfg->alloc_entries = cfg->alloc_entries ? 2 * cfg->alloc_entries : 32;
@@ -196,6 +197,7 @@ static void add_entry(struct config *cfg, const char *section, const char *key,
 	e->key = xstrdup(key);
 	e->value = xstrdup(value);
 	e->line = line;
+	e->section_line = section_line;
 }
 
 /*
@@ -208,6 +210,7 @@ struct ini_reading {
 	struct config *cfg;
 	int line;
 	int at_line_start;
+	int section_line;
 };
 
 static char *read_ini_line(char *str, int num, void *stream)
@@ -216,8 +219,11 @@ static char *read_ini_line(char *str, int num, void *stream)
 	char *got = fgets(str, num, r->f);
 	if (!got)
 		return NULL;
-	if (r->at_line_start)
+	if (r->at_line_start) {
 		r->line++;
+		if (got[strspn(got, " \t")] == '[')
+			r->section_line = r->line;
+	}
 	size_t n = strlen(got);
 	r->at_line_start = n > 0 && got[n - 1] == '\n';
 	return got;
@@ -228,7 +234,7 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	struct ini_reading *r = user;
 	if (!name)	/* a section header alone, when inih reports those */
 		return 1;
-	add_entry(r->cfg, section, name, value ? value : "", r->line);
+	add_entry(r->cfg, section, name, value ? value : "", r->line, r->section_line);
 	return 1;
 }
 
@@ -265,9 +271,16 @@ static void warn_unknown(const struct config *cfg)
 			if (!strcmp(base, sections[s]) && (!sub || (!strcmp(base, "remote") && *sub)))
 				known_section = 1;
 		if (!known_section) {
+			/* once per section, at its header */
+			int first = 1;
+			for (size_t j = 0; j < i; j++)
+				if (cfg->entries[j].section_line == e->section_line)
+					first = 0;
 			const char *near = closest_word(base, sections, ARRAY_SIZE(sections));
-			log_warn("%s:%d: unknown section '[%s]'%s%s%s", cfg->file, e->line, e->section,
-				 near ? "; did you mean '[" : "", near ? near : "", near ? "]'?" : "");
+			if (first)
+				log_warn("%s:%d: unknown section '[%s]'%s%s%s", cfg->file, e->section_line,
+					 e->section, near ? "; did you mean '[" : "", near ? near : "",
+					 near ? "]'?" : "");
 		} else if (key_index(base, e->key) < 0) {
 			const char *near = closest_key(base, e->key);
 			log_warn("%s:%d: unknown key '%s' in [%s]%s%s%s", cfg->file, e->line, e->key,
@@ -306,7 +319,7 @@ static int read_file(struct config *cfg, const char *explicit)
 		goto out;
 	}
 	cfg->file = xstrdup(path);
-	struct ini_reading reading = { f, cfg, 0, 1 };
+	struct ini_reading reading = { f, cfg, 0, 1, 0 };
 	int r = ini_parse_stream(read_ini_line, &reading, on_ini_entry, &reading);
 	if (r > 0) {
 		error_set(PS_EXIT_USAGE, "%s:%d: cannot parse this line", path, r);
