@@ -7,6 +7,7 @@
  * cmd_<verb>_help[]. Keep it sorted.
  */
 #define PYSTRIB_COMMANDS(X) \
+	X(build, "write a Docker build context (Dockerfile, project, cell) as a tarball") \
 	X(config, "show the effective settings and where each comes from")
 
 #define X(verb, summary) \
