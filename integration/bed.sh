@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# The test bed: the real services pystrib talks to, started on loopback in a
+# directory of their own, and stopped again. Several beds can run at once.
+#
+#   integration/bed.sh start DIR [SERVICES...]   registry tls sshd docker podman base (default: all)
+#   integration/bed.sh stop DIR                  stops everything started in DIR; idempotent
+#
+# DIR/env (sourced by tests) says where each service listens; DIR/pystrib.ini
+# is a pystrib config pointing at them. See ../shared/ENVIRONMENT.md for why
+# each service is started the way it is.
+set -euo pipefail
+
+PY=/usr/bin/python3
+BASE_PACKAGES="python3,openmpi-bin,python3-mpi4py,procps"
+CACHE=${PYSTRIB_BED_CACHE:-/var/cache/pystrib-bed}
+
+die() { echo "bed: $*" >&2; exit 1; }
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+envline() { printf '%s=%q\n' "$1" "$2" >> "$DIR/env"; export "$1=$2"; }
+
+# wait_for SECONDS LOGFILE COMMAND...: polls until COMMAND succeeds.
+wait_for() {
+	local secs=$1 log=$2
+	shift 2
+	for _ in $(seq $((secs * 10))); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.1
+	done
+	echo "bed: timed out waiting for: $*" >&2
+	[ -f "$log" ] && tail -n 20 "$log" >&2
+	return 1
+}
+
+start_registry() {	# start_registry NAME PORT EXTRA_YAML
+	local name=$1 port=$2 extra=$3
+	mkdir -p "$DIR/$name/data"
+	cat > "$DIR/$name/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $DIR/$name/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+$extra
+EOF
+	setsid docker-registry serve "$DIR/$name/config.yml" > "$DIR/$name/registry.log" 2>&1 < /dev/null &
+	echo $! > "$DIR/$name.pid"
+}
+
+svc_registry() {
+	local port
+	port=$(free_port)
+	start_registry registry "$port" ""
+	wait_for 20 "$DIR/registry/registry.log" curl -sf "http://127.0.0.1:$port/v2/"
+	envline BED_REGISTRY "127.0.0.1:$port"
+	envline BED_REGISTRY_LOG "$DIR/registry/registry.log"
+}
+
+svc_tls() {
+	local port d=$DIR/tls
+	port=$(free_port)
+	mkdir -p "$d"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pystrib bed CA" \
+		-keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+		-keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$d/san.ext"
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+		-days 2 -extfile "$d/san.ext" -out "$d/server.crt" 2>/dev/null
+	# A fresh random password, kept in a file (mode 600), never on a command line.
+	(umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$d/password")
+	htpasswd -B -i -c "$d/htpasswd" pystrib < "$d/password" 2>/dev/null
+	start_registry tls "$port" "  tls:
+    certificate: $d/server.crt
+    key: $d/server.key
+auth:
+  htpasswd:
+    realm: pystrib-bed
+    path: $d/htpasswd"
+	wait_for 20 "$d/registry.log" sh -c \
+		"curl -s -o /dev/null -w '%{http_code}' --cacert '$d/ca.crt' https://127.0.0.1:$port/v2/ | grep -q 401"
+	envline BED_TLS_REGISTRY "127.0.0.1:$port"
+	envline BED_TLS_USER pystrib
+	envline BED_TLS_PASSWORD_FILE "$d/password"
+	envline BED_CA "$d/ca.crt"
+	envline BED_TLS_REGISTRY_LOG "$d/registry.log"
+}
+
+svc_docker() {
+	local d=$DIR/docker
+	mkdir -p "$d/data" "$d/exec"
+	local driver=overlay2
+	for attempt in overlay2 vfs; do
+		driver=$attempt
+		setsid dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
+			-H "unix://$d/docker.sock" --iptables=false --ip6tables=false --bridge=none \
+			--storage-driver="$driver" --exec-opt native.cgroupdriver=cgroupfs \
+			--default-ulimit nofile=1024:1024 > "$d/dockerd.log" 2>&1 < /dev/null &
+		echo $! > "$DIR/docker.pid"
+		if wait_for 30 "$d/dockerd.log" /usr/bin/docker -H "unix://$d/docker.sock" version; then
+			break
+		fi
+		kill "$(cat "$DIR/docker.pid")" 2>/dev/null || true
+		sleep 1
+		[ "$attempt" = vfs ] && die "dockerd did not start"
+	done
+	envline BED_DOCKER_HOST "unix://$d/docker.sock"
+	envline BED_DOCKER_DRIVER "$driver"
+}
+
+svc_podman() {
+	local d=$DIR/podman
+	mkdir -p "$d/root" "$d/run"
+	cat > "$d/containers.conf" <<EOF
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+EOF
+	cat > "$d/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$d/root"
+runroot = "$d/run"
+EOF
+	envline BED_CONTAINERS_CONF "$d/containers.conf"
+	envline BED_CONTAINERS_STORAGE_CONF "$d/storage.conf"
+	CONTAINERS_CONF="$d/containers.conf" CONTAINERS_STORAGE_CONF="$d/storage.conf" \
+		podman info > "$d/info.log" 2>&1 || { tail -n 20 "$d/info.log" >&2; die "podman does not work"; }
+}
+
+svc_sshd() {
+	local d=$DIR/ssh port
+	port=$(free_port)
+	mkdir -p "$d" /run/sshd
+	ssh-keygen -q -t ed25519 -N '' -C "bed host" -f "$d/host_key"
+	ssh-keygen -q -t ed25519 -N '' -C "bed user" -f "$d/user_key"
+	cp "$d/user_key.pub" "$d/authorized_keys"
+	printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$d/host_key.pub")" > "$d/known_hosts"
+	{
+		echo "Port $port"
+		echo "ListenAddress 127.0.0.1"
+		echo "HostKey $d/host_key"
+		echo "AuthorizedKeysFile $d/authorized_keys"
+		echo "PasswordAuthentication no"
+		echo "KbdInteractiveAuthentication no"
+		echo "PermitRootLogin prohibit-password"
+		echo "StrictModes no"
+		echo "UsePAM no"
+		echo "PidFile $d/sshd.pid"
+		echo "Subsystem sftp internal-sftp"
+		# Remote sessions use this bed's engines, and Debian's docker client.
+		printf 'SetEnv PATH=/usr/bin:/bin:/usr/sbin:/sbin'
+		[ -n "${BED_DOCKER_HOST:-}" ] && printf ' DOCKER_HOST=%s' "$BED_DOCKER_HOST"
+		[ -n "${BED_CONTAINERS_CONF:-}" ] && printf ' CONTAINERS_CONF=%s CONTAINERS_STORAGE_CONF=%s' \
+			"$BED_CONTAINERS_CONF" "$BED_CONTAINERS_STORAGE_CONF"
+		echo
+	} > "$d/sshd_config"
+	/usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
+	envline BED_SSH_HOST 127.0.0.1
+	envline BED_SSH_PORT "$port"
+	envline BED_SSH_USER "$(id -un)"
+	envline BED_SSH_KEY "$d/user_key"
+	envline BED_KNOWN_HOSTS "$d/known_hosts"
+	envline BED_SSHD_LOG "$d/sshd.log"
+	wait_for 20 "$d/sshd.log" ssh -p "$port" -i "$d/user_key" -o BatchMode=yes \
+		-o StrictHostKeyChecking=yes -o UserKnownHostsFile="$d/known_hosts" \
+		-o IdentitiesOnly=yes 127.0.0.1 true
+}
+
+# The base image: Debian bookworm with python3, Open MPI and mpi4py, made by
+# mmdebstrap from this machine's own apt sources (no internet), laid out as
+# an OCI image by hand, cached by a hash of what goes into it.
+build_base_cache() {
+	local key out tmp
+	key=$(printf '%s\n' "$BASE_PACKAGES" "$(sed -n '/^build_base_cache/,/^}/p' "$0")" | sha256sum | cut -c1-16)
+	out=$CACHE/base-$key
+	if [ -f "$out/index.json" ]; then echo "$out"; return; fi
+	mkdir -p "$CACHE"
+	tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
+	echo "bed: building the base image with mmdebstrap (once; cached in $out)" >&2
+	mmdebstrap --quiet --variant=apt --include="$BASE_PACKAGES" bookworm "$tmp/rootfs.tar" >&2
+	local diff_id layer config manifest
+	diff_id=$(sha256sum < "$tmp/rootfs.tar" | cut -d' ' -f1)
+	gzip -n -1 < "$tmp/rootfs.tar" > "$tmp/layer.tar.gz"
+	rm -f "$tmp/rootfs.tar"
+	mkdir -p "$tmp/oci/blobs/sha256"
+	layer=$(sha256sum < "$tmp/layer.tar.gz" | cut -d' ' -f1)
+	mv "$tmp/layer.tar.gz" "$tmp/oci/blobs/sha256/$layer"
+	printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","LANG=C.UTF-8"],"Cmd":["python3"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"mmdebstrap --variant=apt --include=%s bookworm"}]}' \
+		"$diff_id" "$BASE_PACKAGES" > "$tmp/config.json"
+	config=$(sha256sum < "$tmp/config.json" | cut -d' ' -f1)
+	mv "$tmp/config.json" "$tmp/oci/blobs/sha256/$config"
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
+		"$config" "$(stat -c %s "$tmp/oci/blobs/sha256/$config")" "$layer" "$(stat -c %s "$tmp/oci/blobs/sha256/$layer")" > "$tmp/manifest.json"
+	manifest=$(sha256sum < "$tmp/manifest.json" | cut -d' ' -f1)
+	mv "$tmp/manifest.json" "$tmp/oci/blobs/sha256/$manifest"
+	printf '{"imageLayoutVersion":"1.0.0"}' > "$tmp/oci/oci-layout"
+	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bookworm"}}]}' \
+		"$manifest" "$(stat -c %s "$tmp/oci/blobs/sha256/$manifest")" > "$tmp/oci/index.json"
+	rm -rf "$out"
+	mv "$tmp/oci" "$out"
+	rm -rf "$tmp"
+	echo "$out"
+}
+
+svc_base() {
+	[ -n "${BED_REGISTRY:-}" ] || die "base needs the registry service"
+	local layout
+	layout=$(build_base_cache)
+	skopeo copy --quiet --dest-tls-verify=false "oci:$layout:bookworm" \
+		"docker://$BED_REGISTRY/pystrib/base:bookworm" >&2
+	envline BED_BASE "$BED_REGISTRY/pystrib/base:bookworm"
+}
+
+write_config() {
+	local f=$DIR/pystrib.ini
+	{
+		echo "; written by integration/bed.sh for the bed in $DIR"
+		echo "[registry]"
+		[ -n "${BED_REGISTRY:-}" ] && echo "url = http://$BED_REGISTRY"
+		echo "repository = cells"
+		echo "[image]"
+		[ -n "${BED_BASE:-}" ] && echo "base = $BED_BASE"
+		echo "[remote]"
+		if [ -n "${BED_SSH_PORT:-}" ]; then
+			echo "host = $BED_SSH_HOST"
+			echo "port = $BED_SSH_PORT"
+			echo "user = $BED_SSH_USER"
+			echo "identity = $BED_SSH_KEY"
+			echo "known_hosts = $BED_KNOWN_HOSTS"
+		fi
+		echo "workdir = $DIR/remote"
+		echo "runtime = docker"
+		echo "[remote.podman]"
+		echo "runtime = podman"
+		echo "[remote.none]"
+		echo "runtime = none"
+	} > "$f"
+	chmod 600 "$f"
+	envline BED_CONFIG "$f"
+}
+
+cmd_start() {
+	[ $# -ge 1 ] || die "usage: bed.sh start DIR [registry tls sshd docker podman base]"
+	DIR=$(realpath -m "$1")
+	shift
+	local services=("$@")
+	[ ${#services[@]} -gt 0 ] || services=(registry tls docker podman sshd base)
+	mkdir -p "$DIR"
+	: > "$DIR/env"
+	envline BED_DIR "$DIR"
+	# Order matters: sshd passes the engines' addresses to its sessions.
+	local s
+	for s in registry tls docker podman base sshd; do
+		if printf '%s\n' "${services[@]}" | grep -qx "$s"; then
+			if ! "svc_$s"; then
+				cmd_stop "$DIR"
+				die "cannot start $s (logs in $DIR)"
+			fi
+		fi
+	done
+	for s in "${services[@]}"; do
+		case $s in registry|tls|docker|podman|base|sshd) ;; *) cmd_stop "$DIR"; die "unknown service '$s'";; esac
+	done
+	write_config
+}
+
+kill_pidfile() {
+	local f=$1 pid
+	[ -f "$f" ] || return 0
+	pid=$(cat "$f")
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+cmd_stop() {
+	[ $# -ge 1 ] || die "usage: bed.sh stop DIR"
+	DIR=$(realpath -m "$1")
+	[ -d "$DIR" ] || return 0
+	if [ -S "$DIR/docker/docker.sock" ]; then
+		local ids
+		ids=$(/usr/bin/docker -H "unix://$DIR/docker/docker.sock" ps -aq 2>/dev/null || true)
+		[ -z "$ids" ] || /usr/bin/docker -H "unix://$DIR/docker/docker.sock" rm -f $ids >/dev/null 2>&1 || true
+	fi
+	if [ -f "$DIR/podman/containers.conf" ]; then
+		CONTAINERS_CONF="$DIR/podman/containers.conf" CONTAINERS_STORAGE_CONF="$DIR/podman/storage.conf" \
+			podman rm -af -t 0 >/dev/null 2>&1 || true
+	fi
+	kill_pidfile "$DIR/ssh/sshd.pid"
+	kill_pidfile "$DIR/registry.pid"
+	kill_pidfile "$DIR/tls.pid"
+	kill_pidfile "$DIR/docker.pid"
+	# Whatever the daemons left mounted (overlay layers, container shm).
+	grep -F " $DIR/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null || true
+	done
+}
+
+case "${1:-}" in
+start) shift; cmd_start "$@" ;;
+stop) shift; cmd_stop "$@" ;;
+*) die "usage: bed.sh start DIR [SERVICES...] | bed.sh stop DIR" ;;
+esac
