@@ -71,7 +71,6 @@ struct context {
 	char *source;			/* the repository's origin URL; NULL if none */
 	long long commit_time;		/* seconds since the epoch; 0 without git */
 	char *project_root;		/* local path of the work tree; NULL without project */
-	/* Added by the context engineer: */
 	char **env;			/* "PYSTRIB_...=value" for the image config's Env */
 	size_t nenv;
 	char *created;			/* commit_time as RFC 3339 UTC ("1970-01-01T00:00:00Z" without git) */
