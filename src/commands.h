@@ -8,7 +8,8 @@
  */
 #define PYSTRIB_COMMANDS(X) \
 	X(build, "write a Docker build context (Dockerfile, project, cell) as a tarball") \
-	X(config, "show the effective settings and where each comes from")
+	X(config, "show the effective settings and where each comes from") \
+	X(doctor, "check the config, registry, SSH host, runtime and GPUs, with fixes")
 
 #define X(verb, summary) \
 	int cmd_##verb(int argc, char **argv); \
