@@ -15,8 +15,9 @@
 #include "buf.h"
 #include "config.h"
 #include "error.h"
+#include "testutil.h"
 
-static char tmpdir[64];
+static char *tmpdir;
 static char oldcwd[4096];
 
 static const char *const env_vars[] = {
@@ -27,8 +28,7 @@ static const char *const env_vars[] = {
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/pystrib-test-config-XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
+	tmpdir = test_tmpdir("config");
 	assert_non_null(getcwd(oldcwd, sizeof(oldcwd)));
 	assert_int_equal(chdir(tmpdir), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(env_vars); i++)
@@ -43,21 +43,14 @@ static int teardown(void **state)
 {
 	(void)state;
 	assert_int_equal(chdir(oldcwd), 0);
-	char *cmd = xstrfmt("rm -rf '%s'", tmpdir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	test_tmpdir_remove(tmpdir);
+	tmpdir = NULL;
 	return 0;
 }
 
 static char *write_file(const char *name, const char *text, mode_t mode)
 {
-	char *path = xstrfmt("%s/%s", tmpdir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	chmod(path, mode);
-	return path;
+	return test_write_file(tmpdir, name, text, mode);
 }
 
 /* Runs config_load with stderr captured into `err`. */

@@ -26,51 +26,28 @@
 #include "digest.h"
 #include "error.h"
 #include "tarball.h"
+#include "testutil.h"
 #include "util.h"
 
 static char *tmp_root;
-
-static void PRINTF_LIKE(2, 3) sh(const char *dir, const char *fmt, ...)
-{
-	struct buf cmd = BUF_INIT;
-	va_list ap;
-	buf_addf(&cmd, "cd '%s' && (", dir);
-	va_start(ap, fmt);
-	buf_vaddf(&cmd, fmt, ap);
-	va_end(ap);
-	buf_addstr(&cmd, ") >/dev/null 2>&1");
-	int rc = system(cmd.ptr);
-	if (rc != 0)
-		fail_msg("command failed (%d): %s", rc, cmd.ptr);
-	buf_release(&cmd);
-}
 
 static char *path_in(const char *name)
 {
 	return xstrfmt("%s/%s", tmp_root, name);
 }
 
-#define GIT "git -c user.name=t -c user.email=t@example.com -c init.defaultBranch=main "
-
 static int setup(void **state)
 {
 	(void)state;
-	char tmpl[] = "/tmp/pystrib-test-context-XXXXXX";
-	assert_non_null(mkdtemp(tmpl));
-	tmp_root = xstrdup(tmpl);
-	setenv("HOME", tmp_root, 1);
-	setenv("XDG_CONFIG_HOME", tmp_root, 1);
-	setenv("GIT_CONFIG_NOSYSTEM", "1", 1);
+	tmp_root = test_tmpdir("context");
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	char *cmd = xstrfmt("rm -rf '%s'", tmp_root);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(tmp_root);
+	test_tmpdir_remove(tmp_root);
+	tmp_root = NULL;
 	return 0;
 }
 
@@ -79,7 +56,7 @@ static char *make_project(const char *name)
 {
 	char *d = path_in(name);
 	assert_int_equal(mkdir_p(d, 0755), 0);
-	sh(d, GIT "init -q . && mkdir -p nb pkg data .ipynb_checkpoints"
+	test_sh(d, TEST_GIT "init -q . && mkdir -p nb pkg data .ipynb_checkpoints"
 	   " && printf 'import pkg.mod\\nprint(\"cell\", rank)\\n' > nb/cell.py"
 	   " && printf 'VALUE = 42\\n' > pkg/mod.py && : > pkg/__init__.py"
 	   " && printf '#!/bin/sh\\necho hi\\n' > tool.sh && chmod 755 tool.sh"
@@ -87,7 +64,7 @@ static char *make_project(const char *name)
 	   " && printf 'c' > .ipynb_checkpoints/cell-checkpoint.py"
 	   " && printf '*.bin\\n' > .gitignore && printf '.ipynb_checkpoints/\\n' > .pystribignore"
 	   " && ln -s pkg/mod.py mod_link.py"
-	   " && " GIT "add -A && " GIT "commit -qm init");
+	   " && " TEST_GIT "add -A && " TEST_GIT "commit -qm init");
 	return d;
 }
 
@@ -219,7 +196,7 @@ static void layers_are_deterministic(void **state)
 	build_tar(cell1, t1);
 	/* Another directory, new inodes, different times: a copy made a second later. */
 	sleep(1);
-	sh(tmp_root, "mkdir -p elsewhere && cp -r '%s' '%s' && touch -d '2001-02-03 04:05:06' '%s/pkg/mod.py'",
+	test_sh(tmp_root, "mkdir -p elsewhere && cp -r '%s' '%s' && touch -d '2001-02-03 04:05:06' '%s/pkg/mod.py'",
 	   p1, p2, p2);
 	build(&b, cell2, c2);
 	build_tar(cell2, t2);
@@ -241,7 +218,7 @@ static void layers_are_deterministic(void **state)
 	context_release(&c);
 
 	/* Only mtimes change: same digests (a fresh cache recomputes them). */
-	sh(p1, "touch -d '1999-01-01' nb/cell.py pkg/mod.py tool.sh data/t.csv");
+	test_sh(p1, "touch -d '1999-01-01' nb/cell.py pkg/mod.py tool.sh data/t.csv");
 	build(&c, cell1, c3);
 	assert_string_equal(a.project.digest, c.project.digest);
 	assert_string_equal(a.cell.digest, c.cell.digest);
@@ -276,7 +253,7 @@ static void edits_change_only_their_layer(void **state)
 	 * One byte of the cell, in place (same inode, same size), mtime put
 	 * back: only the ctime tells, and the cell layer changes.
 	 */
-	sh(p, "cp -p nb/cell.py ref && printf '#' | dd of=nb/cell.py bs=1 seek=0 conv=notrunc"
+	test_sh(p, "cp -p nb/cell.py ref && printf '#' | dd of=nb/cell.py bs=1 seek=0 conv=notrunc"
 	   " && touch -r ref nb/cell.py && rm ref");
 	build(&b, cell, cache);
 	assert_string_equal(a.project.digest, b.project.digest);
@@ -285,13 +262,13 @@ static void edits_change_only_their_layer(void **state)
 	assert_non_null(strstr(b.revision, "-dirty"));
 	assert_null(strstr(a.revision, "-dirty"));
 
-	sh(p, "printf 'VALUE = 43\\n' > pkg/mod.py");
+	test_sh(p, "printf 'VALUE = 43\\n' > pkg/mod.py");
 	build(&c, cell, cache);
 	assert_string_not_equal(b.project.digest, c.project.digest);
 	assert_string_equal(b.cell.digest, c.cell.digest);
 
 	/* An executable bit is part of the layer. */
-	sh(p, "chmod 755 pkg/mod.py");
+	test_sh(p, "chmod 755 pkg/mod.py");
 	build(&d, cell, cache);
 	assert_string_not_equal(c.project.digest, d.project.digest);
 
@@ -322,7 +299,7 @@ static void unchanged_layers_come_from_the_cache(void **state)
 	/* Files changed within 2 s are not trusted to the cache (racy); wait that out. */
 	sleep(3);
 	build(&a, cell, cache);
-	sh(cache, "test $(ls index | wc -l) -eq 2");
+	test_sh(cache, "test $(ls index | wc -l) -eq 2");
 	ino_t project_ino = inode_of(a.project.path), cell_ino = inode_of(a.cell.path);
 	build(&b, cell, cache);
 	assert_string_equal(a.project.digest, b.project.digest);
@@ -332,7 +309,7 @@ static void unchanged_layers_come_from_the_cache(void **state)
 	assert_int_equal(inode_of(b.cell.path), cell_ino);
 
 	/* An in-place edit that keeps size and mtime still shows (ctime). */
-	sh(p, "cp -p nb/cell.py ref && printf '#' | dd of=nb/cell.py bs=1 seek=0 conv=notrunc"
+	test_sh(p, "cp -p nb/cell.py ref && printf '#' | dd of=nb/cell.py bs=1 seek=0 conv=notrunc"
 	   " && touch -r ref nb/cell.py && rm ref");
 	build(&c, cell, cache);
 	assert_string_equal(a.project.digest, c.project.digest);
@@ -365,8 +342,8 @@ static void layer_contents(void **state)
 	const char *inputs[] = { input };
 	struct buf content = BUF_INIT;
 
-	sh(tmp_root, "printf '{\"lr\": 0.1}' > params.json");
-	sh(p, "printf 'u' > untracked.txt && mkdir -p .git/x && printf s > .git/x/secret");
+	test_sh(tmp_root, "printf '{\"lr\": 0.1}' > params.json");
+	test_sh(p, "printf 'u' > untracked.txt && mkdir -p .git/x && printf s > .git/x/secret");
 	o.cell = cell;
 	o.inputs = inputs;
 	o.ninputs = 1;
@@ -490,7 +467,7 @@ static void outside_git_and_bad_input(void **state)
 	struct context_options o = { 0 };
 
 	assert_int_equal(mkdir_p(d, 0755), 0);
-	sh(d, "printf 'print(1)\\n' > cell.py && printf x > helper.py && mkdir -p a b"
+	test_sh(d, "printf 'print(1)\\n' > cell.py && printf x > helper.py && mkdir -p a b"
 	   " && printf 1 > a/in.txt && printf 2 > b/in.txt");
 	o.cell = cell;
 	assert_int_equal(context_build(&ctx, &o, cache), 0);
@@ -524,7 +501,7 @@ static void outside_git_and_bad_input(void **state)
 	error_clear();
 
 	/* A failed write leaves nothing behind in the cache. */
-	sh(cache, "ls -a | grep -c tmp; test $(ls -a | grep -c tmp) -eq 0");
+	test_sh(cache, "ls -a | grep -c tmp; test $(ls -a | grep -c tmp) -eq 0");
 	free(d);
 	free(cell);
 	free(cache);
@@ -570,7 +547,7 @@ static void large_project_warning(void **state)
 	assert_null(strstr(err, "is large"));
 	free(err);
 
-	sh(p, "mkdir -p assets/img small && for i in $(seq 1 1005); do : > assets/img/$i.png; done"
+	test_sh(p, "mkdir -p assets/img small && for i in $(seq 1 1005); do : > assets/img/$i.png; done"
 	   " && for i in 1 2 3; do : > small/$i; done");
 	err = capture_stderr(build_into, args);
 	assert_non_null(strstr(err, "is large: 1015 files"));
@@ -580,7 +557,7 @@ static void large_project_warning(void **state)
 	free(err);
 
 	/* Ignoring it, as the warning says, silences it. */
-	sh(p, "printf 'assets/\\n' >> .pystribignore");
+	test_sh(p, "printf 'assets/\\n' >> .pystribignore");
 	err = capture_stderr(build_into, args);
 	assert_null(strstr(err, "is large"));
 	free(err);

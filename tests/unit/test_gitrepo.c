@@ -17,25 +17,10 @@
 #include "buf.h"
 #include "error.h"
 #include "gitrepo.h"
+#include "testutil.h"
 #include "util.h"
 
 static char *tmp_root;
-
-/* Runs a shell command in dir; the test fails if it does. */
-static void PRINTF_LIKE(2, 3) sh(const char *dir, const char *fmt, ...)
-{
-	struct buf cmd = BUF_INIT;
-	va_list ap;
-	buf_addf(&cmd, "cd '%s' && (", dir);
-	va_start(ap, fmt);
-	buf_vaddf(&cmd, fmt, ap);
-	va_end(ap);
-	buf_addstr(&cmd, ") >/dev/null 2>&1");
-	int rc = system(cmd.ptr);
-	if (rc != 0)
-		fail_msg("command failed (%d): %s", rc, cmd.ptr);
-	buf_release(&cmd);
-}
 
 static char *new_dir(const char *name)
 {
@@ -44,28 +29,19 @@ static char *new_dir(const char *name)
 	return d;
 }
 
-#define GIT "git -c user.name=t -c user.email=t@example.com -c init.defaultBranch=main "
-
 static int setup(void **state)
 {
 	(void)state;
-	char tmpl[] = "/tmp/pystrib-test-gitrepo-XXXXXX";
-	assert_non_null(mkdtemp(tmpl));
-	tmp_root = xstrdup(tmpl);
-	/* Keep the user's git config (core.excludesFile, ...) out of the tests. */
-	setenv("HOME", tmp_root, 1);
-	setenv("XDG_CONFIG_HOME", tmp_root, 1);
-	setenv("GIT_CONFIG_NOSYSTEM", "1", 1);
+	/* Keeps the user's git config (core.excludesFile, ...) out of the tests. */
+	tmp_root = test_tmpdir("gitrepo");
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	char *cmd = xstrfmt("rm -rf '%s'", tmp_root);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(tmp_root);
+	test_tmpdir_remove(tmp_root);
+	tmp_root = NULL;
 	return 0;
 }
 
@@ -177,14 +153,14 @@ static void public_url_drops_credentials(void **state)
 static char *make_repo(const char *name)
 {
 	char *d = new_dir(name);
-	sh(d, GIT "init -q . && mkdir -p src data/raw notes .hidden"
+	test_sh(d, TEST_GIT "init -q . && mkdir -p src data/raw notes .hidden"
 	   " && printf 'print(1)\\n' > src/cell.py && printf 'x = 1\\n' > lib.py"
 	   " && printf '#!/bin/sh\\n' > run.sh && chmod 755 run.sh"
 	   " && head -c 5000 /dev/zero > data/raw/big.bin && printf 'a' > data/small.csv"
 	   " && printf 'n' > notes/todo.txt && printf 'h' > .hidden/x"
 	   " && printf '*.bin\\n' > .gitignore && printf 'notes/\\n' > .pystribignore"
 	   " && ln -s lib.py alias.py && ln -s /etc/passwd outside"
-	   " && " GIT "add -A && " GIT "commit -qm init"
+	   " && " TEST_GIT "add -A && " TEST_GIT "commit -qm init"
 	   " && git config remote.origin.url https://u:pw@git.example.com/team/proj.git");
 	return d;
 }
@@ -194,7 +170,7 @@ static void lists_tracked_and_untracked_honouring_ignores(void **state)
 	(void)state;
 	char *d = make_repo("listing");
 	struct gitrepo r;
-	sh(d, "printf 'new' > untracked.txt && printf 'i' > ignored.bin && mkdir -p notes && printf 'u' > notes/new.txt");
+	test_sh(d, "printf 'new' > untracked.txt && printf 'i' > ignored.bin && mkdir -p notes && printf 'u' > notes/new.txt");
 	assert_int_equal(gitrepo_scan(&r, d), 0);
 	assert_non_null(r.worktree);
 	assert_string_equal(r.root, r.worktree);
@@ -247,23 +223,23 @@ static void dirty_state(void **state)
 	gitrepo_release(&r);
 
 	/* Ignored and pystribignored changes do not count. */
-	sh(d, "printf 'x' > other.bin && printf 'changed' > notes/todo.txt && printf 'n' > notes/n.txt");
+	test_sh(d, "printf 'x' > other.bin && printf 'changed' > notes/todo.txt && printf 'n' > notes/n.txt");
 	assert_int_equal(gitrepo_scan(&r, d), 0);
 	assert_string_equal(r.revision, clean);
 	gitrepo_release(&r);
 
-	sh(d, "printf 'y = 2\\n' >> lib.py");
+	test_sh(d, "printf 'y = 2\\n' >> lib.py");
 	assert_int_equal(gitrepo_scan(&r, d), 0);
 	assert_non_null(strstr(r.revision, "-dirty"));
 	assert_int_equal(strncmp(r.revision, clean, 40), 0);
 	gitrepo_release(&r);
 
-	sh(d, GIT "checkout -q lib.py && " GIT "rm -q --cached data/small.csv");	/* staged deletion */
+	test_sh(d, TEST_GIT "checkout -q lib.py && " TEST_GIT "rm -q --cached data/small.csv");	/* staged deletion */
 	assert_int_equal(gitrepo_scan(&r, d), 0);
 	assert_non_null(strstr(r.revision, "-dirty"));
 	gitrepo_release(&r);
 
-	sh(d, GIT "reset -q && rm lib.py");	/* deleted in the work tree */
+	test_sh(d, TEST_GIT "reset -q && rm lib.py");	/* deleted in the work tree */
 	assert_int_equal(gitrepo_scan(&r, d), 0);
 	assert_non_null(strstr(r.revision, "-dirty"));
 	assert_null(find(&r, "lib.py"));
@@ -278,7 +254,7 @@ static void project_in_a_subdirectory(void **state)
 	char *d = make_repo("subdir");
 	char *sub = xstrfmt("%s/data", d);
 	struct gitrepo r;
-	sh(d, "printf 'x' > lib.py.new");	/* untracked outside data/: not our business */
+	test_sh(d, "printf 'x' > lib.py.new");	/* untracked outside data/: not our business */
 	assert_int_equal(gitrepo_scan(&r, sub), 0);
 	assert_string_equal(r.root + strlen(r.root) - 5, "/data");
 	assert_int_equal(r.nfiles, 1);
@@ -295,7 +271,7 @@ static void empty_repository_and_plain_directory(void **state)
 	char *d = new_dir("empty");
 	struct gitrepo r;
 	char *root = NULL;
-	sh(d, GIT "init -q . && printf 'a' > a.py");
+	test_sh(d, TEST_GIT "init -q . && printf 'a' > a.py");
 	assert_int_equal(gitrepo_scan(&r, d), 0);
 	assert_non_null(r.worktree);
 	assert_null(r.revision);	/* no commit yet */
@@ -307,7 +283,7 @@ static void empty_repository_and_plain_directory(void **state)
 	free(d);
 
 	d = new_dir("plain");
-	sh(d, "mkdir -p a/b .git/objects skip keep && printf 1 > a/b/c.py && printf 2 > x.log"
+	test_sh(d, "mkdir -p a/b .git/objects skip keep && printf 1 > a/b/c.py && printf 2 > x.log"
 	   " && printf 3 > .git/config && printf 4 > skip/s && printf 5 > keep/k.log"
 	   " && printf '*.log\\n' > .gitignore && printf 'skip/\\n' > .pystribignore"
 	   " && printf '!k.log\\n' > keep/.gitignore && ln -s a/b ab");
@@ -334,9 +310,9 @@ static void submodules_and_nested_repositories_are_left_out(void **state)
 	char *lib = new_dir("sublib");
 	char *d = new_dir("super");
 	struct gitrepo r;
-	sh(lib, GIT "init -q . && printf 'l' > l.py && " GIT "add -A && " GIT "commit -qm l");
-	sh(d, GIT "init -q . && printf 'm' > m.py && " GIT "-c protocol.file.allow=always submodule add -q '%s' ext"
-	   " && " GIT "commit -qm s && mkdir nested && cd nested && " GIT "init -q . && printf n > n.py", lib);
+	test_sh(lib, TEST_GIT "init -q . && printf 'l' > l.py && " TEST_GIT "add -A && " TEST_GIT "commit -qm l");
+	test_sh(d, TEST_GIT "init -q . && printf 'm' > m.py && " TEST_GIT "-c protocol.file.allow=always submodule add -q '%s' ext"
+	   " && " TEST_GIT "commit -qm s && mkdir nested && cd nested && " TEST_GIT "init -q . && printf n > n.py", lib);
 	assert_int_equal(gitrepo_scan(&r, d), 0);
 	assert_non_null(find(&r, "m.py"));
 	assert_non_null(find(&r, ".gitmodules"));
