@@ -1,0 +1,270 @@
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "follow.h"
+#include "jobrec.h"
+#include "log.h"
+#include "results.h"
+#include "ssh.h"
+#include "util.h"
+
+const char cmd_attach_help[] =
+	"usage: pystrib attach JOB [--results DIR]\n"
+	"\n"
+	"Follows a job as `pystrib run` does: every rank's output from the start,\n"
+	"prefixed with the rank, until the job ends; then fetches its results and\n"
+	"logs, prints a summary, and exits with the job's outcome. If the SSH\n"
+	"connection drops, pystrib reconnects (for up to [remote] reconnect_timeout)\n"
+	"and continues where it was. Ctrl-C detaches and leaves the job running\n"
+	"(stop it with 'pystrib cancel JOB'). JOB is an id, a unique prefix of one,\n"
+	"or 'last'.\n"
+	"\n"
+	"options:\n"
+	"  -r, --results DIR   where to fetch the results (default: where the job's\n"
+	"                      results went before, else [job] results/<id>)\n"
+	"  -h, --help          show this help\n"
+	"\n"
+	"exit codes: 0 the job succeeded, 1 a rank failed (or it was cancelled),\n"
+	"4 the job is lost or its host cannot be reached, 5 it timed out,\n"
+	"130 detached with Ctrl-C.\n"
+	"\n"
+	"With the global --json: output, rank_exit, status, results and done events.\n"
+	"\n"
+	"examples:\n"
+	"  pystrib run --detach train.py -n 4 && pystrib attach last\n";
+
+static char *absolute(const char *path)
+{
+	char cwd[4096];
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return xstrdup(path);
+	return xstrfmt("%s/%s", cwd, path);
+}
+
+static char *results_dir(const struct jobrec *r, const struct config *cfg, const char *want)
+{
+	char *rel, *home, *dest;
+
+	if (want)
+		return absolute(want);
+	if (r->results)
+		return xstrdup(r->results);
+	rel = xstrfmt("%s/%s", cfg->job.results ? cfg->job.results : "pystrib-results", r->id);
+	home = expand_home(rel);
+	dest = absolute(home);
+	free(home);
+	free(rel);
+	return dest;
+}
+
+/* The first rank that failed on its own (not killed by mpirun), else any. */
+static int failed_rank(const struct follow *f)
+{
+	int any = -1;
+	for (int i = 0; i < f->np; i++) {
+		int c = f->ranks[i].exit_code;
+		if (c > 0 && c != 143 && c != 137 && c != 130)
+			return i;
+		if (c != 0 && any < 0)
+			any = i;
+	}
+	return any;
+}
+
+static int exit_code_of(const char *state)
+{
+	if (!strcmp(state, "succeeded"))
+		return 0;
+	if (!strcmp(state, "timeout"))
+		return PS_EXIT_TIMEOUT;
+	if (!strcmp(state, "lost"))
+		return PS_EXIT_REMOTE;
+	return PS_EXIT_RANK;
+}
+
+struct outcome {
+	const struct follow *f;
+	const char *results;
+};
+
+static int record(struct jobrec *r, void *ctx)
+{
+	const struct outcome *o = ctx;
+	const struct follow *f = o->f;
+
+	jobrec_set(&r->state, f->state);
+	jobrec_set(&r->state_reason, f->reason);
+	if (o->results)
+		jobrec_set(&r->results, o->results);
+	if (f->exit_code >= 0)
+		r->exit_code = f->exit_code;
+	if (f->started > 0)
+		r->started = f->started;
+	if (f->ended > 0)
+		r->ended = f->ended;
+	jobrec_set_np(r, f->np);
+	for (int i = 0; i < f->np; i++) {
+		if (f->ranks[i].exit_code >= 0)
+			r->ranks[i].exit_code = f->ranks[i].exit_code;
+		if (f->ranks[i].duration >= 0)
+			r->ranks[i].duration = f->ranks[i].duration;
+	}
+	r->checked = now_wall();
+	return 0;
+}
+
+static void print_indented(const char *text)
+{
+	for (const char *p = text; *p; ) {
+		size_t n = strcspn(p, "\n");
+		fprintf(stderr, "    %.*s\n", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
+static int summarize(const struct jobrec *r, struct follow *f, const char *results)
+{
+	const char *state = f->state ? f->state : "lost";
+	int bad = failed_rank(f), code = exit_code_of(state);
+	const char *tail = bad >= 0 && code ? follow_err_tail(f, bad, 20) : NULL;
+	json_t *ranks;
+
+	if (log_json) {
+		ranks = json_array();
+		for (int i = 0; i < f->np; i++)
+			json_array_append_new(ranks, json_pack("{s:i,s:i,s:f}", "rank", i, "exit_code",
+				f->ranks[i].exit_code, "duration",
+				f->ranks[i].duration >= 0 ? f->ranks[i].duration : 0.0));
+		event_emit("done", "{s:s,s:s,s:i,s:o,s:s?,s:s?,s:i,s:s?,s:s?}", "id", r->id,
+			   "state", state, "exit_code", code, "ranks", ranks, "image", r->image,
+			   "results", results, "failed_rank", bad,
+			   "traceback", tail && *tail ? tail : NULL, "reason", f->reason);
+		return code;
+	}
+	fprintf(stderr, "\njob %s %s", r->id, state);
+	if (f->exit_code >= 0 && code)
+		fprintf(stderr, " (exit %d)", f->exit_code);
+	if (f->reason)
+		fprintf(stderr, ": %s", f->reason);
+	fputc('\n', stderr);
+	for (int i = 0; i < f->np; i++) {
+		const struct follow_rank *fr = &f->ranks[i];
+		if (fr->exit_code < 0)
+			fprintf(stderr, "  rank %d: no exit code (it did not run or was killed)\n", i);
+		else if (fr->duration >= 0)
+			fprintf(stderr, "  rank %d: exit %d in %.2f s\n", i, fr->exit_code, fr->duration);
+		else
+			fprintf(stderr, "  rank %d: exit %d\n", i, fr->exit_code);
+	}
+	if (r->image)
+		fprintf(stderr, "  image:   %s\n", r->image);
+	if (results)
+		fprintf(stderr, "  results: %s\n", results);
+	if (code == PS_EXIT_RANK && bad >= 0) {
+		fprintf(stderr, "rank %d failed (exit %d)%s\n", bad, f->ranks[bad].exit_code,
+			tail && *tail ? "; the end of its stderr:" : "");
+		if (tail && *tail)
+			print_indented(tail);
+	}
+	return code;
+}
+
+static int fetch(struct ssh_conn *conn, const char *dir, const char *dest)
+{
+	struct results_stats st;
+	int ret = results_fetch(conn, dir, dest, NULL, &st);
+	if (ret == SSH_R_DROPPED) {
+		error_clear();
+		if (ssh_conn_reconnect(conn) == 0)
+			ret = results_fetch(conn, dir, dest, NULL, &st);
+	}
+	if (ret < 0) {
+		log_warn("could not fetch the results: %s", error_message());
+		error_clear();
+	}
+	return ret;
+}
+
+int cmd_attach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "results", required_argument, 0, 'r' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct jobrec r;
+	struct config cfg;
+	struct follow f;
+	struct outcome o = { NULL, NULL };
+	struct ssh_conn *conn = NULL;
+	const char *want = NULL;
+	char *dir = NULL, *dest = NULL;
+	int c, ret, have_follow = 0;
+
+	jobrec_init(&r);
+	memset(&cfg, 0, sizeof(cfg));
+	while ((c = cli_getopt(argc, argv, "r:", opts, cmd_attach_help)) != -1) {
+		if (c == CLI_HELP || c == CLI_ERROR)
+			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
+		if (c == 'r')
+			want = optarg;
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(cmd_attach_help, optind < argc ? "attach takes one JOB"
+								      : "attach needs a JOB (an id, a prefix, or 'last')");
+	if (jobrec_resolve(&r, argv[optind]) < 0)
+		return error_report();
+	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
+	    jobrec_check(conn, &cfg, &r) < 0) {
+		ret = error_report();
+		goto out;
+	}
+	if (r.state && !strcmp(r.state, "lost") &&
+	    r.state_reason && strstr(r.state_reason, "is gone")) {
+		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r.id, r.state_reason);
+		if (r.results)
+			error_hint("what was fetched before is in '%s'", r.results);
+		ret = error_report();
+		goto out;
+	}
+	dir = jobrec_remote_dir(&r, &cfg);
+	dest = results_dir(&r, &cfg, want);
+	follow_init(&f, dir, r.np > 0 ? r.np : 1);
+	have_follow = 1;
+	f.reconnect_timeout = cfg.remote.reconnect_timeout;
+	if (follow_job(conn, &f) < 0) {
+		if (error_kind() == PS_EXIT_INTERRUPTED) {
+			error_clear();
+			fprintf(stderr, "\npystrib: detached from job %s; it goes on "
+				"(pystrib attach %s, pystrib cancel %s)\n", r.id, r.id, r.id);
+			ret = PS_EXIT_INTERRUPTED;
+		} else {
+			ret = error_report();
+		}
+		goto out;
+	}
+	o.f = &f;
+	if (fetch(conn, dir, dest) == 0)
+		o.results = dest;
+	if (jobrec_update(r.id, record, &o) < 0) {
+		log_warn("%s", error_message());
+		error_clear();
+	}
+	ret = summarize(&r, &f, o.results);
+out:
+	if (have_follow)
+		follow_release(&f);
+	free(dir);
+	free(dest);
+	ssh_conn_free(conn);
+	config_release(&cfg);
+	jobrec_release(&r);
+	return ret;
+}

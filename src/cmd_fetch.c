@@ -1,0 +1,154 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "jobrec.h"
+#include "log.h"
+#include "results.h"
+#include "ssh.h"
+#include "util.h"
+
+const char cmd_fetch_help[] =
+	"usage: pystrib fetch JOB [--results DIR]\n"
+	"\n"
+	"Fetches a job's results/ and per-rank logs/ from the remote host again:\n"
+	"after a detached run, or to another place. JOB is an id, a unique prefix\n"
+	"of one, or 'last'. A job still running gives what it has written so far.\n"
+	"\n"
+	"The files come as one tar stream over SSH and are unpacked with\n"
+	"libarchive's secure-extraction checks and pystrib's own: no absolute\n"
+	"path, no '..', no link pointing outside DIR, no device or fifo; each\n"
+	"refused entry is named in a warning and skipped.\n"
+	"\n"
+	"options:\n"
+	"  -r, --results DIR   where to put them (default: where the job's results\n"
+	"                      went before, else [job] results/<id>, that is\n"
+	"                      ./pystrib-results/<id>)\n"
+	"  -h, --help          show this help\n"
+	"\n"
+	"With the global --json, a {\"event\":\"results\"} line gives the path.\n"
+	"\n"
+	"examples:\n"
+	"  pystrib fetch last\n"
+	"  pystrib fetch 20261123-0903 --results /data/run42\n";
+
+/* An absolute form of path (relative to the working directory). Caller frees. */
+static char *absolute(const char *path)
+{
+	char cwd[4096];
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return xstrdup(path);
+	return xstrfmt("%s/%s", cwd, path);
+}
+
+static int set_results(struct jobrec *r, void *ctx)
+{
+	jobrec_set(&r->results, ctx);
+	return 0;
+}
+
+/* Fetches, reconnecting after a dropped connection (a few times). 0 or < 0. */
+static int fetch(struct ssh_conn *conn, const char *dir, const char *dest,
+		 struct results_stats *st)
+{
+	int r = SSH_R_FAILED;
+
+	for (int attempt = 0; attempt < 4; attempt++) {
+		if (attempt) {
+			log_warn("the connection to '%s' dropped; reconnecting", ssh_conn_name(conn));
+			error_clear();
+			sleep((unsigned)attempt);
+			if ((r = ssh_conn_reconnect(conn)) < 0)
+				continue;
+		}
+		r = results_fetch(conn, dir, dest, NULL, st);
+		if (r != SSH_R_DROPPED)
+			break;
+	}
+	return r;
+}
+
+int cmd_fetch(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "results", required_argument, 0, 'r' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct jobrec r;
+	struct config cfg;
+	struct ssh_conn *conn = NULL;
+	struct results_stats st = { 0 };
+	const char *want = NULL;
+	char *dest = NULL, *dir = NULL;
+	int c, ret;
+
+	jobrec_init(&r);
+	memset(&cfg, 0, sizeof(cfg));
+	while ((c = cli_getopt(argc, argv, "r:", opts, cmd_fetch_help)) != -1) {
+		if (c == CLI_HELP || c == CLI_ERROR)
+			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
+		if (c == 'r')
+			want = optarg;
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(cmd_fetch_help, optind < argc ? "fetch takes one JOB"
+								      : "fetch needs a JOB (an id, a prefix, or 'last')");
+	if (jobrec_resolve(&r, argv[optind]) < 0)
+		return error_report();
+	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
+	    jobrec_check(conn, &cfg, &r) < 0) {
+		ret = error_report();
+		goto out;
+	}
+	if (r.state && !strcmp(r.state, "lost")) {
+		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r.id,
+			  r.state_reason ? r.state_reason : "its directory is gone");
+		if (r.results)
+			error_hint("what was fetched before is in '%s'", r.results);
+		ret = error_report();
+		goto out;
+	}
+	if (!jobrec_state_final(r.state))
+		log_warn("job '%s' is still %s: fetching what it has written so far", r.id,
+			 r.state ? r.state : "running");
+	if (want)
+		dest = absolute(want);
+	else if (r.results)
+		dest = xstrdup(r.results);
+	else {
+		char *rel = xstrfmt("%s/%s", cfg.job.results ? cfg.job.results : "pystrib-results", r.id);
+		char *home = expand_home(rel);
+		dest = absolute(home);
+		free(home);
+		free(rel);
+	}
+	dir = jobrec_remote_dir(&r, &cfg);
+	if (fetch(conn, dir, dest, &st) < 0) {
+		ret = error_report();
+		goto out;
+	}
+	if (jobrec_update(r.id, set_results, dest) < 0) {
+		log_warn("%s", error_message());
+		error_clear();
+	}
+	if (!log_json)
+		printf("results of job %s in %s (%llu file%s, %llu bytes%s)\n", r.id, dest,
+		       (unsigned long long)st.files, st.files == 1 ? "" : "s",
+		       (unsigned long long)st.bytes,
+		       st.rejected ? ", some entries refused: see the warnings" : "");
+	ret = 0;
+out:
+	free(dest);
+	free(dir);
+	ssh_conn_free(conn);
+	config_release(&cfg);
+	jobrec_release(&r);
+	return ret;
+}

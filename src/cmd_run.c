@@ -1,0 +1,692 @@
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "context.h"
+#include "error.h"
+#include "follow.h"
+#include "jobrec.h"
+#include "launch.h"
+#include "log.h"
+#include "push.h"
+#include "remote_job.h"
+#include "results.h"
+#include "ssh.h"
+#include "util.h"
+
+const char cmd_run_help[] =
+	"usage: pystrib run FILE [-n N] [--remote NAME | --host [USER@]HOST[:PORT]]\n"
+	"                   [--runtime docker|podman|none] [--gpus SPEC] [--timeout SECONDS]\n"
+	"                   [--results DIR] [--env KEY=VALUE]... [--detach]\n"
+	"                   [--accept-new-host-key] [--project DIR | --no-project]\n"
+	"                   [--input PATH]... [-- ARGS...]\n"
+	"\n"
+	"Runs the Python file FILE (a saved notebook cell) as N MPI ranks on the\n"
+	"remote host: builds the cell's image layers (the project, the cell), pushes\n"
+	"only what the registry lacks, starts the job there detached over SSH (it\n"
+	"survives a dropped connection), shows each rank's output as it arrives,\n"
+	"prefixed with the rank ('[0] ...'; stdout to stdout, stderr to stderr), then\n"
+	"fetches the job's results/ and logs and prints a summary per rank. ARGS reach\n"
+	"the cell as sys.argv[1:]; the cell sees rank and world_size as globals, and\n"
+	"RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT and PYSTRIB_RESULTS\n"
+	"(write files there to get them back) in its environment.\n"
+	"\n"
+	"Defaults come from the configuration ([job], [remote]; see 'pystrib config\n"
+	"show'). If the connection drops, pystrib reconnects for up to [remote]\n"
+	"reconnect_timeout seconds and goes on where it was.\n"
+	"\n"
+	"options:\n"
+	"  -n, --np N            number of ranks (default: [job] np)\n"
+	"  -r, --remote NAME     run on the host of [remote.NAME]\n"
+	"      --host DEST       run on [USER@]HOST[:PORT] (a ~/.ssh/config alias works)\n"
+	"      --runtime RT      docker, podman, or none (the host's own mpirun and\n"
+	"                        python, with the cell's files unpacked in the job dir)\n"
+	"      --gpus SPEC       all, a count (2) or device indexes (0,1), dealt over\n"
+	"                        the local ranks as CUDA_VISIBLE_DEVICES\n"
+	"      --timeout SECONDS stop the job (container and every process) after\n"
+	"                        SECONDS, counted from its start on the host; exit 5\n"
+	"      --results DIR     where results/ and logs/ come back (default:\n"
+	"                        [job] results/<job id>, ./pystrib-results/<job id>)\n"
+	"  -e, --env KEY=VALUE   set a variable for every rank (repeatable)\n"
+	"  -d, --detach          submit, print the job id and return ('pystrib attach'\n"
+	"                        follows it later)\n"
+	"      --accept-new-host-key  trust and record the key of a host not yet in\n"
+	"                        known_hosts (a CHANGED key is always refused)\n"
+	CONTEXT_OPTIONS_HELP
+	"  -h, --help            show this help\n"
+	"\n"
+	"Ctrl-C stops the remote job and exits 130. With the global --json, stdout\n"
+	"carries one event per line (job, status, output, rank_exit, results, done).\n"
+	"\n"
+	"exit codes:\n"
+	"  0    every rank exited 0\n"
+	"  1    a rank failed (its stderr's last lines are shown)\n"
+	"  2    usage or configuration error\n"
+	"  3    registry error\n"
+	"  4    SSH or remote-host error (unreachable, host key, login, no runtime)\n"
+	"  5    the job ran past --timeout and was stopped\n"
+	"  130  interrupted (the remote job was stopped)\n"
+	"\n"
+	"examples:\n"
+	"  pystrib run train.py -n 4 --gpus all\n"
+	"  pystrib run sweep.py -n 2 --env LR=0.01 -- --epochs 3\n"
+	"  pystrib run cell.py --host me@gpu1 --runtime none --timeout 600\n"
+	"  pystrib run long.py -n 8 --detach && pystrib attach last\n";
+
+enum {
+	OPT_HOST = 0x400, OPT_RUNTIME, OPT_GPUS, OPT_TIMEOUT, OPT_RESULTS, OPT_ACCEPT,
+};
+
+struct run {
+	struct config cfg;
+	struct context_options copts;
+	struct context ctx;
+	struct pushed_image img;
+	int have_img;
+	struct ssh_target target;
+	struct ssh_conn *conn;
+	const char *remote, *host, *results_flag;
+	const char **env;
+	size_t nenv;
+	char **args;
+	int accept_new, detach;
+	char id[JOBREC_ID_SIZE];
+	char *dir;
+	char *results;
+	double created;
+	struct follow f;
+	int have_follow;
+};
+
+#pragma weak push_image
+#pragma weak pushed_image_release
+
+/* The registry password, as [registry] says where it is; NULL if none. */
+static char *registry_password(const struct registry_config *rc)
+{
+	if (rc->password_env) {
+		const char *v = getenv(rc->password_env);
+		return v && *v ? xstrdup(v) : NULL;
+	}
+	if (rc->password_file) {
+		char *path = expand_home(rc->password_file);
+		struct buf b;
+		buf_init(&b, 64 << 10);
+		int r = buf_read_file(&b, path);
+		free(path);
+		if (r < 0) {
+			buf_release(&b);
+			return NULL;
+		}
+		buf_rtrim(&b);
+		return buf_detach(&b, NULL);
+	}
+	return rc->password ? xstrdup(rc->password) : NULL;
+}
+
+static void wipe(char *s)
+{
+	if (s) {
+		memset(s, 0, strlen(s));
+		free(s);
+	}
+}
+
+/* "REGISTRY/REPO@sha256:..." with the registry part replaced by pull_registry. */
+static char *pull_reference(const struct pushed_image *img, const char *pull_registry)
+{
+	if (!pull_registry || !*pull_registry)
+		return xstrdup(img->pinned);
+	const char *p = strstr(pull_registry, "://");
+	p = p ? p + 3 : pull_registry;
+	size_t n = strlen(p);
+	while (n && p[n - 1] == '/')
+		n--;
+	return xstrfmt("%.*s/%s@%s", (int)n, p, img->repository, img->digest);
+}
+
+static char *registry_host(const char *ref)
+{
+	return xstrndup(ref, strcspn(ref, "/"));
+}
+
+static char *job_json(struct run *r, const char *image, const char *cell)
+{
+	json_t *args = json_array();
+	for (char **a = r->args; a && *a; a++)
+		json_array_append_new(args, json_string(*a));
+	json_t *j = json_pack("{s:s,s:i,s:s,s:s?,s:s?,s:s,s:o,s:f,s:s?,s:s?,s:s?}",
+			      "id", r->id, "np", r->cfg.job.np,
+			      "runtime", runtime_name(r->cfg.remote.runtime),
+			      "image", image, "digest", r->have_img ? r->img.digest : NULL,
+			      "cell", cell, "argv", args, "created", r->created,
+			      "remote", r->remote, "revision", r->ctx.revision,
+			      "gpus", r->cfg.remote.gpus);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return s ? s : xstrdup("{}");
+}
+
+static int submit(struct run *r, const char *cell)
+{
+	struct launch_spec s;
+	struct buf script = BUF_INIT;
+	char *image = NULL, *json = NULL, *password = NULL, *login = NULL;
+	char *cell_layer = NULL, *project_layer = NULL;
+	const struct config *cfg = &r->cfg;
+	int ret = -1;
+
+	memset(&s, 0, sizeof(s));
+	s.id = r->id;
+	s.runtime = cfg->remote.runtime;
+	s.np = cfg->job.np;
+	s.timeout = cfg->job.timeout;
+	s.env = r->env;
+	s.nenv = r->nenv;
+	s.gpus = cfg->remote.gpus;
+	s.mpirun_args = cfg->remote.mpirun_args;
+	s.args = (const char *const *)r->args;
+	if (s.runtime == RUNTIME_NONE) {
+		if ((ret = remote_job_put_layer(r->conn, cfg->remote.workdir, r->ctx.cell.digest,
+						r->ctx.cell.path)) < 0)
+			goto out;
+		cell_layer = xstrfmt("../../layers/%s.tar.gz", r->ctx.cell.digest + 7);
+		if (r->ctx.project.size > 0) {
+			if ((ret = remote_job_put_layer(r->conn, cfg->remote.workdir,
+							r->ctx.project.digest,
+							r->ctx.project.path)) < 0)
+				goto out;
+			project_layer = xstrfmt("../../layers/%s.tar.gz", r->ctx.project.digest + 7);
+		}
+		s.cell_layer = cell_layer;
+		s.project_layer = project_layer;
+		s.python = cfg->remote.python;
+		s.setup = cfg->remote.setup;
+		s.workdir = r->ctx.workdir;
+		s.image_env = (const char *const *)r->ctx.env;
+		s.nimage_env = r->ctx.nenv;
+	} else {
+		image = pull_reference(&r->img, cfg->remote.pull_registry);
+		s.image = image;
+		s.tls_verify_off = cfg->registry.insecure ||
+			(cfg->registry.url && !strncmp(cfg->registry.url, "http://", 7));
+		if (cfg->registry.username) {
+			password = registry_password(&cfg->registry);
+			if (password) {
+				login = registry_host(image);
+				s.login_registry = login;
+				s.login_user = cfg->registry.username;
+			}
+		}
+	}
+	json = job_json(r, r->have_img ? r->img.reference : NULL, cell);
+	if ((ret = launch_script(&s, &script)) < 0)
+		goto out;
+	ret = remote_job_submit(r->conn, r->dir, json, script.ptr, password);
+out:
+	wipe(password);
+	free(login);
+	free(image);
+	free(json);
+	free(cell_layer);
+	free(project_layer);
+	buf_release(&script);
+	return ret;
+}
+
+static void save_record(struct run *r, const char *cell)
+{
+	struct jobrec rec;
+	jobrec_init(&rec);
+	jobrec_set(&rec.id, r->id);
+	jobrec_set(&rec.remote, r->remote);
+	jobrec_set(&rec.host, r->host);
+	jobrec_set(&rec.host_name, ssh_conn_name(r->conn));
+	jobrec_set(&rec.jobdir, r->dir);
+	jobrec_set(&rec.runtime, runtime_name(r->cfg.remote.runtime));
+	if (r->have_img) {
+		jobrec_set(&rec.image, r->img.reference);
+		jobrec_set(&rec.digest, r->img.digest);
+	}
+	jobrec_set(&rec.revision, r->ctx.revision);
+	jobrec_set(&rec.cell, cell);
+	jobrec_set(&rec.results, r->results);
+	jobrec_set(&rec.state, "submitted");
+	jobrec_set_np(&rec, r->cfg.job.np);
+	rec.created = r->created;
+	if (jobrec_save(&rec) < 0) {
+		log_warn("%s", error_message());
+		error_clear();
+	}
+	jobrec_release(&rec);
+}
+
+struct final {
+	const char *state;
+	const char *reason;
+	int exit_code;
+	const struct follow *f;
+	const char *results;
+};
+
+static int update_record(struct jobrec *rec, void *ctx)
+{
+	const struct final *fin = ctx;
+	const struct follow *f = fin->f;
+	jobrec_set(&rec->state, fin->state);
+	jobrec_set(&rec->state_reason, fin->reason);
+	jobrec_set(&rec->results, fin->results);
+	rec->exit_code = fin->exit_code;
+	rec->checked = now_wall();
+	if (f) {
+		if (f->started > 0)
+			rec->started = f->started;
+		if (f->ended > 0)
+			rec->ended = f->ended;
+		jobrec_set_np(rec, f->np);
+		for (int i = 0; i < f->np; i++) {
+			rec->ranks[i].exit_code = f->ranks[i].exit_code;
+			rec->ranks[i].duration = f->ranks[i].duration;
+		}
+	}
+	return 0;
+}
+
+static void finish_record(struct run *r, const char *state, const char *reason, int code,
+			  const char *results)
+{
+	struct final fin = { state, reason, code, r->have_follow ? &r->f : NULL, results };
+	if (jobrec_update(r->id, update_record, &fin) < 0) {
+		log_warn("%s", error_message());
+		error_clear();
+	}
+}
+
+/* Stops the job after Ctrl-C or a timeout; the state it ended in, or NULL. */
+static char *stop_job(struct run *r, const char *final)
+{
+	char *state = NULL;
+	interrupted = 0;
+	error_clear();
+	fprintf(stderr, "pystrib: stopping job %s on '%s'\n", r->id, ssh_conn_name(r->conn));
+	if (remote_job_cancel(r->conn, r->dir, final, &state) < 0) {
+		if (ssh_conn_reconnect(r->conn) == 0)
+			remote_job_cancel(r->conn, r->dir, final, &state);
+	}
+	if (!state) {
+		log_warn("could not stop job %s: %s", r->id, error_message());
+		error_clear();
+	}
+	return state;
+}
+
+static int fetch(struct run *r)
+{
+	struct results_stats st;
+	int ret = results_fetch(r->conn, r->dir, r->results, NULL, &st);
+	if (ret == SSH_R_DROPPED) {
+		error_clear();
+		if (ssh_conn_reconnect(r->conn) == 0)
+			ret = results_fetch(r->conn, r->dir, r->results, NULL, &st);
+	}
+	if (ret < 0) {
+		log_warn("could not fetch the results: %s", error_message());
+		error_clear();
+		return -1;
+	}
+	return 0;
+}
+
+/* Which rank to blame: the first that failed on its own (not killed by mpirun). */
+static int failed_rank(const struct follow *f)
+{
+	int any = -1;
+	for (int i = 0; i < f->np; i++) {
+		int c = f->ranks[i].exit_code;
+		if (c > 0 && c != 143 && c != 137 && c != 130)
+			return i;
+		if (c != 0 && any < 0)
+			any = i;
+	}
+	return any;
+}
+
+/* The last lines of a local file (logs/job.err); caller frees. */
+static char *file_tail(const char *path, int lines)
+{
+	struct buf b;
+	buf_init(&b, 8 << 20);
+	if (buf_read_file(&b, path) < 0) {
+		buf_release(&b);
+		return xstrdup("");
+	}
+	buf_rtrim(&b);
+	size_t i = b.len;
+	while (i > 0) {
+		if (b.ptr[i - 1] == '\n' && --lines <= 0)
+			break;
+		i--;
+	}
+	char *s = xstrdup(b.ptr + i);
+	buf_release(&b);
+	return s;
+}
+
+static void print_indented(const char *text)
+{
+	for (const char *p = text; *p; ) {
+		size_t n = strcspn(p, "\n");
+		fprintf(stderr, "    %.*s\n", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
+/* Summary, done event, exit code. */
+static int summarize(struct run *r, int fetched)
+{
+	struct follow *f = &r->f;
+	const char *state = f->state ? f->state : "lost";
+	int bad = failed_rank(f), code;
+	char *tail = NULL;
+	json_t *ranks = json_array();
+
+	if (!strcmp(state, "succeeded"))
+		code = 0;
+	else if (!strcmp(state, "timeout"))
+		code = PS_EXIT_TIMEOUT;
+	else if (!strcmp(state, "lost"))
+		code = PS_EXIT_REMOTE;
+	else if (!strcmp(state, "cancelled"))
+		code = interrupted ? PS_EXIT_INTERRUPTED : PS_EXIT_RANK;
+	else
+		code = PS_EXIT_RANK;
+
+	if (bad >= 0 && strcmp(state, "succeeded")) {
+		tail = xstrdup(follow_err_tail(f, bad, 20));
+	} else if (code == PS_EXIT_RANK && fetched) {
+		char *p = xstrfmt("%s/logs/job.err", r->results);
+		tail = file_tail(p, 20);
+		free(p);
+	}
+	for (int i = 0; i < f->np; i++)
+		json_array_append_new(ranks, json_pack("{s:i,s:i,s:f}", "rank", i, "exit_code",
+						       f->ranks[i].exit_code, "duration",
+						       f->ranks[i].duration >= 0 ? f->ranks[i].duration : 0.0));
+	if (log_json) {
+		event_emit("done", "{s:s,s:s,s:i,s:o,s:s?,s:s?,s:i,s:s?,s:s?}", "id", r->id,
+			   "state", state, "exit_code", code, "ranks", ranks,
+			   "image", r->have_img ? r->img.reference : NULL,
+			   "results", fetched ? r->results : NULL, "failed_rank", bad,
+			   "traceback", tail && *tail ? tail : NULL, "reason", f->reason);
+		ranks = NULL;
+	} else {
+		fprintf(stderr, "\njob %s %s", r->id, state);
+		if (f->exit_code >= 0 && strcmp(state, "succeeded"))
+			fprintf(stderr, " (exit %d)", f->exit_code);
+		if (f->reason)
+			fprintf(stderr, ": %s", f->reason);
+		fputc('\n', stderr);
+		for (int i = 0; i < f->np; i++) {
+			struct follow_rank *fr = &f->ranks[i];
+			if (fr->exit_code < 0)
+				fprintf(stderr, "  rank %d: no exit code (it did not run or was killed)\n", i);
+			else if (fr->duration >= 0)
+				fprintf(stderr, "  rank %d: exit %d in %.2f s\n", i, fr->exit_code,
+					fr->duration);
+			else
+				fprintf(stderr, "  rank %d: exit %d\n", i, fr->exit_code);
+		}
+		if (r->have_img)
+			fprintf(stderr, "  image:   %s\n", r->img.reference);
+		if (fetched)
+			fprintf(stderr, "  results: %s\n", r->results);
+		if (code == PS_EXIT_RANK && tail && *tail) {
+			if (bad >= 0)
+				fprintf(stderr, "rank %d failed (exit %d); the end of its stderr:\n", bad,
+					f->ranks[bad].exit_code);
+			else
+				fprintf(stderr, "the job failed before its ranks ran; the end of logs/job.err:\n");
+			print_indented(tail);
+		} else if (code == PS_EXIT_RANK && bad >= 0) {
+			fprintf(stderr, "rank %d failed (exit %d)\n", bad, f->ranks[bad].exit_code);
+		}
+	}
+	json_decref(ranks);
+	finish_record(r, state, f->reason, f->exit_code, fetched ? r->results : NULL);
+	free(tail);
+	return code;
+}
+
+static int add_env(struct run *r, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	if (!eq || !launch_env_name_ok(kv, (size_t)(eq - kv)))
+		return error_set(PS_EXIT_USAGE, "invalid --env '%s'", kv),
+		       error_hint("write --env KEY=VALUE, KEY made of letters, digits and _");
+	r->env = xrealloc(r->env, (r->nenv + 1) * sizeof(*r->env));
+	r->env[r->nenv++] = kv;
+	return 0;
+}
+
+static void on_state(void *ctx, const char *state)
+{
+	(void)ctx;
+	if (!log_json && (!strcmp(state, "pulling") || log_verbosity > 0))
+		fprintf(stderr, "pystrib: %s\n", !strcmp(state, "pulling") ? "pulling the image" : state);
+}
+
+static int parse(struct run *r, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "np", required_argument, 0, 'n' },
+		{ "remote", required_argument, 0, 'r' },
+		{ "host", required_argument, 0, OPT_HOST },
+		{ "runtime", required_argument, 0, OPT_RUNTIME },
+		{ "gpus", required_argument, 0, OPT_GPUS },
+		{ "timeout", required_argument, 0, OPT_TIMEOUT },
+		{ "results", required_argument, 0, OPT_RESULTS },
+		{ "env", required_argument, 0, 'e' },
+		{ "detach", no_argument, 0, 'd' },
+		{ "accept-new-host-key", no_argument, 0, OPT_ACCEPT },
+		CONTEXT_LONG_OPTIONS,
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	const char *np = NULL, *runtime = NULL, *gpus = NULL, *timeout = NULL;
+	int c, k;
+
+	while ((c = cli_getopt(argc, argv, "n:r:e:d", opts, cmd_run_help)) != -1) {
+		if (c == CLI_HELP)
+			return 1;
+		if (c == CLI_ERROR)
+			return -PS_EXIT_USAGE;
+		if ((k = context_option(&r->copts, c, optarg)) < 0)
+			return -1;
+		if (k > 0)
+			continue;
+		switch (c) {
+		case 'n': np = optarg; break;
+		case 'r': r->remote = optarg; break;
+		case OPT_HOST: r->host = optarg; break;
+		case OPT_RUNTIME: runtime = optarg; break;
+		case OPT_GPUS: gpus = optarg; break;
+		case OPT_TIMEOUT: timeout = optarg; break;
+		case OPT_RESULTS: r->results_flag = optarg; break;
+		case 'e':
+			if (add_env(r, optarg) < 0)
+				return -1;
+			break;
+		case 'd': r->detach = 1; break;
+		case OPT_ACCEPT: r->accept_new = 1; break;
+		}
+	}
+	if (optind >= argc)
+		return -(cli_usage_error(cmd_run_help, "run needs the cell FILE"));
+	if (r->remote && r->host)
+		return -(cli_usage_error(cmd_run_help, "--remote and --host both say where; give one"));
+	r->copts.cell = argv[optind];
+	r->args = argv + optind + 1;
+	if (config_load(&r->cfg, cli.config_file, r->remote) < 0 ||
+	    (np && config_set(&r->cfg, "job.np", np, "flag --np") < 0) ||
+	    (runtime && config_set(&r->cfg, "remote.runtime", runtime, "flag --runtime") < 0) ||
+	    (gpus && config_set(&r->cfg, "remote.gpus", gpus, "flag --gpus") < 0) ||
+	    (timeout && config_set(&r->cfg, "job.timeout", timeout, "flag --timeout") < 0))
+		return -1;
+	return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run r;
+	char *cache = NULL;
+	const char *exclude[1];
+	int ret, rc;
+
+	memset(&r, 0, sizeof(r));
+	rc = parse(&r, argc, argv);
+	if (rc == 1) {
+		ret = 0;
+		goto out;
+	}
+	if (rc < 0) {
+		ret = rc == -1 ? error_report() : -rc;
+		goto out;
+	}
+	if (access(r.copts.cell, R_OK) < 0) {
+		error_set(PS_EXIT_USAGE, "cannot read '%s': %s", r.copts.cell, strerror(errno));
+		ret = error_report();
+		goto out;
+	}
+	/* Where the results come back, and never into the image. */
+	if (jobrec_new_id(r.id) < 0) {
+		ret = error_report();
+		goto out;
+	}
+	r.created = now_wall();
+	r.results = r.results_flag ? xstrdup(r.results_flag)
+		  : xstrfmt("%s/%s", r.cfg.job.results ? r.cfg.job.results : "./pystrib-results", r.id);
+	exclude[0] = r.results_flag ? r.results_flag
+		   : (r.cfg.job.results ? r.cfg.job.results : "./pystrib-results");
+	r.copts.exclude = exclude;
+	r.copts.nexclude = 1;
+	r.copts.base = r.cfg.image.base;
+
+	/* Where it runs: checked before building anything. */
+	if (ssh_target_from_config(&r.target, &r.cfg) < 0) {
+		if (!r.host) {
+			ret = error_report();
+			goto out;
+		}
+		error_clear();
+	}
+	if (r.host && ssh_target_parse(&r.target, r.host) < 0) {
+		ret = error_report();
+		goto out;
+	}
+
+	cache = context_cache_dir();
+	if (context_build(&r.ctx, &r.copts, cache) < 0) {
+		ret = error_report();
+		goto out;
+	}
+	if (r.cfg.remote.runtime != RUNTIME_NONE) {
+		if (!push_image) {
+			error_set(PS_EXIT_REGISTRY, "this pystrib cannot push images yet");
+			error_hint("use --runtime none");
+			ret = error_report();
+			goto out;
+		}
+		if (push_image(&r.cfg, &r.ctx, NULL, &r.img) < 0) {
+			ret = error_report();
+			goto out;
+		}
+		r.have_img = 1;
+	}
+	rc = ssh_conn_open(&r.conn, &r.target, r.accept_new ? SSH_ACCEPT_NEW_HOSTKEY : 0);
+	if (rc < 0) {
+		if (rc == SSH_R_HOSTKEY_UNKNOWN && !error_hint_text())
+			error_hint("check the fingerprint, then run again with --accept-new-host-key "
+				   "(or 'pystrib doctor --trust-host')");
+		ret = error_report();
+		goto out;
+	}
+	r.dir = remote_job_dir(r.cfg.remote.workdir, r.id);
+	if (submit(&r, r.copts.cell) < 0) {
+		if (error_kind() == PS_EXIT_INTERRUPTED) {
+			char *st = stop_job(&r, "cancelled");
+			free(st);
+			error_set(PS_EXIT_INTERRUPTED, "interrupted");
+		}
+		ret = error_report();
+		goto out;
+	}
+	save_record(&r, r.copts.cell);
+	event_emit("job", "{s:s,s:s?,s:s,s:i,s:s?,s:s,s:s}", "id", r.id, "remote", r.remote,
+		   "host", ssh_conn_name(r.conn), "np", r.cfg.job.np,
+		   "image", r.have_img ? r.img.reference : NULL,
+		   "runtime", runtime_name(r.cfg.remote.runtime), "dir", r.dir);
+	if (r.detach) {
+		if (!log_json)
+			printf("%s\n", r.id);
+		ret = 0;
+		goto out;
+	}
+	if (!log_json)
+		fprintf(stderr, "pystrib: job %s: %d rank%s on '%s' (%s)\n", r.id, r.cfg.job.np,
+			r.cfg.job.np == 1 ? "" : "s", ssh_conn_name(r.conn),
+			runtime_name(r.cfg.remote.runtime));
+
+	follow_init(&r.f, r.dir, r.cfg.job.np);
+	r.have_follow = 1;
+	r.f.reconnect_timeout = r.cfg.remote.reconnect_timeout;
+	r.f.on_state = on_state;
+	/* The job's own watchdog stops it at --timeout; this is for a host that cannot. */
+	if (r.cfg.job.timeout > 0)
+		r.f.deadline = now_monotonic() + r.cfg.job.timeout + 30;
+	rc = follow_job(r.conn, &r.f);
+	if (rc == SSH_R_INTERRUPTED || rc == SSH_R_TIMEOUT) {
+		int intr = rc == SSH_R_INTERRUPTED;
+		char *st = stop_job(&r, intr ? "cancelled" : "timeout");
+		int fetched = fetch(&r) == 0;
+		finish_record(&r, st ? st : (intr ? "cancelled" : "timeout"), NULL, -1,
+			      fetched ? r.results : NULL);
+		event_emit("done", "{s:s,s:s,s:i,s:s?}", "id", r.id, "state",
+			   st ? st : (intr ? "cancelled" : "timeout"), "exit_code",
+			   intr ? PS_EXIT_INTERRUPTED : PS_EXIT_TIMEOUT, "results",
+			   fetched ? r.results : NULL);
+		if (!log_json)
+			fprintf(stderr, "pystrib: job %s %s\n", r.id, st ? st : "may still run");
+		free(st);
+		ret = intr ? PS_EXIT_INTERRUPTED : PS_EXIT_TIMEOUT;
+		goto out;
+	}
+	if (rc < 0) {
+		error_hint("the job goes on running there: 'pystrib attach %s' follows it again",
+			   r.id);
+		ret = error_report();
+		goto out;
+	}
+	ret = summarize(&r, fetch(&r) == 0);
+out:
+	if (r.have_follow)
+		follow_release(&r.f);
+	ssh_conn_free(r.conn);
+	ssh_target_release(&r.target);
+	if (r.have_img && pushed_image_release)
+		pushed_image_release(&r.img);
+	context_release(&r.ctx);
+	context_options_release(&r.copts);
+	config_release(&r.cfg);
+	free(cache);
+	free(r.env);
+	free(r.dir);
+	free(r.results);
+	return ret;
+}

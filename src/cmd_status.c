@@ -1,0 +1,145 @@
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "jobrec.h"
+#include "log.h"
+#include "ssh.h"
+#include "util.h"
+
+const char cmd_status_help[] =
+	"usage: pystrib status JOB\n"
+	"\n"
+	"Shows one job in detail: where it runs, its state (asked from the remote\n"
+	"host), image, git revision, times, and per rank the exit code and\n"
+	"duration. JOB is an id, a unique prefix of one, or 'last'.\n"
+	"\n"
+	"When the remote host cannot be reached, the last known state is shown,\n"
+	"marked as such, and the exit code is 4. A job whose directory was removed\n"
+	"on the remote host is 'lost', with the reason.\n"
+	"\n"
+	"options:\n"
+	"  -h, --help          show this help\n"
+	"\n"
+	"With the global --json, one {\"event\":\"job\"} line with the record's fields\n"
+	"and `ranks` (list of {rank, exit_code, duration}).\n"
+	"\n"
+	"examples:\n"
+	"  pystrib status last\n"
+	"  pystrib status 20261123-0903\n";
+
+static void line(const char *key, const char *value)
+{
+	if (value && *value)
+		printf("%-10s %s\n", key, value);
+}
+
+static void show(const struct jobrec *r, const char *stale)
+{
+	char t[64], state[512];
+	char *where = NULL;
+
+	line("job", r->id);
+	where = xstrfmt("%s%s%s%s", jobrec_remote_label(r), r->host_name ? " (" : "",
+			r->host_name ? r->host_name : "", r->host_name ? ")" : "");
+	line("remote", where);
+	line("directory", r->jobdir);
+	snprintf(state, sizeof(state), "%s%s%s%s", r->state ? r->state : "unknown",
+		 r->state_reason ? " (" : "", r->state_reason ? r->state_reason : "",
+		 r->state_reason ? ")" : "");
+	line("state", state);
+	if (stale) {
+		char *checked = xstrfmt("last known%s%s; %s", r->checked > 0 ? ", checked " : "",
+					r->checked > 0 ? jobrec_fmt_time(t, sizeof(t), r->checked) : "",
+					stale);
+		line("", checked);
+		free(checked);
+	}
+	if (r->exit_code >= 0) {
+		snprintf(t, sizeof(t), "%d", r->exit_code);
+		line("exit", t);
+	}
+	line("runtime", r->runtime);
+	line("image", r->image);
+	line("revision", r->revision);
+	line("cell", r->cell);
+	line("submitted", r->created > 0 ? jobrec_fmt_time(t, sizeof(t), r->created) : NULL);
+	line("started", r->started > 0 ? jobrec_fmt_time(t, sizeof(t), r->started) : NULL);
+	line("ended", r->ended > 0 ? jobrec_fmt_time(t, sizeof(t), r->ended) : NULL);
+	if (r->started > 0 && r->ended >= r->started)
+		line("duration", jobrec_fmt_duration(t, sizeof(t), r->ended - r->started));
+	line("results", r->results);
+	if (r->np > 0) {
+		printf("\n%-6s %-6s %s\n", "RANK", "EXIT", "DURATION");
+		for (int i = 0; i < r->np; i++) {
+			char code[16];
+			snprintf(code, sizeof(code), "%d", r->ranks[i].exit_code);
+			printf("%-6d %-6s %s\n", i, r->ranks[i].exit_code >= 0 ? code : "-",
+			       jobrec_fmt_duration(t, sizeof(t), r->ranks[i].duration));
+		}
+	}
+	free(where);
+}
+
+static void emit(const struct jobrec *r, const char *stale)
+{
+	json_t *ranks = json_array();
+	for (int i = 0; i < r->np; i++)
+		json_array_append_new(ranks, json_pack("{s:i,s:o,s:o}", "rank", i, "exit_code",
+			r->ranks[i].exit_code >= 0 ? json_integer(r->ranks[i].exit_code) : json_null(),
+			"duration", r->ranks[i].duration >= 0 ? json_real(r->ranks[i].duration)
+							      : json_null()));
+	event_emit("job", "{s:s,s:s?,s:s?,s:s?,s:i,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:b,s:s?,s:o,"
+		   "s:f,s:f,s:f,s:s?,s:o}",
+		   "id", r->id, "remote", r->remote, "host", r->host_name, "jobdir", r->jobdir,
+		   "np", r->np, "image", r->image, "digest", r->digest, "runtime", r->runtime,
+		   "revision", r->revision, "cell", r->cell, "state", r->state,
+		   "stale", stale != NULL, "reason", stale ? stale : r->state_reason,
+		   "exit_code", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null(),
+		   "created", r->created, "started", r->started, "ended", r->ended,
+		   "results", r->results, "ranks", ranks);
+}
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct jobrec r;
+	struct config cfg;
+	struct ssh_conn *conn = NULL;
+	char *stale = NULL;
+	int c, ret = 0;
+
+	jobrec_init(&r);
+	memset(&cfg, 0, sizeof(cfg));
+	while ((c = cli_getopt(argc, argv, "", opts, cmd_status_help)) != -1)
+		if (c == CLI_HELP || c == CLI_ERROR)
+			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
+	if (optind + 1 != argc)
+		return cli_usage_error(cmd_status_help, optind < argc ? "status takes one JOB"
+								       : "status needs a JOB (an id, a prefix, or 'last')");
+	if (jobrec_resolve(&r, argv[optind]) < 0)
+		return error_report();
+	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
+	    jobrec_check(conn, &cfg, &r) < 0) {
+		/* Shown anyway: the last known state is worth having. */
+		stale = xstrdup(error_message());
+		ret = error_report();
+	}
+	if (log_json)
+		emit(&r, stale);
+	else
+		show(&r, stale);
+	free(stale);
+	ssh_conn_free(conn);
+	config_release(&cfg);
+	jobrec_release(&r);
+	return ret;
+}

@@ -1,0 +1,362 @@
+#include "launch.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+#include "error.h"
+#include "shquote.h"
+
+/* Appends " WORD" (quoted). */
+static void word(struct buf *b, const char *w)
+{
+	buf_addch(b, ' ');
+	shquote_arg(b, w);
+}
+
+/* Appends " A B C" joined as one word (quoted), e.g. KEY=VALUE. */
+static void word3(struct buf *b, const char *a, const char *v, const char *c)
+{
+	char *s = xstrfmt("%s%s%s", a, v, c);
+	word(b, s);
+	free(s);
+}
+
+int launch_env_name_ok(const char *name, size_t len)
+{
+	if (!len || !(isalpha((unsigned char)name[0]) || name[0] == '_'))
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if (!(isalnum((unsigned char)name[i]) || name[i] == '_'))
+			return 0;
+	return 1;
+}
+
+/* "all", a count, or a list of indexes "0,1,3". */
+static int gpus_ok(const char *g)
+{
+	if (!strcmp(g, "all"))
+		return 1;
+	if (!*g || *g == ',' || g[strlen(g) - 1] == ',' || strstr(g, ",,"))
+		return 0;
+	for (const char *p = g; *p; p++)
+		if (!isdigit((unsigned char)*p) && *p != ',')
+			return 0;
+	return 1;
+}
+
+/* The words of mpirun_args, split on blanks, each quoted. */
+static void mpirun_words(struct buf *b, const char *args)
+{
+	const char *p = args;
+	while (p && *p) {
+		p += strspn(p, " \t\n");
+		size_t n = strcspn(p, " \t\n");
+		if (!n)
+			break;
+		char *w = xstrndup(p, n);
+		word(b, w);
+		free(w);
+		p += n;
+	}
+}
+
+/*
+ * "/pystrib/rest" as it lies in the job directory for runtime none:
+ * "$J"/'rest' ("/pystrib/cell/x" -> "$J"/'cell/x').
+ */
+static void job_path(struct buf *b, const char *image_path)
+{
+	const char *rest = image_path;
+	if (!strncmp(rest, "/pystrib/", 9))
+		rest += 9;
+	else if (!strcmp(rest, "/pystrib"))
+		rest = "";
+	while (*rest == '/')
+		rest++;
+	buf_addstr(b, "\"$J\"");
+	if (*rest) {
+		buf_addch(b, '/');
+		shquote_arg(b, rest);
+	}
+}
+
+static const char prologue[] =
+	"J=$(pwd -P) || exit 1\n"
+	"umask 022\n"
+	"mkdir -p \"$J/logs\" \"$J/results\"\n"
+	"set_state() { printf '%s\\n' \"$1\" > \"$J/state.tmp\" && mv -f \"$J/state.tmp\" \"$J/state\"; }\n"
+	"now() { date +%s.%N; }\n"
+	"printf '%s\\n' $$ > \"$J/pid.tmp\" && mv -f \"$J/pid.tmp\" \"$J/pid\"\n"
+	"now > \"$J/started\"\n"
+	"stop=''\n"
+	"child=''\n"
+	"stop_container() { :; }\n"
+	"cleanup() { :; }\n"
+	/* A trapped signal interrupts `wait`, never a foreground command: every long
+	 * step runs in the background and is waited for here. */
+	"on_signal() {\n"
+	"\t[ -n \"$stop\" ] || stop=cancelled\n"
+	"\t[ -f \"$J/timedout\" ] && stop=timeout\n"
+	"\t[ -z \"$child\" ] || kill -TERM \"$child\" 2>/dev/null\n"
+	"\tstop_container\n"
+	"}\n"
+	"trap on_signal TERM INT HUP\n"
+	"run_bg() {\n"
+	"\t[ -z \"$stop\" ] || return 143\n"
+	"\t\"$@\" &\n"
+	"\tchild=$!\n"
+	"\twhile :; do\n"
+	"\t\twait \"$child\"\n"
+	"\t\trc=$?\n"
+	"\t\tkill -0 \"$child\" 2>/dev/null || break\n"
+	"\tdone\n"
+	"\tchild=''\n"
+	"\treturn \"$rc\"\n"
+	"}\n"
+	"finish() {\n"
+	"\trc=$1\n"
+	"\tcleanup\n"
+	"\tprintf '%s\\n' \"$rc\" > \"$J/exit.tmp\" && mv -f \"$J/exit.tmp\" \"$J/exit\"\n"
+	"\tnow > \"$J/ended\"\n"
+	"\t[ ! -f \"$J/timedout\" ] || stop=timeout\n"
+	"\tif [ -n \"$stop\" ]; then set_state \"$stop\"\n"
+	"\telif [ \"$rc\" -eq 0 ]; then set_state succeeded\n"
+	"\telse set_state failed; fi\n"
+	/* Whatever is left of the job's process group (the watchdog, a rank
+	 * mpirun left behind) goes with it. */
+	"\ttrap '' TERM\n"
+	"\tkill -TERM -$$ 2>/dev/null\n"
+	"\texit \"$rc\"\n"
+	"}\n";
+
+static void add_timeout(struct buf *b, int timeout)
+{
+	if (timeout <= 0)
+		return;
+	buf_addf(b, "( trap - TERM; sleep %d; : > \"$J/timedout\"; kill -TERM $$ ) "
+		 "</dev/null >/dev/null 2>&1 &\n", timeout);
+}
+
+/* The mpirun command line, after `run_bg`, for the image or the host. */
+static void add_mpirun(struct buf *b, const struct launch_spec *s, int root_flag,
+		       const char *python, int host_paths)
+{
+	buf_addstr(b, " mpirun");
+	if (root_flag == 1)
+		buf_addstr(b, " --allow-run-as-root");
+	else if (root_flag == 2)
+		buf_addstr(b, " $root_flag");
+	buf_addf(b, " -np %d", s->np);
+	mpirun_words(b, s->mpirun_args);
+	word(b, python);
+	if (host_paths) {
+		buf_addch(b, ' ');
+		job_path(b, "/pystrib/cell/bootstrap.py");
+		buf_addch(b, ' ');
+		job_path(b, "/pystrib/cell/user_code.py");
+	} else {
+		word(b, context_cmd[1]);
+		word(b, context_cmd[2]);
+	}
+	for (const char *const *a = s->args; a && *a; a++)
+		word(b, *a);
+	buf_addch(b, '\n');
+}
+
+static int add_container(struct buf *b, const struct launch_spec *s)
+{
+	const char *rt = s->runtime == RUNTIME_DOCKER ? "docker" : "podman";
+	char *name = xstrfmt(LAUNCH_CONTAINER_PREFIX "%s", s->id);
+
+	buf_addf(b, "RT=%s\nC=", rt);
+	shquote_arg(b, name);
+	buf_addstr(b, "\nprintf '%s\\n' \"$RT\" > \"$J/runtime\"\n"
+		   "printf '%s\\n' \"$C\" > \"$J/container\"\n"
+		   "stop_container() { \"$RT\" rm -f \"$C\" >/dev/null 2>&1; }\n");
+	if (s->runtime == RUNTIME_PODMAN)
+		buf_addstr(b, "stop_container() { podman rm -f -t 0 \"$C\" >/dev/null 2>&1; }\n");
+	if (s->login_registry && s->login_user) {
+		/* The password: first line of stdin, into a file of our own only
+		 * for as long as the pull takes. */
+		buf_addstr(b, "IFS= read -r PW || PW=''\nexec </dev/null\n"
+			   "AUTH=\"$J/.auth\"\n"
+			   "cleanup() { rm -rf \"$AUTH\"; }\n"
+			   "(umask 077; mkdir -p \"$AUTH\")\n");
+		if (s->runtime == RUNTIME_DOCKER) {
+			buf_addstr(b, "printf '%s\\n' \"$PW\" | DOCKER_CONFIG=\"$AUTH\" docker login"
+				   " --password-stdin --username");
+			word(b, s->login_user);
+			word(b, s->login_registry);
+		} else {
+			buf_addstr(b, "printf '%s\\n' \"$PW\" | podman login --authfile \"$AUTH/auth.json\"");
+			if (s->tls_verify_off)
+				buf_addstr(b, " --tls-verify=false");
+			buf_addstr(b, " --password-stdin --username");
+			word(b, s->login_user);
+			word(b, s->login_registry);
+		}
+		buf_addstr(b, " >/dev/null || { echo \"pystrib: the registry refused the login\" >&2;"
+			   " PW=''; finish 125; }\nPW=''\n");
+	} else {
+		buf_addstr(b, "exec </dev/null\n");
+	}
+	buf_addstr(b, "set_state pulling\n");
+	if (s->runtime == RUNTIME_DOCKER) {
+		buf_addstr(b, "if [ -n \"${AUTH:-}\" ]; then run_bg env DOCKER_CONFIG=\"$AUTH\" docker pull -q");
+		word(b, s->image);
+		buf_addstr(b, "; else run_bg docker pull -q");
+		word(b, s->image);
+		buf_addstr(b, "; fi >/dev/null || finish $?\n");
+	} else {
+		const char *tls = s->tls_verify_off ? " --tls-verify=false" : "";
+		buf_addf(b, "if [ -n \"${AUTH:-}\" ]; then run_bg podman pull -q%s"
+			 " --authfile \"$AUTH/auth.json\"", tls);
+		word(b, s->image);
+		buf_addf(b, "; else run_bg podman pull -q%s", tls);
+		word(b, s->image);
+		buf_addstr(b, "; fi >/dev/null || finish $?\n");
+	}
+	buf_addstr(b, "cleanup\nset_state running\nnow > \"$J/launched\"\nrun_bg \"$RT\" run --rm --name \"$C\" --network host --ipc host");
+	word(b, "--shm-size");
+	word(b, s->shm_size ? s->shm_size : "1g");
+	buf_addstr(b, " -v \"$J/logs:/pystrib/job/logs\" -v \"$J/results:/pystrib/job/results\"");
+	buf_addstr(b, " -e PYSTRIB_JOB_DIR=/pystrib/job -e PYSTRIB_RESULTS=/pystrib/job/results");
+	word(b, "-e");
+	word3(b, "PYSTRIB_JOB_ID=", s->id, "");
+	buf_addstr(b, " -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1");
+	if (s->gpus) {
+		buf_addstr(b, " -e PYSTRIB_GPUS=all");
+		if (s->runtime == RUNTIME_DOCKER) {
+			if (!strcmp(s->gpus, "all") || !strchr(s->gpus, ',')) {
+				word(b, "--gpus");
+				word(b, s->gpus);
+			} else {
+				word(b, "--gpus");
+				word3(b, "\"device=", s->gpus, "\"");
+			}
+		} else {
+			/* CDI devices: nvidia.com/gpu=all, =0, =1 ... */
+			if (!strcmp(s->gpus, "all")) {
+				word(b, "--device");
+				word(b, "nvidia.com/gpu=all");
+			} else if (!strchr(s->gpus, ',')) {
+				long n = atol(s->gpus);
+				for (long i = 0; i < n; i++) {
+					char idx[32];
+					snprintf(idx, sizeof(idx), "%ld", i);
+					word(b, "--device");
+					word3(b, "nvidia.com/gpu=", idx, "");
+				}
+			} else {
+				const char *p = s->gpus;
+				while (*p) {
+					size_t n = strcspn(p, ",");
+					char *idx = xstrndup(p, n);
+					word(b, "--device");
+					word3(b, "nvidia.com/gpu=", idx, "");
+					free(idx);
+					p += n + (p[n] == ',');
+				}
+			}
+		}
+	}
+	for (size_t i = 0; i < s->nenv; i++) {
+		word(b, "-e");
+		word(b, s->env[i]);
+	}
+	word(b, s->image);
+	add_mpirun(b, s, 1, context_cmd[0], 0);
+	free(name);
+	return 0;
+}
+
+static int add_host(struct buf *b, const struct launch_spec *s)
+{
+	const char *python = s->python ? s->python : "python3";
+
+	buf_addstr(b, "exec </dev/null\nprintf 'none\\n' > \"$J/runtime\"\nset_state running\n");
+	buf_addstr(b, "tar -xzf");
+	word(b, s->cell_layer);
+	buf_addstr(b, " --strip-components=1 || finish 125\n");
+	if (s->project_layer) {
+		buf_addstr(b, "tar -xzf");
+		word(b, s->project_layer);
+		buf_addstr(b, " --strip-components=1 || finish 125\n");
+	}
+	buf_addstr(b, "export PYSTRIB_JOB_DIR=\"$J\" PYSTRIB_RESULTS=\"$J/results\"\nexport");
+	word3(b, "PYSTRIB_JOB_ID=", s->id, "");
+	buf_addch(b, '\n');
+	for (size_t i = 0; i < s->nimage_env; i++) {
+		const char *e = s->image_env[i], *eq = strchr(e, '=');
+		if (!eq || !launch_env_name_ok(e, (size_t)(eq - e)))
+			continue;
+		buf_addf(b, "export %.*s=", (int)(eq - e), e);
+		if (!strncmp(eq + 1, "/pystrib", 8))
+			job_path(b, eq + 1);
+		else
+			shquote_arg(b, eq + 1);
+		buf_addch(b, '\n');
+	}
+	if (s->gpus) {
+		buf_addstr(b, "export");
+		word3(b, "PYSTRIB_GPUS=", s->gpus, "");
+		buf_addch(b, '\n');
+	}
+	for (size_t i = 0; i < s->nenv; i++) {
+		buf_addstr(b, "export");
+		word(b, s->env[i]);
+		buf_addch(b, '\n');
+	}
+	buf_addstr(b, "root_flag=''\n"
+		   "if [ \"$(id -u)\" = 0 ]; then root_flag=--allow-run-as-root;"
+		   " export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi\n");
+	if (s->setup && *s->setup) {
+		buf_addstr(b, "# [remote] setup, as written in the configuration:\n");
+		buf_addstr(b, s->setup);
+		buf_addstr(b, "\n# end of [remote] setup\n");
+	}
+	buf_addstr(b, "cd ");
+	job_path(b, s->workdir ? s->workdir : "/pystrib/cell");
+	buf_addstr(b, " || finish 125\nnow > \"$J/launched\"\nrun_bg");
+	add_mpirun(b, s, 2, python, 1);
+	return 0;
+}
+
+int launch_script(const struct launch_spec *s, struct buf *out)
+{
+	if (!s->id || !*s->id)
+		return error_set(PS_EXIT_USAGE, "the job has no id");
+	if (s->np < 1)
+		return error_set(PS_EXIT_USAGE, "the number of ranks must be at least 1");
+	if (s->gpus && !gpus_ok(s->gpus))
+		return error_set(PS_EXIT_USAGE, "invalid GPU list '%s'", s->gpus),
+		       error_hint("use 'all', a count (2) or device indexes (0,1)");
+	for (size_t i = 0; i < s->nenv; i++) {
+		const char *eq = strchr(s->env[i], '=');
+		if (!eq || !launch_env_name_ok(s->env[i], (size_t)(eq - s->env[i])))
+			return error_set(PS_EXIT_USAGE, "invalid environment setting '%s'",
+					 s->env[i]),
+			       error_hint("write --env KEY=VALUE, KEY made of letters, digits and _");
+	}
+	if (s->runtime != RUNTIME_NONE && (!s->image || !*s->image))
+		return error_set(PS_EXIT_USAGE, "the job has no image to run");
+	if (s->runtime == RUNTIME_NONE && (!s->cell_layer || !*s->cell_layer))
+		return error_set(PS_EXIT_USAGE, "the job has no cell layer to unpack");
+
+	buf_addstr(out, "#!/bin/sh\n# pystrib job");
+	word(out, s->id);
+	buf_addstr(out, ": written by pystrib (src/launch.c), every value shell-quoted.\n"
+		   "# Started in its job directory as `setsid sh run.sh`; the layout is\n"
+		   "# described in docs/remote-job.md.\n");
+	buf_addstr(out, prologue);
+	add_timeout(out, s->timeout);
+	if (s->runtime == RUNTIME_NONE)
+		add_host(out, s);
+	else
+		add_container(out, s);
+	buf_addstr(out, "finish $?\n");
+	return out->toobig ? error_set(PS_EXIT_USAGE, "the job script is too large") : 0;
+}

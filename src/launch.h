@@ -1,0 +1,75 @@
+#ifndef PYSTRIB_LAUNCH_H
+#define PYSTRIB_LAUNCH_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "config.h"
+
+/*
+ * The job script, run.sh: everything a remote job does, as one POSIX sh
+ * script written into the job's directory (docs/remote-job.md) and started
+ * there detached (`cd JOBDIR && setsid sh run.sh`, remote_job.h). Every
+ * value in it is a shell-quoted word built from an argument vector
+ * (shquote.h); the only text pasted verbatim is [remote] setup, which is the
+ * user's own shell code for runtime none.
+ *
+ * What it does, in order: records `pid` (its process group) and `started`;
+ * traps TERM/INT/HUP (stops the container or mpirun, state `cancelled`, or
+ * `timeout` when its own --timeout watchdog fired); docker/podman: logs in
+ * (the password read from the script's stdin, into a private auth file
+ * removed right after the pull), state `pulling`, pulls the pinned image,
+ * state `running`, runs it as container pystrib-<id> with logs/ and
+ * results/ bind-mounted at /pystrib/job/, host network and IPC, shared
+ * memory, the --env values, the GPUs; none: unpacks the layers into cell/
+ * and project/, runs the setup lines, then the host's mpirun and python.
+ * Then it writes `exit`, `ended` and the final state.
+ */
+
+struct launch_spec {
+	const char *id;			/* job id, also names the container pystrib-<id> */
+	enum runtime runtime;
+	int np;
+	int timeout;			/* seconds, 0: none (the script's own watchdog) */
+
+	/* docker / podman */
+	const char *image;		/* what to pull and run: "REGISTRY/REPO@sha256:..." */
+	const char *login_registry;	/* registry host to log in to; NULL: no login */
+	const char *login_user;		/* the password comes as the first line of stdin */
+	int tls_verify_off;		/* podman: --tls-verify=false (plain-HTTP registry) */
+	const char *shm_size;		/* NULL: "1g" */
+
+	/* none */
+	const char *cell_layer;		/* layer files, relative to the job directory */
+	const char *project_layer;	/* NULL: no project */
+	const char *python;		/* NULL: "python3" */
+	const char *setup;		/* shell lines, run as they are; NULL: none */
+	const char *workdir;		/* the image's WorkingDir ("/pystrib/project/x") */
+	const char *const *image_env;	/* the image's Env ("PYSTRIB_CELL=/pystrib/..."), may be NULL */
+	size_t nimage_env;
+
+	/* both */
+	const char *const *env;		/* --env "KEY=VALUE" values (KEY validated by the caller) */
+	size_t nenv;
+	const char *gpus;		/* NULL, "all", "N" or "0,1" */
+	const char *mpirun_args;	/* words separated by blanks, each quoted on its own */
+	const char *const *args;	/* the cell's arguments, NULL-terminated; may be NULL */
+};
+
+/*
+ * Appends run.sh for s to out. 0, or -1 with the error set (PS_EXIT_USAGE
+ * for a spec that cannot be written: no image, a bad GPU spec, ...).
+ */
+int launch_script(const struct launch_spec *s, struct buf *out);
+
+/*
+ * The job script's name and the container's name prefix, for remote_job.c
+ * and the jobs commands.
+ */
+#define LAUNCH_SCRIPT "run.sh"
+#define LAUNCH_CONTAINER_PREFIX "pystrib-"
+
+/* 1 if name is a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*). */
+int launch_env_name_ok(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,97 @@
+# pystrib's log follower, run on the remote host by src/follow.c as
+#   sh -c "$(cat follow.sh)" follow.sh DIR MODE NP  OUT ERR SEEN  OUT ERR SEEN ...
+# DIR: the job directory; MODE: f (until the job ends), t (the same, then
+# the results: a line "R" and a tar of results/ and logs/ until EOF), or o
+# (what is there now, without waiting); per rank
+# the byte offsets already received of logs/rank.N.out and .err (-1: not
+# followed) and SEEN (1 if its exit was already reported). It prints, on
+# stdout, lines of a small protocol:
+#   D RANK o|e OFFSET LEN\n<LEN bytes of that file from OFFSET>
+#   X RANK EXIT_CODE MTIME            rank.N.exit appeared
+#   S STATE LAUNCHED                  the job's state changed
+#   E STATE EXIT STARTED ENDED [WHY]  the job ended (or MODE o: all shown)
+# Log files only grow, so OFFSET+LEN bytes are always there to send.
+cd "$1" 2>/dev/null || { echo "E lost -1 0 0 the job directory is gone"; exit 0; }
+mode=$2 np=$3
+shift 3
+i=0
+while [ "$i" -lt "$np" ]; do
+	for v in "$1" "$2" "$3"; do
+		case $v in ''|*[!0-9-]*) echo "follow.sh: bad offset '$v'" >&2; exit 2;; esac
+	done
+	eval "o$i=\$1 e$i=\$2 x$i=\$3"
+	shift 3
+	i=$((i + 1))
+done
+last=''
+while :; do
+	alive=1
+	if [ -f pid ]; then
+		read -r p < pid && kill -0 "$p" 2>/dev/null || alive=0
+	fi
+	st=''
+	[ -f state ] && read -r st < state
+	if [ "$st" != "$last" ]; then
+		l=0
+		[ -f launched ] && read -r l < launched
+		printf 'S %s %s\n' "$st" "$l"
+		last=$st
+	fi
+	moved=0
+	i=0
+	while [ "$i" -lt "$np" ]; do
+		for s in o e; do
+			eval "off=\$$s$i"
+			[ "$off" -ge 0 ] || continue
+			if [ "$s" = o ]; then f=logs/rank.$i.out; else f=logs/rank.$i.err; fi
+			[ -f "$f" ] || continue
+			size=$(wc -c < "$f") || continue
+			[ "$size" -gt "$off" ] || continue
+			n=$((size - off))
+			[ "$n" -le 1048576 ] || n=1048576
+			printf 'D %s %s %s %s\n' "$i" "$s" "$off" "$n"
+			tail -c +$((off + 1)) "$f" | head -c "$n"
+			eval "$s$i=$((off + n))"
+			moved=1
+		done
+		eval "x=\$x$i"
+		if [ "$x" = 0 ] && [ -f "logs/rank.$i.exit" ]; then
+			code=''
+			read -r code < "logs/rank.$i.exit"
+			printf 'X %s %s %s\n' "$i" "${code:--1}" "$(stat -c %.3Y "logs/rank.$i.exit" 2>/dev/null || echo 0)"
+			eval "x$i=1"
+		fi
+		i=$((i + 1))
+	done
+	[ "$moved" = 1 ] && continue
+	if [ ! -f job.json ]; then
+		echo "E lost -1 0 0 the job directory was removed"
+		exit 0
+	fi
+	case $st in
+	succeeded|failed|timeout|cancelled)
+		rc=-1 t0=0 t1=0
+		[ -f exit ] && read -r rc < exit
+		[ -f started ] && read -r t0 < started
+		[ -f ended ] && read -r t1 < ended
+		printf 'E %s %s %s %s\n' "$st" "$rc" "$t0" "$t1"
+		if [ "$mode" = t ]; then
+			echo R
+			exec tar -cf - results logs
+		fi
+		exit 0
+		;;
+	esac
+	if [ "$mode" = o ]; then
+		printf 'E %s -1 0 0\n' "${st:-submitted}"
+		exit 0
+	fi
+	if [ "$alive" = 0 ]; then
+		# It may have written its final state just before it ended.
+		[ -f state ] && read -r st < state
+		case $st in succeeded|failed|timeout|cancelled) continue;; esac
+		echo "E lost -1 0 0 the job script ended without a final state (killed, or the host restarted)"
+		exit 0
+	fi
+	sleep 0.1
+done

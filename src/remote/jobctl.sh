@@ -1,0 +1,117 @@
+# pystrib's job control, run on the remote host by src/remote_job.c as
+#   sh -c "$(cat jobctl.sh)" jobctl.sh ACTION DIR [ARG]
+#   start DIR [JSON SCRIPT]  create DIR (with logs/ results/), write job.json
+#                      and run.sh when given, start run.sh detached
+#                      (setsid); stdin goes to it
+#   read DIR           print the job's files as "KEY VALUE" lines, then
+#                      "json" and job.json
+#   cancel DIR FINAL   stop it; FINAL is cancelled or timeout
+# The layout is docs/remote-job.md.
+action=$1 dir=$2
+final() { case $1 in succeeded|failed|timeout|cancelled) return 0;; esac; return 1; }
+set_state() { printf '%s\n' "$1" > state.tmp && mv -f state.tmp state; }
+alive() {
+	p=''
+	[ -f pid ] && read -r p < pid
+	[ -n "$p" ] && kill -0 "$p" 2>/dev/null
+}
+case $action in
+start)
+	mkdir -p "$dir/logs" "$dir/results" || exit 1
+	cd "$dir" || exit 1
+	if [ $# -ge 4 ]; then
+		printf '%s' "$3" > job.json.tmp && mv -f job.json.tmp job.json || exit 1
+		printf '%s' "$4" > run.sh.tmp && chmod 755 run.sh.tmp && mv -f run.sh.tmp run.sh || exit 1
+	fi
+	set_state submitted
+	setsid sh run.sh 0<&0 >> logs/job.err 2>&1 &
+	i=0
+	while [ ! -f pid ] && [ "$i" -lt 400 ]; do
+		sleep 0.01
+		i=$((i + 1))
+	done
+	if [ ! -f pid ]; then
+		echo "the job script did not start:" >&2
+		tail -n 5 logs/job.err >&2
+		exit 1
+	fi
+	;;
+read)
+	if [ ! -f "$dir/job.json" ]; then
+		echo "gone"
+		exit 0
+	fi
+	cd "$dir" || exit 1
+	# Whether it lives, then the state: a job script writes its final
+	# state before it ends, so dead + not final means lost.
+	if alive; then echo "alive 1"; else echo "alive 0"; fi
+	for f in state exit started launched ended runtime container; do
+		v=''
+		[ -f "$f" ] && read -r v < "$f"
+		printf '%s %s\n' "$f" "$v"
+	done
+	for f in logs/rank.*.exit; do
+		[ -f "$f" ] || continue
+		n=${f#logs/rank.}
+		n=${n%.exit}
+		code=''
+		read -r code < "$f"
+		printf 'rank %s %s %s\n' "$n" "${code:--1}" "$(stat -c %.3Y "$f" 2>/dev/null || echo 0)"
+	done
+	echo json
+	head -c 65536 job.json
+	;;
+cancel)
+	want=$3
+	if [ ! -f "$dir/job.json" ]; then
+		echo "gone"
+		exit 0
+	fi
+	cd "$dir" || exit 1
+	st=''
+	[ -f state ] && read -r st < state
+	if final "$st"; then
+		echo "$st"
+		exit 0
+	fi
+	[ "$want" = timeout ] && : > timedout
+	if alive; then
+		# The job script alone: it stops mpirun once, which stops its
+		# ranks (a second signal makes mpirun abort without doing so).
+		kill -TERM "$p" 2>/dev/null
+		i=0
+		while [ "$i" -lt 100 ]; do
+			[ -f state ] && read -r st < state
+			final "$st" && break
+			alive || break
+			sleep 0.1
+			i=$((i + 1))
+		done
+	fi
+	[ -f state ] && read -r st < state
+	if ! final "$st"; then
+		# Open MPI puts each rank in a process group of its own, but
+		# all stay in the job's session.
+		if alive; then
+			pkill -KILL -s "$p" 2>/dev/null || kill -KILL -"$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
+		fi
+		if [ -f container ] && [ -f runtime ]; then
+			read -r rt < runtime
+			read -r c < container
+			case $rt in
+			docker) docker rm -f "$c" >/dev/null 2>&1 ;;
+			podman) podman rm -f -t 0 "$c" >/dev/null 2>&1 ;;
+			esac
+		fi
+		[ -f exit ] || { printf '%s\n' 137 > exit.tmp && mv -f exit.tmp exit; }
+		[ -f ended ] || date +%s.%N > ended
+		set_state "$want"
+		st=$want
+	fi
+	echo "$st"
+	;;
+*)
+	echo "jobctl.sh: unknown action '$action'" >&2
+	exit 2
+	;;
+esac

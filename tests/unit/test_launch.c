@@ -1,0 +1,315 @@
+/*
+ * Unit tests for launch.c, the job script. The runtime-none script is run
+ * for real: /bin/sh, the host's Open MPI mpirun and Debian's python3 run a
+ * cell (through the real bootstrap.py) whose arguments, environment and
+ * job id are hostile strings; the cell writes back its sys.argv and
+ * environment, which must be exactly the original bytes, and no marker
+ * file may appear. The docker and podman scripts are checked by the shell
+ * itself (sh -n) and for what they must and must not contain.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "embedded.h"
+#include "error.h"
+#include "launch.h"
+#include "util.h"
+
+static char tmpdir[] = "/tmp/pystrib-launch-XXXXXX";
+
+static const char *const hostile_args[] = {
+	"two words", "it's", "\"dq\"", "$(touch MARKER)", "`touch MARKER`", "; touch MARKER",
+	"$HOME", "*", "-n", "line\nbreak", "", "~", NULL,
+};
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char *cmd = xstrfmt("rm -rf '%s'", tmpdir);
+	int r = system(cmd);
+	free(cmd);
+	return r == 0 ? 0 : -1;
+}
+
+static int write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	size_t n = fwrite(data, 1, len, f);
+	return fclose(f) == 0 && n == len ? 0 : -1;
+}
+
+static int sh_syntax_ok(const char *script, const char *dir)
+{
+	char *path = xstrfmt("%s/check.sh", dir);
+	char *cmd = xstrfmt("sh -n '%s'", path);
+	int r = write_file(path, script, strlen(script)) == 0 ? system(cmd) : -1;
+	free(path);
+	free(cmd);
+	return r == 0;
+}
+
+static int which(const char *prog)
+{
+	char *cmd = xstrfmt("command -v %s >/dev/null 2>&1", prog);
+	int r = system(cmd);
+	free(cmd);
+	return r == 0;
+}
+
+static void test_rejects_bad_specs(void **state)
+{
+	(void)state;
+	struct launch_spec s = { 0 };
+	struct buf b = BUF_INIT;
+	const char *bad_env[] = { "1X=2" };
+
+	s.id = "20260101-000000-abcdef";
+	s.np = 2;
+	s.runtime = RUNTIME_DOCKER;
+	assert_int_equal(launch_script(&s, &b), -1);	/* no image */
+	s.image = "127.0.0.1:5000/x@sha256:00";
+	s.gpus = "0,,1";
+	assert_int_equal(launch_script(&s, &b), -1);
+	s.gpus = "$(x)";
+	assert_int_equal(launch_script(&s, &b), -1);
+	s.gpus = NULL;
+	s.env = bad_env;
+	s.nenv = 1;
+	assert_int_equal(launch_script(&s, &b), -1);
+	assert_int_equal(error_kind(), PS_EXIT_USAGE);
+	error_clear();
+	s.nenv = 0;
+	s.np = 0;
+	assert_int_equal(launch_script(&s, &b), -1);
+	s.np = 1;
+	s.runtime = RUNTIME_NONE;
+	assert_int_equal(launch_script(&s, &b), -1);	/* no cell layer */
+	error_clear();
+	buf_release(&b);
+	assert_true(launch_env_name_ok("A_1", 3));
+	assert_false(launch_env_name_ok("A-1", 3));
+	assert_false(launch_env_name_ok("", 0));
+}
+
+static void test_container_scripts(void **state)
+{
+	(void)state;
+	const char *env[] = { "LR=$(touch MARKER)", "NAME=it's" };
+	struct launch_spec s = { 0 };
+
+	s.id = "20260101-000000-abcdef";
+	s.np = 3;
+	s.timeout = 7;
+	s.image = "127.0.0.1:5000/cells@sha256:0123";
+	s.env = env;
+	s.nenv = 2;
+	s.args = hostile_args;
+	s.mpirun_args = "--oversubscribe  --bind-to none";
+	for (int rt = RUNTIME_DOCKER; rt <= RUNTIME_PODMAN; rt++) {
+		struct buf b = BUF_INIT;
+		s.runtime = (enum runtime)rt;
+		s.gpus = rt == RUNTIME_DOCKER ? "0,1" : "2";
+		s.login_registry = "127.0.0.1:5000";
+		s.login_user = "me; touch MARKER";
+		s.tls_verify_off = 1;
+		assert_int_equal(launch_script(&s, &b), 0);
+		assert_true(sh_syntax_ok(b.ptr, tmpdir));
+		assert_non_null(strstr(b.ptr, " --network host --ipc host"));
+		assert_non_null(strstr(b.ptr, " -np 3 --oversubscribe --bind-to none python3 "
+					      "/pystrib/cell/bootstrap.py /pystrib/cell/user_code.py "
+					      "'two words' 'it'\\''s'"));
+		assert_non_null(strstr(b.ptr, " -e 'LR=$(touch MARKER)' -e 'NAME=it'\\''s'"));
+		assert_non_null(strstr(b.ptr, "--password-stdin --username 'me; touch MARKER'"));
+		assert_non_null(strstr(b.ptr, "sleep 7;"));
+		assert_non_null(strstr(b.ptr, "--allow-run-as-root"));
+		if (rt == RUNTIME_DOCKER) {
+			assert_non_null(strstr(b.ptr, "--gpus '\"device=0,1\"'"));
+			assert_null(strstr(b.ptr, "--tls-verify"));
+		} else {
+			assert_non_null(strstr(b.ptr, "--device 'nvidia.com/gpu=0' --device 'nvidia.com/gpu=1' "));
+			assert_non_null(strstr(b.ptr, "podman pull -q --tls-verify=false"));
+		}
+		/* The password is never in the script: it arrives on stdin. */
+		assert_null(strstr(b.ptr, "--password "));
+		buf_release(&b);
+	}
+}
+
+/* Builds the cell layer (pystrib/cell/...) with tar, as context.c lays it out. */
+static int make_cell_layer(const char *dir, const char *layer)
+{
+	const struct embedded *boot = embedded_find("bootstrap.py");
+	static const char cell[] =
+		"import json, os, sys\n"
+		"out = {'argv': sys.argv[1:], 'env': os.environ.get('HOSTILE'), 'rank': rank,\n"
+		"       'size': world_size, 'id': os.environ.get('PYSTRIB_JOB_ID'),\n"
+		"       'results': os.environ.get('PYSTRIB_RESULTS'), 'cwd': os.getcwd()}\n"
+		"with open(os.path.join(os.environ['PYSTRIB_RESULTS'], 'r%d.json' % rank), 'w') as f:\n"
+		"    json.dump(out, f)\n"
+		"print('hello from', rank)\n";
+	char *cdir = xstrfmt("%s/src/pystrib/cell", dir);
+	char *mk = xstrfmt("mkdir -p '%s'", cdir);
+	char *p1 = xstrfmt("%s/bootstrap.py", cdir), *p2 = xstrfmt("%s/user_code.py", cdir);
+	char *tar = xstrfmt("tar -C '%s/src' -czf '%s' pystrib", dir, layer);
+	int r = -1;
+	if (boot && system(mk) == 0 && write_file(p1, boot->data, boot->len) == 0 &&
+	    write_file(p2, cell, strlen(cell)) == 0 && system(tar) == 0)
+		r = 0;
+	free(cdir);
+	free(mk);
+	free(p1);
+	free(p2);
+	free(tar);
+	return r;
+}
+
+static char *slurp(const char *path)
+{
+	struct buf b = BUF_INIT;
+	if (buf_read_file(&b, path) < 0) {
+		buf_release(&b);
+		return NULL;
+	}
+	return buf_detach(&b, NULL);
+}
+
+static void test_none_runs_for_real(void **state)
+{
+	(void)state;
+	if (!which("mpirun") || access("/usr/bin/python3", X_OK) < 0) {
+		skip();
+		return;
+	}
+	/* A job directory whose own name is hostile, as a workdir may be. */
+	char *top = xstrfmt("%s/work dir $(touch MARKER) 'q'", tmpdir);
+	char *jobdir = xstrfmt("%s/jobs/20260101-000000-abcdef", top);
+	char *layers = xstrfmt("%s/layers", top);
+	char *layer = xstrfmt("%s/cell.tar.gz", layers);
+	const char *env[] = { "HOSTILE=$(touch MARKER) `touch MARKER` it's \"x\"" };
+	const char *image_env[] = { "PYSTRIB_CELL=/pystrib/cell/user_code.py",
+				    "PYSTRIB_INPUTS=/pystrib/cell/inputs" };
+	struct launch_spec s = { 0 };
+	struct buf b = BUF_INIT;
+
+	assert_int_equal(mkdir_p(jobdir, 0755), 0);
+	assert_int_equal(mkdir_p(layers, 0755), 0);
+	char *plain = xstrfmt("%s/cell.tar.gz", tmpdir);
+	assert_int_equal(make_cell_layer(tmpdir, plain), 0);
+	assert_int_equal(rename(plain, layer), 0);
+	free(plain);
+	s.id = "20260101-000000-abcdef";
+	s.runtime = RUNTIME_NONE;
+	s.np = 2;
+	s.cell_layer = "../../layers/cell.tar.gz";
+	s.python = "/usr/bin/python3";
+	s.mpirun_args = "--oversubscribe";
+	s.workdir = "/pystrib/cell";
+	s.image_env = image_env;
+	s.nimage_env = 2;
+	s.env = env;
+	s.nenv = 1;
+	s.args = hostile_args;
+	s.timeout = 120;
+	assert_int_equal(launch_script(&s, &b), 0);
+	char *script = xstrfmt("%s/run.sh", jobdir);
+	assert_int_equal(write_file(script, b.ptr, b.len), 0);
+
+	/* As remote_job.c starts it: in the job directory, its own session. */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (chdir(jobdir) < 0)
+			_exit(126);
+		setsid();
+		execl("/bin/sh", "sh", "run.sh", (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+
+	char *p = xstrfmt("%s/state", jobdir);
+	char *st = slurp(p);
+	free(p);
+	p = xstrfmt("%s/logs/job.err", jobdir);
+	char *jerr = slurp(p);
+	free(p);
+	if (WEXITSTATUS(status) != 0 || !st || strcmp(st, "succeeded\n"))
+		fprintf(stderr, "run.sh exit %d, state %s\n", WEXITSTATUS(status), st ? st : "-");
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_string_equal(st, "succeeded\n");
+	free(st);
+	free(jerr);
+	for (int r = 0; r < 2; r++) {
+		p = xstrfmt("%s/results/r%d.json", jobdir, r);
+		char *j = slurp(p);
+		free(p);
+		assert_non_null(j);
+		/* Python's json.dumps of the exact strings. */
+		assert_non_null(strstr(j, "\"argv\": [\"two words\", \"it's\", \"\\\"dq\\\"\", "
+					 "\"$(touch MARKER)\", \"`touch MARKER`\", \"; touch MARKER\", "
+					 "\"$HOME\", \"*\", \"-n\", \"line\\nbreak\", \"\", \"~\"]"));
+		assert_non_null(strstr(j, "\"env\": \"$(touch MARKER) `touch MARKER` it's \\\"x\\\"\""));
+		assert_non_null(strstr(j, "\"size\": 2"));
+		assert_non_null(strstr(j, "\"id\": \"20260101-000000-abcdef\""));
+		free(j);
+		p = xstrfmt("%s/logs/rank.%d.exit", jobdir, r);
+		j = slurp(p);
+		free(p);
+		assert_string_equal(j, "0\n");
+		free(j);
+		p = xstrfmt("%s/logs/rank.%d.out", jobdir, r);
+		j = slurp(p);
+		free(p);
+		char want[32];
+		snprintf(want, sizeof(want), "hello from %d\n", r);
+		assert_string_equal(j, want);
+		free(j);
+	}
+	p = xstrfmt("%s/exit", jobdir);
+	st = slurp(p);
+	free(p);
+	assert_string_equal(st, "0\n");
+	free(st);
+	/* Nothing extra ran, anywhere the shell might have run it. */
+	char *find = xstrfmt("test -z \"$(find '%s' -name MARKER)\"", tmpdir);
+	assert_int_equal(system(find), 0);
+	free(find);
+	assert_int_equal(access("MARKER", F_OK), -1);
+
+	free(script);
+	buf_release(&b);
+	free(top);
+	free(jobdir);
+	free(layers);
+	free(layer);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rejects_bad_specs),
+		cmocka_unit_test(test_container_scripts),
+		cmocka_unit_test(test_none_runs_for_real),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
