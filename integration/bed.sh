@@ -244,6 +244,8 @@ write_config() {
 		echo "runtime = podman"
 		echo "[remote.none]"
 		echo "runtime = none"
+		echo "python = /usr/bin/python3"
+		echo "mpirun_args = --oversubscribe"
 	} > "$f"
 	chmod 600 "$f"
 	envline BED_CONFIG "$f"
@@ -304,7 +306,7 @@ cmd_stop() {
 	kill_pidfile "$DIR/tls.pid"
 	kill_pidfile "$DIR/docker.pid"
 	# Whatever the daemons left mounted (overlay layers, container shm).
-	grep -F " $DIR/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do
+	{ grep -F " $DIR/" /proc/mounts || true; } | cut -d' ' -f2 | sort -r | while read -r m; do
 		umount -l "$m" 2>/dev/null || true
 	done
 }
