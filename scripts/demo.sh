@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs the main job against a throwaway local default: installs
-# Debian packages, builds pystrib, starts a registry, an SSH host and a Docker
-# engine on loopback (integration/bed.sh), runs scripts/demo-cell.py as two
-# MPI ranks there, shows the results that came back, and stops everything.
+# Debian packages, builds pystrib, installs the notebook extension (magic/)
+# for Debian's python3, starts a registry, an SSH host and a Docker engine on
+# loopback (integration/bed.sh), runs scripts/demo-cell.py there as two MPI
+# ranks, shows the results that came back, and stops everything.
 #   scripts/demo.sh            keep the results in ./pystrib-results
 #   scripts/demo.sh --keep     leave the services running (bed dir printed)
 set -euo pipefail
@@ -13,6 +14,8 @@ scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
 pystrib=$top/build/pystrib
+echo "== installing the notebook extension (pystributed) for Debian's python3"
+/usr/bin/python3 -m pip install -q --root-user-action=ignore --break-system-packages --no-index --no-build-isolation ./magic
 
 bed=$(mktemp -d /tmp/pystrib-demo.XXXXXX)
 if [ "${1:-}" != --keep ]; then

@@ -53,10 +53,12 @@ static const struct cfg_key keys[] = {
 	{ "job", "np", T_INT, "1", 0, 1, 65536 },
 	{ "job", "timeout", T_INT, "0", 0, 0, 86400 * 365 },
 	{ "job", "results", T_STR, "./pystrib-results", 0, 0, 0 },
+	/* Read by the notebook extension (magic/), not by pystrib itself. */
+	{ "notebook", "binary", T_STR, NULL, 0, 0, 0 },
 };
 #define NKEYS ARRAY_SIZE(keys)
 
-static const char *const sections[] = { "registry", "image", "remote", "job" };
+static const char *const sections[] = { "registry", "image", "remote", "job", "notebook" };
 
 struct cfg_entry {
 	char *section;		/* as written: "remote.gpu1" */
