@@ -57,12 +57,16 @@ def _usable(path):
 
 
 def find_binary(config=None):
-    """The pystrib binary to run: set_binary()'s, else $PYSTRIB_BIN, else the
-    config's [notebook] binary, else 'pystrib' on PATH. A path given by one of
-    the first three that is not an executable file is an error naming where it
-    came from, rather than silently falling back to another binary."""
+    """The pystrib binary to run: set_binary()'s, else $PYSTRIB_BIN, else
+    $PYSTRIB_NOTEBOOK_BINARY, else the config's [notebook] binary, else
+    'pystrib' on PATH. A path given by one of the first four that is not an
+    executable file is an error naming where it came from, rather than
+    silently falling back to another binary."""
     for source, path in (("pystributed.set_binary()", _explicit),
                          ("PYSTRIB_BIN", os.environ.get("PYSTRIB_BIN") or None),
+                         # pystrib's own name for [notebook] binary (PYSTRIB_<SECTION>_<KEY>)
+                         ("PYSTRIB_NOTEBOOK_BINARY",
+                          os.path.expanduser(os.environ.get("PYSTRIB_NOTEBOOK_BINARY", "")) or None),
                          ("[notebook] binary in %s" % config_path(config),
                           configured_binary(config))):
         if not path:

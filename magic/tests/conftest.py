@@ -39,6 +39,7 @@ def clean_state(tmp_path, monkeypatch):
     import pystributed.runner
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PYSTRIB_CONFIG", raising=False)
+    monkeypatch.delenv("PYSTRIB_NOTEBOOK_BINARY", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     pystributed.binary.set_binary(None)
     pystributed.magics._saved["last"] = None

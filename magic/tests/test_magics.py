@@ -143,6 +143,12 @@ def test_binary_from_path_config_and_set_binary(monkeypatch, tmp_path):
     other.chmod(0o755)
     (tmp_path / "pystrib.ini").write_text("[job]\nnp = 2\n[notebook]\nbinary = %s ; comment\n" % other)
     assert binary.find_binary() == str(other)
+    # pystrib's environment name for [notebook] binary wins over the file
+    monkeypatch.setenv("PYSTRIB_NOTEBOOK_BINARY", str(exe))
+    assert binary.find_binary() == str(exe)
+    monkeypatch.setenv("PYSTRIB_NOTEBOOK_BINARY", str(tmp_path / "gone"))
+    with pytest.raises(BinaryNotFound, match="from PYSTRIB_NOTEBOOK_BINARY\\) does not exist"):
+        binary.find_binary()
     monkeypatch.setenv("PYSTRIB_BIN", str(exe))
     assert binary.find_binary() == str(exe)
     pystributed.set_binary(str(other))
