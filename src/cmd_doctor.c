@@ -1,5 +1,3 @@
-#include <curl/curl.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +10,8 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "ref.h"
+#include "registry.h"
 #include "shquote.h"
 #include "ssh.h"
 #include "util.h"
@@ -76,321 +76,62 @@ static void report(struct doctor *d, enum state st, int code, const char *check,
 	buf_release(&msg);
 }
 
-/* ---- registry (plain libcurl until registry.h offers the checks) ---- */
+/* ---- registry (through registry.h) --------------------------------- */
 
-struct http {
-	long code;
-	char *www_auth;
-	struct buf body;
-	char err[CURL_ERROR_SIZE];
-};
-
-static size_t http_header(char *p, size_t size, size_t n, void *ud)
-{
-	struct http *h = ud;
-	size_t len = size * n;
-	if (len > 17 && !strncasecmp(p, "WWW-Authenticate:", 17) && !h->www_auth) {
-		size_t s = 17, e = len;
-		while (s < e && (p[s] == ' ' || p[s] == '\t'))
-			s++;
-		while (e > s && (p[e - 1] == '\r' || p[e - 1] == '\n' || p[e - 1] == ' '))
-			e--;
-		h->www_auth = xstrndup(p + s, e - s);
-	}
-	return len;
-}
-
-static size_t http_body(char *p, size_t size, size_t n, void *ud)
-{
-	struct http *h = ud;
-	return buf_add(&h->body, p, size * n) < 0 ? 0 : size * n;
-}
-
-struct creds {
-	const char *user;
-	char *pass;		/* never printed */
-	char *bearer;		/* a token from the registry's token service */
-};
-
-static int http_get(const struct registry_config *rc, const char *url, int head,
-		    const struct creds *cr, struct http *h)
-{
-	CURL *curl = curl_easy_init();
-	struct curl_slist *hdrs = NULL;
-	char *auth = NULL;
-	int ret;
-
-	memset(h, 0, sizeof(*h));
-	buf_init(&h->body, 1 << 20);
-	if (!curl)
-		return -1;
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_NOBODY, head ? 1L : 0L);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, h->err);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, http_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, h);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, h);
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (rc->ca_file)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, rc->ca_file);
-	if (rc->insecure) {
-		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
-	hdrs = curl_slist_append(hdrs, "Accept: application/vnd.oci.image.index.v1+json, "
-				 "application/vnd.oci.image.manifest.v1+json, "
-				 "application/vnd.docker.distribution.manifest.list.v2+json, "
-				 "application/vnd.docker.distribution.manifest.v2+json");
-	if (cr && cr->bearer) {
-		auth = xstrfmt("Authorization: Bearer %s", cr->bearer);
-		hdrs = curl_slist_append(hdrs, auth);
-	} else if (cr && cr->user && cr->pass) {
-		curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-		curl_easy_setopt(curl, CURLOPT_USERNAME, cr->user);
-		curl_easy_setopt(curl, CURLOPT_PASSWORD, cr->pass);
-	}
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-	ret = curl_easy_perform(curl) == CURLE_OK ? 0 : -1;
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &h->code);
-	curl_slist_free_all(hdrs);
-	if (auth) {
-		memset(auth, 0, strlen(auth));
-		free(auth);
-	}
-	curl_easy_cleanup(curl);
-	return ret;
-}
-
-static void http_release(struct http *h)
-{
-	free(h->www_auth);
-	buf_release(&h->body);
-}
-
-/* The value of key="..." in a WWW-Authenticate challenge. */
-static char *challenge_param(const char *ch, const char *key)
-{
-	size_t klen = strlen(key);
-	for (const char *p = ch; (p = strcasestr(p, key)); p += klen) {
-		if ((p == ch || p[-1] == ' ' || p[-1] == ',') && p[klen] == '=' && p[klen + 1] == '"') {
-			const char *v = p + klen + 2, *e = strchr(v, '"');
-			return e ? xstrndup(v, (size_t)(e - v)) : NULL;
-		}
-	}
-	return NULL;
-}
-
-/* Bearer challenge: ask the token service (with the credentials, if any). */
-static int fetch_token(const struct registry_config *rc, const char *challenge,
-		       const char *scope, struct creds *cr, struct buf *why)
-{
-	char *realm = challenge_param(challenge, "realm");
-	char *service = challenge_param(challenge, "service");
-	struct http h;
-	CURL *esc = curl_easy_init();
-	struct buf url = BUF_INIT;
-	int ret = -1;
-
-	if (!realm || !esc) {
-		buf_addstr(why, "the registry's token challenge has no realm");
-		goto out;
-	}
-	buf_addf(&url, "%s%s", realm, strchr(realm, '?') ? "&" : "?");
-	if (service) {
-		char *s = curl_easy_escape(esc, service, 0);
-		buf_addf(&url, "service=%s&", s);
-		curl_free(s);
-	}
-	if (scope) {
-		char *s = curl_easy_escape(esc, scope, 0);
-		buf_addf(&url, "scope=%s", s);
-		curl_free(s);
-	}
-	if (http_get(rc, url.ptr, 0, cr, &h) < 0 || h.code != 200) {
-		buf_addf(why, "the token service '%s' answered %s", realm,
-			 h.code ? (h.code == 401 ? "401: credentials refused" : "an error")
-				: h.err);
-	} else {
-		json_t *j = json_loads(h.body.ptr, 0, NULL);
-		const char *tok = j ? json_string_value(json_object_get(j, "token")) : NULL;
-		if (!tok && j)
-			tok = json_string_value(json_object_get(j, "access_token"));
-		if (tok) {
-			cr->bearer = xstrdup(tok);
-			ret = 0;
-		} else {
-			buf_addf(why, "the token service '%s' sent no token", realm);
-		}
-		json_decref(j);
-	}
-	http_release(&h);
-out:
-	buf_release(&url);
-	curl_easy_cleanup(esc);
-	free(realm);
-	free(service);
-	return ret;
-}
-
-static char *read_password(const struct registry_config *rc)
-{
-	if (rc->password_env) {
-		const char *v = getenv(rc->password_env);
-		return v ? xstrdup(v) : NULL;
-	}
-	if (rc->password_file) {
-		char *path = expand_home(rc->password_file);
-		struct buf b;
-		buf_init(&b, 64 << 10);
-		int r = buf_read_file(&b, path);
-		free(path);
-		if (r < 0) {
-			buf_release(&b);
-			return NULL;
-		}
-		buf_rtrim(&b);
-		return buf_detach(&b, NULL);
-	}
-	return rc->password ? xstrdup(rc->password) : NULL;
-}
-
-static void free_creds(struct creds *cr)
-{
-	if (cr->pass) {
-		memset(cr->pass, 0, strlen(cr->pass));
-		free(cr->pass);
-	}
-	free(cr->bearer);
-	memset(cr, 0, sizeof(*cr));
-}
-
-/*
- * GET url (or HEAD), answering a 401 challenge once: Basic with the
- * configured credentials, Bearer through the token service for `scope`.
- * Leaves the final response in h; 0 when a response came, -1 when none.
- */
-static int registry_request(const struct registry_config *rc, const char *url, int head,
-			    const char *scope, struct creds *cr, struct http *h,
-			    struct buf *why)
-{
-	if (http_get(rc, url, head, cr, h) < 0 && !h->code)
-		return -1;
-	if (h->code != 401 || !h->www_auth)
-		return 0;
-	if (!strncasecmp(h->www_auth, "Bearer", 6)) {
-		char *challenge = xstrdup(h->www_auth);
-		http_release(h);
-		int r = fetch_token(rc, challenge, scope, cr, why);
-		free(challenge);
-		if (r < 0) {
-			memset(h, 0, sizeof(*h));
-			h->code = 401;
-			return 0;
-		}
-	} else {
-		http_release(h);
-		if (!cr->user || !cr->pass) {
-			memset(h, 0, sizeof(*h));
-			h->code = 401;
-			return 0;
-		}
-	}
-	return http_get(rc, url, head, cr, h) < 0 && !h->code ? -1 : 0;
-}
-
-/* "HOST[:PORT]" of an http(s) URL. */
+/* "host[:port]" of the configured registry URL. Caller frees. */
 static char *url_host(const char *url)
 {
 	const char *p = strstr(url, "://");
 	p = p ? p + 3 : url;
-	return xstrndup(p, strcspn(p, "/"));
+	return xstrndup(p, strcspn(p, "/?#"));
 }
 
-static void check_registry(struct doctor *d, const struct config *cfg)
+static const char *hint_or(const char *fallback)
+{
+	const char *h = error_hint_text();
+	return h ? h : fallback;
+}
+
+/* Opens and pings the configured registry: the client when it answered, else NULL. */
+static struct registry *check_registry(struct doctor *d, const struct config *cfg)
 {
 	const struct registry_config *rc = &cfg->registry;
-	struct creds cr = { rc->username, read_password(rc), NULL };
-	struct buf why = BUF_INIT;
-	struct http h;
-	char *v2 = NULL;
+	struct registry *r = NULL;
+	const char *origin = NULL;
+	char *host;
 
 	if (!rc->url) {
 		report(d, FAIL, PS_EXIT_USAGE, "registry", "set [registry] url in the config "
 		       "(pystrib config show explains what is set)", "no registry is configured");
-		goto out;
+		return NULL;
 	}
-	if ((rc->password_env || rc->password_file) && !cr.pass)
-		report(d, FAIL, PS_EXIT_USAGE, "registry", rc->password_env
-		       ? "export that variable, or change [registry] password_env"
-		       : "create the file (mode 600), or change [registry] password_file",
-		       "the registry password is not readable from %s '%s'",
-		       rc->password_env ? "environment variable" : "file",
-		       rc->password_env ? rc->password_env : rc->password_file);
-	v2 = xstrfmt("%s/v2/", rc->url);
-	if (registry_request(rc, v2, 0, NULL, &cr, &h, &why) < 0) {
-		report(d, FAIL, PS_EXIT_REGISTRY, "registry",
-		       "start the registry, or correct [registry] url (and ca_file for a private CA)",
-		       "cannot reach '%s': %s", rc->url, h.err);
-		http_release(&h);
-		goto out;
-	}
-	if (h.code == 200)
-		report(d, OK, 0, "registry", NULL, "'%s' answers%s", rc->url,
-		       cr.user && cr.pass ? ", credentials accepted" : "");
-	else if (h.code == 401)
-		report(d, FAIL, PS_EXIT_REGISTRY, "registry",
-		       cr.user && cr.pass ? "check [registry] username and the password it names"
-		       : "set [registry] username and password_env (or password_file)",
-		       "'%s' refused %s%s%s", rc->url,
-		       cr.user && cr.pass ? "the credentials" : "access without credentials",
-		       why.len ? ": " : "", why.ptr);
-	else
-		report(d, FAIL, PS_EXIT_REGISTRY, "registry",
-		       "check that [registry] url points at a container registry (OCI distribution)",
-		       "'%s' answered HTTP %ld to /v2/", rc->url, h.code);
-	http_release(&h);
-out:
-	free(v2);
-	buf_release(&why);
-	free_creds(&cr);
-}
-
-/* Splits a base reference into registry host, repository and tag or digest. */
-static int split_ref(const char *ref, char **host, char **repo, char **ver)
-{
-	const char *slash = strchr(ref, '/'), *rest = ref;
-	*host = NULL;
-	if (slash && (memchr(ref, '.', (size_t)(slash - ref)) || memchr(ref, ':', (size_t)(slash - ref)) ||
-		      !strncmp(ref, "localhost/", 10))) {
-		*host = xstrndup(ref, (size_t)(slash - ref));
-		rest = slash + 1;
+	host = url_host(rc->url);
+	if (registry_open(&r, cfg, host) < 0 || registry_ping(r) < 0) {
+		report(d, FAIL, error_kind(), "registry", hint_or("check [registry] url"), "%s",
+		       error_message());
+		registry_free(r);
+		r = NULL;
+	} else if (registry_authenticated(r)) {
+		registry_has_credentials(r, &origin);
+		report(d, OK, 0, "registry", NULL, "'%s' answers, credentials accepted (from %s)",
+		       rc->url, origin);
 	} else {
-		*host = xstrdup("registry-1.docker.io");
+		report(d, OK, 0, "registry", NULL, "'%s' answers%s", rc->url,
+		       registry_has_credentials(r, NULL) ? " (it asked for no credentials)" : "");
 	}
-	const char *at = strchr(rest, '@'), *colon = strrchr(rest, ':');
-	const char *end = at ? at : (colon && !strchr(colon, '/') ? colon : NULL);
-	*repo = end ? xstrndup(rest, (size_t)(end - rest)) : xstrdup(rest);
-	*ver = end ? xstrdup(end + 1) : xstrdup("latest");
-	if (!strcmp(*host, "registry-1.docker.io") && !strchr(*repo, '/')) {
-		char *lib = xstrfmt("library/%s", *repo);
-		free(*repo);
-		*repo = lib;
-	}
-	return **repo ? 0 : -1;
+	error_clear();
+	free(host);
+	return r;
 }
 
-static void check_base(struct doctor *d, const struct config *cfg)
+/* The base image's manifest, from its registry (own when it is the configured one). */
+static void check_base(struct doctor *d, const struct config *cfg, struct registry *own)
 {
-	const struct registry_config *rc = &cfg->registry;
 	const char *base = cfg->image.base;
-	char *host = NULL, *repo = NULL, *ver = NULL, *rhost = NULL, *url = NULL, *scope = NULL;
-	struct creds cr = { NULL, NULL, NULL };
-	struct buf why = BUF_INIT;
-	struct http h;
+	struct image_ref ref;
+	struct registry *r = NULL;
+	struct buf body = BUF_INIT;
+	char *media_type = NULL, digest[DIGEST_LEN];
 
 	if (!base) {
 		report(d, FAIL, PS_EXIT_USAGE, "base image", "set [image] base to a reference "
@@ -398,48 +139,31 @@ static void check_base(struct doctor *d, const struct config *cfg)
 		       "no base image is configured");
 		return;
 	}
-	if (split_ref(base, &host, &repo, &ver) < 0) {
+	if (image_ref_parse(&ref, base) < 0) {
 		report(d, FAIL, PS_EXIT_USAGE, "base image", "write [image] base as REGISTRY/REPO:TAG",
-		       "invalid base image reference '%s'", base);
-		goto out;
+		       "%s", error_message());
+		error_clear();
+		return;
 	}
-	/* The configured registry's scheme and credentials serve its own images. */
-	rhost = rc->url ? url_host(rc->url) : NULL;
-	if (rhost && !strcmp(rhost, host)) {
-		url = xstrfmt("%s/v2/%s/manifests/%s", rc->url, repo, ver);
-		cr.user = rc->username;
-		cr.pass = read_password(rc);
-	} else {
-		url = xstrfmt("%s://%s/v2/%s/manifests/%s",
-			      host_is_loopback(host) ? "http" : "https", host, repo, ver);
-	}
-	scope = xstrfmt("repository:%s:pull", repo);
-	if (registry_request(rc, url, 1, scope, &cr, &h, &why) < 0)
-		report(d, FAIL, PS_EXIT_REGISTRY, "base image", "check [image] base and that its "
-		       "registry is reachable", "cannot reach the registry of '%s': %s", base, h.err);
-	else if (h.code == 200)
-		report(d, OK, 0, "base image", NULL, "'%s' is present", base);
-	else if (h.code == 404)
-		report(d, FAIL, PS_EXIT_REGISTRY, "base image", "push the base image there "
-		       "(dockerfiles/ has ready ones), or correct [image] base",
-		       "'%s' is not in its registry", base);
-	else if (h.code == 401 || h.code == 403)
-		report(d, FAIL, PS_EXIT_REGISTRY, "base image", "check the registry credentials "
-		       "([registry] username, password_env)", "access to '%s' refused (HTTP %ld)%s%s",
-		       base, h.code, why.len ? ": " : "", why.ptr);
-	else
-		report(d, FAIL, PS_EXIT_REGISTRY, "base image", "check [image] base",
-		       "the registry answered HTTP %ld for '%s'", h.code, base);
-	http_release(&h);
+	if (own && !strcasecmp(registry_host(own), ref.registry))
+		r = own;
+	else if (registry_open(&r, cfg, ref.registry) < 0)
+		goto fail;
+	if (registry_get_manifest(r, ref.repository, ref.digest ? ref.digest : ref.tag, &body,
+				  &media_type, digest) < 0)
+		goto fail;
+	report(d, OK, 0, "base image", NULL, "'%s' is present (%s)", base, digest);
+	goto out;
+fail:
+	report(d, FAIL, error_kind(), "base image", hint_or("check [image] base and that its "
+	       "registry is reachable"), "%s", error_message());
 out:
-	free_creds(&cr);
-	buf_release(&why);
-	free(host);
-	free(repo);
-	free(ver);
-	free(rhost);
-	free(url);
-	free(scope);
+	error_clear();
+	if (r != own)
+		registry_free(r);
+	image_ref_release(&ref);
+	buf_release(&body);
+	free(media_type);
 }
 
 /* ---- SSH and the remote host --------------------------------------- */
@@ -630,6 +354,7 @@ int cmd_doctor(int argc, char **argv)
 	struct doctor d = { 0, isatty(1) && !log_json };
 	const char *remote = NULL;
 	struct ssh_conn *c = NULL;
+	struct registry *reg = NULL;
 	struct config cfg;
 	int ch, trust = 0;
 
@@ -654,9 +379,9 @@ int cmd_doctor(int argc, char **argv)
 	       remote ? "'" : "", remote ? remote : "", remote ? "' " : "",
 	       cfg.remote.host ? cfg.remote.host : "(none)",
 	       config_origin(&cfg, "remote.host"));
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	check_registry(&d, &cfg);
-	check_base(&d, &cfg);
+	reg = check_registry(&d, &cfg);
+	check_base(&d, &cfg, reg);
+	registry_free(reg);
 	c = check_ssh(&d, &cfg, trust);
 	if (c) {
 		check_runtime(&d, c, &cfg.remote);
@@ -666,7 +391,6 @@ int cmd_doctor(int argc, char **argv)
 		report(&d, SKIP, 0, "runtime", NULL, "not checked: no SSH login");
 	}
 	ssh_conn_free(c);
-	curl_global_cleanup();
 out:
 	config_release(&cfg);
 	if (!log_json)

@@ -16,6 +16,7 @@
 	X(gc, "remove ended jobs' remote directories and local records") \
 	X(jobs, "list the jobs, newest first, with their state asked from the remote") \
 	X(logs, "print a job's output so far, or follow it (-f) until it ends") \
+	X(push, "build the cell's image and push it to the registry, no Docker daemon needed") \
 	X(run, "run a Python file as N MPI ranks on the remote host, stream it, fetch results") \
 	X(status, "show one job in detail, per rank")
 

@@ -42,4 +42,18 @@ int push_image(const struct config *cfg, const struct context *ctx,
 
 void pushed_image_release(struct pushed_image *p);
 
+/*
+ * push_image, with the default tag (tag NULL) derived from `name`, the
+ * cell file's path: its base name without ".py", lower-cased, characters
+ * a tag cannot hold turned into '-', then '-' and the first 12 hex digits
+ * of the manifest digest ("train-1a2b3c4d5e6f"). The same cell, context and
+ * base give the same tag, so pushing again changes nothing; any change
+ * gives a new tag and never moves an old one. name NULL: "cell".
+ */
+int push_image_as(const struct config *cfg, const struct context *ctx,
+		  const char *tag, const char *name, struct pushed_image *out);
+
+/* The default tag for name and a manifest digest, as above. Caller frees. */
+char *push_default_tag(const char *name, const char *digest);
+
 #endif

@@ -388,6 +388,7 @@ static void stdin_and_large_output_do_not_deadlock(void **state)
 	buf_init(&out, 40u << 20);
 	assert_int_equal(ssh_conn_capture(c, "head -c 30000000 /dev/zero", NULL, 0, &out,
 					  NULL, &status), 0);
+	assert_int_equal(status, 0);
 	assert_int_equal(out.len, 30000000);
 	buf_release(&out);
 	buf_init(&out, 0);

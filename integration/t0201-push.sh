@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# t0201: `pystrib push` puts a cell's image into the bed's real registry with
+# no Docker daemon: skopeo inspects it (labels, env, layers, reproducible
+# created time); the bed's dockerd and podman pull and run it; pushing it
+# again unchanged sends no blob at all, and a one-line edit of the cell sends
+# only the cell layer and the config (counted in the registry's own access
+# log); `docker build - < OUT.tar` of `pystrib build` gives an image that
+# prints the same as the pushed one; --json gives blob and pushed events.
+. "$(dirname "$0")/lib.sh"
+bed_up registry docker podman base
+
+DOCKER=/usr/bin/docker	# the daemon's own client, not the static one first on PATH
+export DOCKER_HOST="$BED_DOCKER_HOST" DOCKER_BUILDKIT=0
+export CONTAINERS_CONF="$BED_CONTAINERS_CONF" CONTAINERS_STORAGE_CONF="$BED_CONTAINERS_STORAGE_CONF"
+export HOME=$BED_DIR/home XDG_CACHE_HOME=$BED_DIR/home/.cache
+mkdir -p "$HOME"
+PY=/usr/bin/python3
+out=$BED_DIR/last.out err=$BED_DIR/last.err
+push() { "$PYSTRIB" -c "$BED_CONFIG" push "$@"; }
+check() {	# check DESCRIPTION COMMAND...
+	local what="$1"
+	shift
+	if "$@"; then ok "$what"; else fail "$what"; fi
+}
+# Blob upload requests the registry has answered so far: every POST, PUT and
+# PATCH under /blobs/ (a cross-repository mount is a POST too).
+uploads() { grep -cE '"(POST|PUT|PATCH) /v2/[^ ]*/blobs/' "$BED_REGISTRY_LOG"; }
+# Blobs completed by upload so far: their digests, from the final PUTs.
+put_digests() { grep -oE '"PUT /v2/[^ ]*/blobs/uploads/[^ ]*digest=sha256(:|%3A)[0-9a-f]{64}' "$BED_REGISTRY_LOG" |
+	grep -oE '[0-9a-f]{64}$'; }
+
+work=$BED_DIR/t0201
+mkdir -p "$work/proj/nb" "$work/proj/pkg"
+cd "$work/proj" || exit 1
+cat > nb/cell.py <<'EOF'
+import os
+import pkg.util
+with open(os.path.join(os.environ["PYSTRIB_INPUTS"], "params.txt")) as f:
+    params = f.read().strip()
+print("cell rank %d of %d util %s params %s cwd %s" %
+      (rank, world_size, pkg.util.VALUE, params, os.getcwd()))
+EOF
+printf 'VALUE = "from-project"\n' > pkg/util.py
+: > pkg/__init__.py
+printf 'lr=0.5\n' > "$work/params.txt"
+git init -q . && git -c user.name=t -c user.email=t@example.com add -A &&
+	GIT_COMMITTER_DATE="2024-05-06T07:08:09Z" git -c user.name=t -c user.email=t@example.com commit -qm init
+git config remote.origin.url "https://bob:hunter2@git.example.com/team/proj.git"
+rev=$(git rev-parse HEAD)
+want_out="cell rank 0 of 1 util from-project params lr=0.5 cwd /pystrib/project/nb"
+
+# 1. The first push.
+expect_exit 0 push nb/cell.py --input "$work/params.txt"
+ref=$(cat "$out")
+pat="^$BED_REGISTRY/cells:cell-[0-9a-f]{12}@sha256:[0-9a-f]{64}\$"
+check "prints REGISTRY/REPO:TAG@sha256:... ($ref)" grep -qE "$pat" "$out"
+digest=${ref##*@}
+check "the default tag is 'cell-' and the digest's first 12 hex digits" \
+	test "${ref#*:cell-}" = "${digest:7:12}@$digest"
+pinned="$BED_REGISTRY/cells@$digest"
+
+# 2. skopeo reads it.
+if skopeo inspect --tls-verify=false "docker://$pinned" > "$work/inspect.json" 2> "$err" &&
+	skopeo inspect --config --tls-verify=false "docker://$pinned" > "$work/config.json" 2>> "$err"; then
+	ok "skopeo inspect reads the image and its config"
+else
+	fail "skopeo inspect"; cat "$err"
+fi
+skopeo inspect --tls-verify=false "docker://$BED_BASE" > "$work/base.json" 2>/dev/null
+$PY - "$work/inspect.json" "$work/config.json" "$work/base.json" "$rev" "$digest" <<'EOF' \
+	&& ok "digest, tag, two layers on the base, labels, env, cmd, workdir, created = commit time" \
+	|| fail "the image's manifest and config"
+import json, sys
+img, cfg, base = (json.load(open(p)) for p in sys.argv[1:4])
+rev, digest = sys.argv[4], sys.argv[5]
+assert img["Digest"] == digest, img["Digest"]
+assert img["Layers"][:len(base["Layers"])] == base["Layers"], "base layers first"
+assert len(img["Layers"]) == len(base["Layers"]) + 2, img["Layers"]
+l = img["Labels"]
+assert l["org.opencontainers.image.revision"] == rev, l
+assert l["org.opencontainers.image.source"] == "https://git.example.com/team/proj.git", l
+assert l["org.opencontainers.image.created"] == "2024-05-06T07:08:09Z", l
+assert cfg["created"] == "2024-05-06T07:08:09Z", cfg["created"]
+c = cfg["config"]
+assert c["Cmd"] == ["python3", "/pystrib/cell/bootstrap.py", "/pystrib/cell/user_code.py"], c["Cmd"]
+assert c["WorkingDir"] == "/pystrib/project/nb", c["WorkingDir"]
+env = dict(e.split("=", 1) for e in c["Env"])
+assert env["PYSTRIB_CELL"] == "/pystrib/cell/user_code.py" and env["PYSTRIB_REVISION"] == rev, env
+assert env["PATH"].startswith("/usr/local/sbin"), "the base's env is kept"
+assert len(cfg["rootfs"]["diff_ids"]) == len(img["Layers"])
+EOF
+check "no credentials in the image's config" bash -c "! grep -q hunter2 '$work/config.json'"
+
+# 3. docker and podman pull and run it.
+got=$("$DOCKER" run --rm --network none "$pinned" 2> "$err")
+check "docker pulls and runs the pushed image" test "$got" = "$want_out"
+[ "$got" = "$want_out" ] || { echo "    got: $got"; tail -n 5 "$err"; }
+got=$(podman run --rm --tls-verify=false --network none "$pinned" 2> "$err")
+check "podman pulls and runs the pushed image" test "$got" = "$want_out"
+[ "$got" = "$want_out" ] || { echo "    got: $got"; tail -n 5 "$err"; }
+got=$("$DOCKER" run --rm --network none "$pinned" mpirun --allow-run-as-root --oversubscribe -np 2 \
+	python3 /pystrib/cell/bootstrap.py /pystrib/cell/user_code.py 2>/dev/null | sort | tr '\n' '|')
+check "mpirun -np 2 in the pushed image runs two ranks" test "$got" = \
+	"cell rank 0 of 2 util from-project params lr=0.5 cwd /pystrib/project/nb|cell rank 1 of 2 util from-project params lr=0.5 cwd /pystrib/project/nb|"
+
+# 4. Unchanged: no blob is sent, same reference.
+before=$(uploads)
+expect_exit 0 push nb/cell.py --input "$work/params.txt"
+check "pushing again unchanged gives the same reference" test "$(cat "$out")" = "$ref"
+check "pushing again unchanged sends no blob (registry log: $(( $(uploads) - before )) upload requests)" \
+	test "$(uploads)" -eq "$before"
+
+# 5. --json and --tag: events, and the same digest under another tag.
+before=$(uploads)
+"$PYSTRIB" -c "$BED_CONFIG" --json push nb/cell.py --input "$work/params.txt" -t exp-1 > "$work/json.out" 2> "$err"
+$PY - "$work/json.out" "$digest" "$BED_REGISTRY/cells:exp-1@$digest" <<'EOF' \
+	&& ok "--json: blob events ('exists') and a pushed event with the reference and 0 uploads" \
+	|| { fail "--json events"; cat "$work/json.out" "$err"; }
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert all("event" in l for l in lines)
+blobs = [l for l in lines if l["event"] == "blob"]
+assert blobs and all(b["state"] == "exists" for b in blobs), blobs
+pushed = [l for l in lines if l["event"] == "pushed"]
+assert len(pushed) == 1 and lines[-1] is pushed[0]
+p = pushed[0]
+assert p["reference"] == sys.argv[3] and p["digest"] == sys.argv[2], p
+assert p["uploaded_blobs"] == 0 and p["uploaded_bytes"] == 0, p
+EOF
+check "--tag: no blob sent either" test "$(uploads)" -eq "$before"
+
+# 6. A one-line edit: only the cell layer and the config go up.
+echo 'print("one more line")' >> nb/cell.py
+before=$(uploads)
+nput=$(put_digests | wc -l)
+expect_exit 0 push nb/cell.py --input "$work/params.txt"
+ref2=$(cat "$out")
+digest2=${ref2##*@}
+check "an edited cell gets a new tag and digest" test "$digest2" != "$digest" -a "${ref2%@*}" != "${ref%@*}"
+skopeo inspect --tls-verify=false "docker://$BED_REGISTRY/cells@$digest2" > "$work/inspect2.json" 2>/dev/null
+mapfile -t sent < <(put_digests | tail -n +$((nput + 1)))
+$PY - "$work/inspect.json" "$work/inspect2.json" "${sent[@]}" <<'EOF' \
+	&& ok "edit: exactly two blobs uploaded, the new cell layer and the config; the project layer kept" \
+	|| { fail "edit: what was uploaded"; echo "    sent: ${sent[*]}"; }
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+sent = ["sha256:" + d for d in sys.argv[3:]]
+assert a["Layers"][:-1] == b["Layers"][:-1], "base and project layers unchanged"
+assert a["Layers"][-1] != b["Layers"][-1], "the cell layer changed"
+assert len(sent) == 2, sent
+assert sent[0] == b["Layers"][-1], (sent, b["Layers"][-1])
+assert sent[1] not in b["Layers"], "the second is the config"
+EOF
+n=$(( $(uploads) - before ))
+check "edit: upload requests in the registry log: $n (a POST and a PUT per blob, at most 2 per blob more for PATCH)" \
+	test "$n" -ge 4 -a "$n" -le 6
+
+# 7. docker build of `pystrib build`'s context prints the same as the pushed image.
+expect_exit 0 "$PYSTRIB" -c "$BED_CONFIG" build nb/cell.py -o "$work/ctx.tar" --input "$work/params.txt"
+tag="pystrib-t0201:$$"
+if "$DOCKER" build -q -t "$tag" - < "$work/ctx.tar" > "$work/build.log" 2>&1; then
+	built=$("$DOCKER" run --rm --network none "$tag" 2>"$err")
+	pushed=$("$DOCKER" run --rm --network none "$BED_REGISTRY/cells@$digest2" 2>>"$err")
+	check "docker build - < ctx.tar runs the cell exactly as the pushed image does" \
+		test "$built" = "$pushed" -a -n "$pushed"
+	[ "$built" = "$pushed" ] || printf '    built:  %s\n    pushed: %s\n' "$built" "$pushed"
+	check "... which is the edited cell's output" test "$pushed" = "$(printf '%s\none more line' "$want_out")"
+	for key in WorkingDir Env Cmd; do
+		a=$("$DOCKER" inspect -f "{{json .Config.$key}}" "$tag")
+		b=$("$DOCKER" inspect -f "{{json .Config.$key}}" "$BED_REGISTRY/cells@$digest2")
+		check "docker build and push agree on $key" test "$a" = "$b"
+	done
+	"$DOCKER" rmi -f "$tag" > /dev/null 2>&1
+else
+	fail "docker build - < ctx.tar"; tail -n 5 "$work/build.log"
+fi
+
+# 8. A cell with no project (outside git): the cell layer alone on the base.
+mkdir -p "$work/loose"
+printf 'print("loose", rank)\n' > "$work/loose/c.py"
+expect_exit 0 push "$work/loose/c.py"
+loose=$(cat "$out")
+check "outside git: a tag from the file name ($loose)" grep -qE "/cells:c-[0-9a-f]{12}@" "$out"
+got=$(podman run --rm --tls-verify=false --network none "${loose%%:c-*}@${loose##*@}" 2>/dev/null)
+check "outside git: podman runs it" test "$got" = "loose 0"
+
+# 9. Ctrl-C in the middle of an upload: exit 130, and no tag was written.
+mkdir -p "$work/big"
+head -c $((48 << 20)) /dev/urandom > "$work/big/data.bin"
+printf 'print("big")\n' > "$work/big/b.py"
+tags() { curl -s "http://$BED_REGISTRY/v2/cells/tags/list"; }
+before_tags=$(tags)
+PYSTRIB_REGISTRY_CHUNK=262144 "$PYSTRIB" -c "$BED_CONFIG" --json push "$work/big/b.py" \
+	--project "$work/big" > "$work/int.out" 2> "$work/int.err" &
+pid=$!
+for _ in $(seq 600); do grep -q '"state": *"uploading"' "$work/int.out" 2>/dev/null && break; sleep 0.05; done
+kill -INT "$pid"
+wait "$pid"
+code=$?
+check "SIGINT during an upload: exit 130" test "$code" -eq 130
+[ "$code" -eq 130 ] || tail -n 3 "$work/int.err"
+check "SIGINT during an upload: no tag written" test "$(tags)" = "$before_tags"
+check "SIGINT: no pushed event" bash -c "! grep -q '\"pushed\"' '$work/int.out'"
