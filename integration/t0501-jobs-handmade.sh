@@ -125,6 +125,41 @@ grep -q "no job '1999'" "$err" && grep -q "$A" "$err" && ok "unknown JOB: known 
 expect_exit 0 P status last
 grep -q "^job *$E" "$out" && ok "status last: the newest" || fail "last"
 
+# 2b. Every command that takes a JOB: unknown and ambiguous ids list the
+#     candidates (exit 2), an unconfigured remote is named (exit 2), a
+#     job whose directory is gone is lost with the reason (exit 4).
+for cmd in status logs attach cancel fetch; do
+	expect_exit 2 P "$cmd" 1999
+	grep -q "no job '1999'" "$err" && grep -q "$A" "$err" || fail "$cmd: unknown JOB message"
+	expect_exit 2 P "$cmd" 20261123-1
+	grep -q "ambiguous" "$err" && grep -q "$B" "$err" || fail "$cmd: ambiguous JOB message"
+	expect_exit 2 P "$cmd" "$D"
+	grep -q "remote 'gone', which is no longer configured" "$err" || fail "$cmd: unconfigured remote"
+done
+for cmd in logs attach; do
+	expect_exit 4 P "$cmd" "${C:0:17}"
+	grep -q "job '$C' is lost: the job directory .* is gone" "$err" || { fail "$cmd: lost"; cat "$err"; }
+done
+ok "bad JOB arguments: the same errors from status, logs, attach, cancel, fetch"
+
+# 2c. A job directory removed by hand while attach follows it: lost, with
+#     the reason, exit 4; the record says so.
+F=20261123-100500-f6f6f6
+remote_job "$F" running 1 || fail "make job F"
+record "$F" 1 running
+P attach "$F" > "$BED_DIR/f.out" 2> "$BED_DIR/f.err" &
+apid=$!
+for _ in $(seq 100); do grep -q "rank 0 line 2" "$BED_DIR/f.out" && break; sleep 0.1; done
+fpid=$(cat "$W/jobs/$F/pid")
+rsh rm -rf "$W/jobs/$F"
+wait "$apid"
+code=$?
+kill -TERM -- "-$fpid" 2>/dev/null || true
+[ "$code" -eq 4 ] && grep -q "job $F lost: the job directory was removed" "$BED_DIR/f.err" \
+	&& ok "attach: directory removed meanwhile: lost, with the reason, exit 4" || { fail "attach F exit $code"; cat "$BED_DIR/f.err"; }
+grep -q '"state": "lost"' "$XDG_STATE_HOME/pystrib/jobs/$F.json" && ok "attach: the record of F says lost" || fail "record F"
+grep -q "could not fetch" "$BED_DIR/f.err" && fail "attach F: tried to fetch a directory that is gone"
+
 # 3. fetch: the hostile results.
 mkdir -p "$BED_DIR/local/outside"
 echo secret > "$BED_DIR/local/outside/victim"
@@ -174,7 +209,7 @@ grep -q "^0 jobs removed" "$out" && ok "gc --older-than 1: nothing that young" |
 expect_exit 0 P gc --older-than 0 --dry-run
 [ -d "$W/jobs/$A" ] && grep -q "would remove $A" "$out" && ok "gc --dry-run removes nothing" || fail "dry run"
 expect_exit 0 P gc --older-than 0
-for j in "$A" "$B" "$C"; do
+for j in "$A" "$B" "$C" "$F"; do
 	[ ! -e "$W/jobs/$j" ] && [ ! -e "$XDG_STATE_HOME/pystrib/jobs/$j.json" ] || fail "gc: $j remains"
 done
 ok "gc: ended and lost jobs removed, remote and local"

@@ -99,7 +99,10 @@ static int record(struct jobrec *r, void *ctx)
 	const struct outcome *o = ctx;
 	const struct follow *f = o->f;
 
-	jobrec_set(&r->state, f->state);
+	/* An outcome known before is kept if the directory went away since. */
+	if (!(jobrec_state_final(r->state) && strcmp(r->state, "lost") &&
+	      f->state && !strcmp(f->state, "lost")))
+		jobrec_set(&r->state, f->state);
 	jobrec_set(&r->state_reason, f->reason);
 	if (o->results)
 		jobrec_set(&r->results, o->results);
@@ -176,15 +179,10 @@ static int summarize(const struct jobrec *r, struct follow *f, const char *resul
 	return code;
 }
 
-static int fetch(struct ssh_conn *conn, const char *dir, const char *dest)
+static int fetch(struct ssh_conn *conn, const char *dir, const char *dest, int timeout)
 {
 	struct results_stats st;
-	int ret = results_fetch(conn, dir, dest, NULL, &st);
-	if (ret == SSH_R_DROPPED) {
-		error_clear();
-		if (ssh_conn_reconnect(conn) == 0)
-			ret = results_fetch(conn, dir, dest, NULL, &st);
-	}
+	int ret = results_fetch_retry(conn, dir, dest, NULL, &st, timeout);
 	if (ret < 0) {
 		log_warn("could not fetch the results: %s", error_message());
 		error_clear();
@@ -226,11 +224,8 @@ int cmd_attach(int argc, char **argv)
 		ret = error_report();
 		goto out;
 	}
-	if (r.state && !strcmp(r.state, "lost") &&
-	    r.state_reason && strstr(r.state_reason, "is gone")) {
-		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r.id, r.state_reason);
-		if (r.results)
-			error_hint("what was fetched before is in '%s'", r.results);
+	if (jobrec_dir_gone(&r)) {
+		jobrec_gone_error(&r);
 		ret = error_report();
 		goto out;
 	}
@@ -251,7 +246,9 @@ int cmd_attach(int argc, char **argv)
 		goto out;
 	}
 	o.f = &f;
-	if (fetch(conn, dir, dest) == 0)
+	/* A directory removed meanwhile has nothing left to fetch. */
+	if (!(f.state && !strcmp(f.state, "lost") && f.reason && strstr(f.reason, "job directory")) &&
+	    fetch(conn, dir, dest, cfg.remote.reconnect_timeout) == 0)
 		o.results = dest;
 	if (jobrec_update(r.id, record, &o) < 0) {
 		log_warn("%s", error_message());

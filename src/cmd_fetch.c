@@ -53,27 +53,6 @@ static int set_results(struct jobrec *r, void *ctx)
 	return 0;
 }
 
-/* Fetches, reconnecting after a dropped connection (a few times). 0 or < 0. */
-static int fetch(struct ssh_conn *conn, const char *dir, const char *dest,
-		 struct results_stats *st)
-{
-	int r = SSH_R_FAILED;
-
-	for (int attempt = 0; attempt < 4; attempt++) {
-		if (attempt) {
-			log_warn("the connection to '%s' dropped; reconnecting", ssh_conn_name(conn));
-			error_clear();
-			sleep((unsigned)attempt);
-			if ((r = ssh_conn_reconnect(conn)) < 0)
-				continue;
-		}
-		r = results_fetch(conn, dir, dest, NULL, st);
-		if (r != SSH_R_DROPPED)
-			break;
-	}
-	return r;
-}
-
 int cmd_fetch(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -107,11 +86,9 @@ int cmd_fetch(int argc, char **argv)
 		ret = error_report();
 		goto out;
 	}
-	if (r.state && !strcmp(r.state, "lost")) {
-		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r.id,
-			  r.state_reason ? r.state_reason : "its directory is gone");
-		if (r.results)
-			error_hint("what was fetched before is in '%s'", r.results);
+	/* A job lost otherwise (its script killed) still has files to fetch. */
+	if (jobrec_dir_gone(&r)) {
+		jobrec_gone_error(&r);
 		ret = error_report();
 		goto out;
 	}
@@ -130,7 +107,7 @@ int cmd_fetch(int argc, char **argv)
 		free(rel);
 	}
 	dir = jobrec_remote_dir(&r, &cfg);
-	if (fetch(conn, dir, dest, &st) < 0) {
+	if (results_fetch_retry(conn, dir, dest, NULL, &st, cfg.remote.reconnect_timeout) < 0) {
 		ret = error_report();
 		goto out;
 	}

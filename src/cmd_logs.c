@@ -76,9 +76,8 @@ int cmd_logs(int argc, char **argv)
 		ret = error_report();
 		goto out;
 	}
-	if (r.state && !strcmp(r.state, "lost") &&
-	    r.state_reason && strstr(r.state_reason, "is gone")) {
-		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r.id, r.state_reason);
+	if (jobrec_dir_gone(&r)) {
+		jobrec_gone_error(&r);
 		if (r.results)
 			error_hint("the logs fetched before are in '%s/logs'", r.results);
 		ret = error_report();

@@ -94,7 +94,7 @@ int jobrec_state_final(const char *state)
 	return 0;
 }
 
-int jobrec_new_id(char *out)
+static int make_id(char *out)
 {
 	unsigned char rnd[3];
 	struct tm tm;
@@ -111,6 +111,27 @@ int jobrec_new_id(char *out)
 		return error_set(PS_EXIT_USAGE, "cannot make a job id: the clock is out of range");
 	snprintf(out + 15, JOBREC_ID_SIZE - 15, "-%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
 	return 0;
+}
+
+int jobrec_new_id(char *out)
+{
+	/*
+	 * 24 random bits within one second make a clash unlikely; one with
+	 * a record already here is also avoided (the remote job directory
+	 * of an id already used must never be reused).
+	 */
+	for (int tries = 0;; tries++) {
+		char *path;
+		int taken;
+
+		if (make_id(out) < 0)
+			return -1;
+		path = jobrec_path(out);
+		taken = access(path, F_OK) == 0;
+		free(path);
+		if (!taken || tries == 16)
+			return 0;
+	}
 }
 
 int jobrec_id_valid(const char *id)
@@ -530,6 +551,26 @@ static void free_ids(char **ids, size_t n)
 	free(ids);
 }
 
+/*
+ * Newest first. An id has the submission time to the second only, so
+ * within one second the record's creation time orders them (several
+ * submissions at once), then the id itself for a total order.
+ */
+static int cmp_newest(const struct jobrec *a, const struct jobrec *b)
+{
+	int c = strncmp(b->id, a->id, 15);
+	if (c)
+		return c;
+	if (a->created != b->created)
+		return a->created < b->created ? 1 : -1;
+	return strcmp(b->id, a->id);
+}
+
+static int cmp_newest_qsort(const void *a, const void *b)
+{
+	return cmp_newest(a, b);
+}
+
 int jobrec_list(struct jobrec **out, size_t *n)
 {
 	char **ids;
@@ -550,6 +591,8 @@ int jobrec_list(struct jobrec **out, size_t *n)
 		count++;
 	}
 	free_ids(ids, nids);
+	if (count > 1)
+		qsort(v, count, sizeof(*v), cmp_newest_qsort);
 	*out = v;
 	*n = count;
 	return 0;
@@ -575,6 +618,33 @@ static void add_candidates(struct buf *msg, char **ids, size_t n, const char *pr
 	}
 }
 
+/*
+ * The newest of ids (sorted by id, newest first): among those of the
+ * newest second, the one created last. Records that cannot be read are
+ * passed over unless none can.
+ */
+static int load_newest(struct jobrec *r, char **ids, size_t n)
+{
+	struct jobrec cand;
+	int have = 0;
+
+	for (size_t i = 0; i < n && (!have || !strncmp(ids[i], r->id, 15)); i++) {
+		if (jobrec_load(&cand, ids[i]) < 0) {
+			error_clear();
+			continue;
+		}
+		if (!have || cmp_newest(&cand, r) < 0) {
+			if (have)
+				jobrec_release(r);
+			*r = cand;
+			have = 1;
+		} else {
+			jobrec_release(&cand);
+		}
+	}
+	return have ? 0 : jobrec_load(r, ids[0]);
+}
+
 int jobrec_resolve(struct jobrec *r, const char *arg)
 {
 	char **ids = NULL;
@@ -595,7 +665,7 @@ int jobrec_resolve(struct jobrec *r, const char *arg)
 			error_hint("submit one with 'pystrib run FILE'");
 			goto out;
 		}
-		ret = jobrec_load(r, ids[0]);
+		ret = load_newest(r, ids, n);
 		goto out;
 	}
 	len = strlen(arg);
@@ -695,12 +765,18 @@ void jobrec_apply_state(struct jobrec *r, const struct remote_job_state *st)
 {
 	/*
 	 * A job known to have ended keeps its outcome when its directory is
-	 * removed afterwards; only the reason says it is gone.
+	 * removed afterwards; only the reason says it is gone. And a state
+	 * never goes back from an outcome: a read that began before another
+	 * process recorded the end (`jobs` beside `run`) may be applied after
+	 * it. (`lost` is no outcome: a directory seen again is followed again.)
 	 */
-	int keep = jobrec_state_final(r->state) && strcmp(r->state, "lost") &&
-		   !strcmp(st->state, "lost");
+	int ended = jobrec_state_final(r->state) && strcmp(r->state, "lost");
+	int gone = ended && !strcmp(st->state, "lost");
+	int stale = ended && !jobrec_state_final(st->state);
 
-	if (!keep)
+	if (stale)
+		return;
+	if (!gone)
 		jobrec_set(&r->state, st->state);
 	jobrec_set(&r->state_reason, st->reason);
 	if (st->exit_code >= 0)
@@ -719,6 +795,26 @@ void jobrec_apply_state(struct jobrec *r, const struct remote_job_state *st)
 			r->ranks[i].duration = st->rank_ended[i] - r->started;
 	}
 	r->checked = now_wall();
+}
+
+int jobrec_dir_gone(const struct jobrec *r)
+{
+	const char *why = r->state_reason;
+	return why && strstr(why, "job directory") &&
+	       (strstr(why, "is gone") || strstr(why, "was removed"));
+}
+
+int jobrec_gone_error(const struct jobrec *r)
+{
+	if (r->state && strcmp(r->state, "lost"))
+		error_set(PS_EXIT_REMOTE, "job '%s' (%s) has no directory on the remote any more: %s",
+			  r->id, r->state, r->state_reason);
+	else
+		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r->id,
+			  r->state_reason ? r->state_reason : "its directory is gone");
+	if (r->results)
+		error_hint("what was fetched before is in '%s'", r->results);
+	return -1;
 }
 
 static int apply_cb(struct jobrec *r, void *ctx)

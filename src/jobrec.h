@@ -74,7 +74,8 @@ int jobrec_state_final(const char *state);
 
 /*
  * A new job id for a job submitted now: the UTC time and 6 random lowercase
- * hex digits from getrandom(). out must hold JOBREC_ID_SIZE bytes. 0 or -1.
+ * hex digits from getrandom(), never one with a local record already.
+ * out must hold JOBREC_ID_SIZE bytes. 0 or -1.
  */
 int jobrec_new_id(char *out);
 
@@ -110,7 +111,8 @@ int jobrec_update(const char *id, int (*fn)(struct jobrec *r, void *ctx), void *
 int jobrec_load(struct jobrec *r, const char *id);
 
 /*
- * Every record, newest first (by id, which sorts by submission time).
+ * Every record, newest first: by the id's time (to the second), then by
+ * the record's creation time (several submissions within one second).
  * Unreadable records are warned about and left out. *out is an array of
  * *n records (free with jobrec_list_free); an empty or missing directory
  * gives 0 records. 0 or -1.
@@ -160,6 +162,21 @@ int jobrec_connect(const struct jobrec *r, const char *config_file, struct confi
  * and `checked` = now. Ranks the record does not know yet are added.
  */
 void jobrec_apply_state(struct jobrec *r, const struct remote_job_state *st);
+
+/*
+ * 1 when the job's remote directory is known to be gone (removed by hand,
+ * or by gc elsewhere): the reason jobrec_apply_state recorded says so.
+ * The state is then `lost`, or the final state it had reached before.
+ */
+int jobrec_dir_gone(const struct jobrec *r);
+
+/*
+ * Sets the error for a job whose directory is gone (PS_EXIT_REMOTE):
+ * "job 'ID' is lost: REASON", or for a job that had ended before,
+ * "job 'ID' (STATE) has no directory on the remote any more: REASON";
+ * with a hint naming what was fetched before, if anything. Returns -1.
+ */
+int jobrec_gone_error(const struct jobrec *r);
 
 /* jobrec_update with jobrec_apply_state(st). 0 or -1. */
 int jobrec_refresh(const char *id, const struct remote_job_state *st);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -17,6 +18,7 @@
 #include "results.h"
 #include "shquote.h"
 #include "ssh.h"
+#include "util.h"
 
 /* Deeper paths than this are refused (and never worth unpacking). */
 #define MAX_DEPTH 256
@@ -671,6 +673,16 @@ static int jobdir_exists(struct ssh_conn *c, const char *jobdir)
 	return status == 0;
 }
 
+/* Sleeps up to secs, waking early when interrupted. */
+static void nap(double secs)
+{
+	double until = now_monotonic() + secs;
+	while (!interrupted && now_monotonic() < until) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 int results_fetch(struct ssh_conn *c, const char *jobdir, const char *dest,
 		  const struct results_limits *lim, struct results_stats *stats)
 {
@@ -715,4 +727,38 @@ int results_fetch(struct ssh_conn *c, const char *jobdir, const char *dest,
 		return SSH_R_FAILED;
 	event_emit("results", "{s:s}", "path", dest);
 	return 0;
+}
+
+int results_fetch_retry(struct ssh_conn *c, const char *jobdir, const char *dest,
+			const struct results_limits *lim, struct results_stats *stats,
+			int reconnect_timeout)
+{
+	int limit = reconnect_timeout > 0 ? reconnect_timeout : 600;
+	double until = 0, wait = 0.5;
+	int r = results_fetch(c, jobdir, dest, lim, stats);
+
+	while (r == SSH_R_DROPPED) {
+		if (!until) {
+			until = now_monotonic() + limit;
+			fprintf(stderr, "pystrib: %s; reconnecting to '%s' (for up to %d s)\n",
+				error_message(), ssh_conn_name(c), limit);
+		}
+		if (now_monotonic() + wait > until) {
+			error_wrap("gave up reconnecting after %d s", limit);
+			return SSH_R_DROPPED;
+		}
+		error_clear();
+		nap(wait);
+		wait = wait * 2 > 10 ? 10 : wait * 2;
+		if (interrupted)
+			return error_set(PS_EXIT_INTERRUPTED, "interrupted"), SSH_R_INTERRUPTED;
+		r = ssh_conn_reconnect(c);
+		if (r == 0) {
+			fprintf(stderr, "pystrib: reconnected to '%s'\n", ssh_conn_name(c));
+			r = results_fetch(c, jobdir, dest, lim, stats);
+		} else if (r == SSH_R_UNREACHABLE) {
+			r = SSH_R_DROPPED;	/* not back yet: try again */
+		}
+	}
+	return r;
 }

@@ -93,4 +93,14 @@ void results_unpack_abort(struct results_unpack *u);
 int results_fetch(struct ssh_conn *c, const char *jobdir, const char *dest,
 		  const struct results_limits *lim, struct results_stats *stats);
 
+/*
+ * results_fetch, again after each dropped connection: says so on stderr
+ * and reconnects with backoff (0.5 s doubling to 10 s) for up to
+ * reconnect_timeout seconds (0: 600), as a follower does. Same results;
+ * SSH_R_DROPPED once it gave up.
+ */
+int results_fetch_retry(struct ssh_conn *c, const char *jobdir, const char *dest,
+			const struct results_limits *lim, struct results_stats *stats,
+			int reconnect_timeout);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #include "config.h"
 #include "error.h"
 #include "jobrec.h"
+#include "remote_job.h"
 #include "ssh.h"
 #include "testutil.h"
 
@@ -239,6 +241,54 @@ static void test_list_resolve(void **state)
 	jobrec_release(&r);
 }
 
+/* Saves a record with the given creation time. */
+static void save_created(const char *id, double created)
+{
+	struct jobrec r;
+	make(&r, id, NULL, 1);
+	r.created = created;
+	assert_int_equal(jobrec_save(&r), 0);
+	jobrec_release(&r);
+}
+
+/*
+ * Submissions within one second: their ids say the same second, so the
+ * records' creation times decide which is newest (not the random part).
+ */
+static void test_same_second(void **state)
+{
+	(void)state;
+	struct jobrec *v = NULL, r;
+	size_t n;
+
+	save_created("20261123-120000-ffffff", 1795435200.10);
+	save_created("20261123-120000-000001", 1795435200.90);
+	save_created("20261123-120000-888888", 1795435200.50);
+	save_created("20261123-115959-ffffff", 1795435199.99);
+	save_created("20261123-120000-aaaaaa", 0);	/* an old record without it */
+
+	assert_int_equal(jobrec_resolve(&r, "last"), 0);
+	assert_string_equal(r.id, "20261123-120000-000001");
+	jobrec_release(&r);
+	assert_int_equal(jobrec_list(&v, &n), 0);
+	assert_int_equal(n, 5);
+	assert_string_equal(v[0].id, "20261123-120000-000001");
+	assert_string_equal(v[1].id, "20261123-120000-888888");
+	assert_string_equal(v[2].id, "20261123-120000-ffffff");
+	assert_string_equal(v[3].id, "20261123-120000-aaaaaa");
+	assert_string_equal(v[4].id, "20261123-115959-ffffff");
+	jobrec_list_free(v, n);
+
+	/* A record that cannot be read is passed over by 'last'. */
+	char *path = jobrec_path("20261123-120000-000001");
+	test_sh(tmp, "echo '{\"id\": ' > '%s'", path);
+	free(path);
+	assert_int_equal(jobrec_resolve(&r, "last"), 0);
+	assert_string_equal(r.id, "20261123-120000-888888");
+	jobrec_release(&r);
+	error_clear();
+}
+
 /* Adds one rank's exit code, as concurrent followers would. */
 static int bump(struct jobrec *r, void *ctx)
 {
@@ -246,6 +296,41 @@ static int bump(struct jobrec *r, void *ctx)
 	r->ranks[i].exit_code = i;
 	r->ranks[i].duration = i;
 	return 0;
+}
+
+/*
+ * Loads every record file in the directory, `rounds` times over: 0 when
+ * each one present loaded whole, else 1 (and says which).
+ */
+static int read_all_records(int rounds)
+{
+	char *dir = jobrec_dir();
+	int bad = 0, loaded = 0;
+
+	for (int k = 0; k < rounds && !bad; k++) {
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		while (d && (de = readdir(d)) && !bad) {
+			size_t len = strlen(de->d_name);
+			if (de->d_name[0] == '.' || len != JOBREC_ID_LEN + 5)
+				continue;
+			char *id = xstrndup(de->d_name, JOBREC_ID_LEN);
+			struct jobrec one;
+			if (jobrec_load(&one, id) == 0) {
+				loaded++;
+				jobrec_release(&one);
+			} else if (strncmp(error_message(), "no job", 6)) {
+				fprintf(stderr, "reader: %s\n", error_message());
+				bad = 1;
+			}
+			error_clear();
+			free(id);
+		}
+		if (d)
+			closedir(d);
+	}
+	free(dir);
+	return bad || !loaded;
 }
 
 static void test_concurrent(void **state)
@@ -258,6 +343,15 @@ static void test_concurrent(void **state)
 	size_t n;
 
 	save(shared, NULL, WRITERS * EACH);
+	/*
+	 * A reader beside the writers (`pystrib jobs` while cells submit):
+	 * every record it finds must load whole, never half-written.
+	 */
+	pid_t reader = fork();
+	assert_true(reader >= 0);
+	if (reader == 0) {
+		_exit(read_all_records(40));
+	}
 	for (int w = 0; w < WRITERS; w++) {
 		pids[w] = fork();
 		assert_true(pids[w] >= 0);
@@ -287,6 +381,10 @@ static void test_concurrent(void **state)
 		assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
+	int rstatus;
+	assert_int_equal(waitpid(reader, &rstatus, 0), reader);
+	assert_true(WIFEXITED(rstatus));
+	assert_int_equal(WEXITSTATUS(rstatus), 0);
 	/* Every record complete; ids never collide (2^24 per second). */
 	assert_int_equal(jobrec_list(&v, &n), 0);
 	assert_int_equal(n, 1 + WRITERS * EACH);
@@ -308,6 +406,82 @@ static void test_concurrent(void **state)
 	test_sh(tmp, "%s", cmd);
 	free(cmd);
 	free(dir);
+}
+
+/*
+ * What the remote said, applied to a record: a directory removed after
+ * the job ended keeps its outcome (only the reason says so); one removed
+ * before makes it lost. Either way the commands that need the directory
+ * say so clearly.
+ */
+static void test_apply_gone(void **state)
+{
+	(void)state;
+	struct jobrec r;
+	int rank_exit[2] = { 0, 3 };
+	double rank_ended[2] = { 1700000010.5, 1700000011.0 };
+	struct remote_job_state st = { 0 };
+
+	make(&r, "20261123-090334-0a9fce", NULL, 1);
+	st.state = "failed";
+	st.exit_code = 3;
+	st.started = 1700000001.0;
+	st.ended = 1700000012.0;
+	st.np = 2;
+	st.rank_exit = rank_exit;
+	st.rank_ended = rank_ended;
+	jobrec_apply_state(&r, &st);
+	assert_string_equal(r.state, "failed");
+	assert_int_equal(r.np, 2);
+	assert_int_equal(r.ranks[1].exit_code, 3);
+	assert_true(r.ranks[1].duration > 9.99 && r.ranks[1].duration < 10.01);
+	assert_false(jobrec_dir_gone(&r));
+
+	/* A stale read (begun before the end was recorded) changes nothing. */
+	struct remote_job_state old = { 0 };
+	old.state = "running";
+	old.exit_code = -1;
+	old.started = 1700000001.0;
+	jobrec_apply_state(&r, &old);
+	assert_string_equal(r.state, "failed");
+	assert_int_equal(r.exit_code, 3);
+
+	struct remote_job_state gone = { 0 };
+	gone.state = "lost";
+	gone.reason = "the job directory '/w/jobs/x' is gone";
+	gone.exit_code = -1;
+	jobrec_apply_state(&r, &gone);
+	assert_string_equal(r.state, "failed");	/* the outcome is kept */
+	assert_int_equal(r.exit_code, 3);
+	assert_int_equal(r.ranks[1].exit_code, 3);
+	assert_true(jobrec_dir_gone(&r));
+	jobrec_set(&r.results, "/tmp/res");
+	assert_int_equal(jobrec_gone_error(&r), -1);
+	assert_int_equal(error_kind(), PS_EXIT_REMOTE);
+	assert_non_null(strstr(error_message(), "(failed) has no directory on the remote any more"));
+	assert_non_null(strstr(error_hint_text(), "/tmp/res"));
+	error_clear();
+	jobrec_release(&r);
+
+	/* Gone while it ran: lost. */
+	make(&r, "20261123-090334-0a9fce", NULL, 1);
+	jobrec_apply_state(&r, &gone);
+	assert_string_equal(r.state, "lost");
+	assert_true(jobrec_dir_gone(&r));
+	jobrec_gone_error(&r);
+	assert_string_equal(error_message(),
+			    "job '20261123-090334-0a9fce' is lost: the job directory '/w/jobs/x' is gone");
+	error_clear();
+
+	/* The job script killed: lost, but its directory is there to fetch. */
+	struct remote_job_state killed = { 0 };
+	killed.state = "lost";
+	killed.reason = "the job script ended without a final state (killed, or the host restarted)";
+	killed.exit_code = -1;
+	jobrec_apply_state(&r, &killed);
+	assert_string_equal(r.state, "lost");
+	assert_false(jobrec_dir_gone(&r));
+	jobrec_release(&r);
 }
 
 static void test_target(void **state)
@@ -354,7 +528,9 @@ int main(void)
 		cmocka_unit_test(test_dir),
 		cmocka_unit_test_setup(test_round_trip, clean),
 		cmocka_unit_test_setup(test_list_resolve, clean),
+		cmocka_unit_test_setup(test_same_second, clean),
 		cmocka_unit_test_setup(test_concurrent, clean),
+		cmocka_unit_test_setup(test_apply_gone, clean),
 		cmocka_unit_test_setup(test_target, clean),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
