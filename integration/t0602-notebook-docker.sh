@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# t0602: the pystributed extension with the docker runtime (the config's
+# default remote): a notebook executed headless by nbclient with the Debian
+# ipykernel pushes a variable, runs a 2-rank %%remote cell inside the cell's
+# image (built and pushed by pystrib to the bed's registry, pulled and run by
+# the bed's dockerd through sshd), pulls a value from every rank back, and
+# shows the image digest in the summary; then runner.main() runs a saved
+# cell in the same image setup. t0601 covers the rest with runtime none.
+. "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+TOP=$(cd "$INTEGRATION_DIR/.." && pwd)
+
+for v in run push; do
+	if ! "$PYSTRIB" help "$v" > /dev/null 2>&1; then
+		fail "this pystrib has a '$v' command (the docker runtime needs the cell's image pushed)"
+		exit 1
+	fi
+done
+
+bed_up registry docker base sshd
+
+export HOME=$BED_DIR/home
+mkdir -p "$HOME"
+unset SSH_AUTH_SOCK
+
+cp -r "$TOP/magic" "$BED_DIR/magic-src"
+rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
+if ! $PY -m pip install -q --no-index --no-build-isolation --no-deps --target "$BED_DIR/site" \
+	"$BED_DIR/magic-src" > "$BED_DIR/pip.log" 2>&1; then
+	fail "pip install of magic/"
+	cat "$BED_DIR/pip.log"
+	exit 1
+fi
+
+export BED_DIR BED_REGISTRY
+export PYTHONPATH=$BED_DIR/site
+export PYSTRIB_BIN=$(realpath "$PYSTRIB")
+export PYSTRIB_CONFIG=$BED_CONFIG
+export NB_DIR=$BED_DIR/nb
+export TMPDIR=$BED_DIR/tmp
+export PYDEVD_DISABLE_FILE_VALIDATION=1
+mkdir -p "$NB_DIR" "$TMPDIR"
+
+checks=$BED_DIR/checks
+$PY - "$checks" <<'PYEOF'
+import os, sys, urllib.request
+import nbformat
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+out = open(sys.argv[1], "w")
+
+
+def check(cond, msg, detail=""):
+    out.write("%s %s\n" % ("PASS" if cond else "FAIL", msg))
+    if not cond and detail:
+        out.write("".join("#   %s\n" % l for l in str(detail)[-3000:].splitlines()))
+    out.flush()
+
+
+def text(c, name="stdout"):
+    return "".join(o.get("text", "") for o in c.outputs
+                   if o.output_type == "stream" and o.name == name)
+
+
+def html(c):
+    return "".join(o.data.get("text/html", "") for o in c.outputs
+                   if o.output_type in ("display_data", "execute_result"))
+
+
+wd = os.path.join(os.environ["NB_DIR"], "docker")
+os.makedirs(wd)
+nb = new_notebook(cells=[new_code_cell(s) for s in (
+    "%load_ext pystributed",
+    "data = {'scale': 3}",
+    "%%remote -n 2 --push data --pull got --pull-all\n"
+    "import os\n"
+    "inside = os.path.exists('/.dockerenv')\n"
+    "got = (rank, data['scale'] * (rank + 1), inside)\n"
+    "print(f'rank {rank} of {world_size} in a container: {inside}')\n",
+    "import pystributed\nr = pystributed.last_result()\n"
+    "print('got', got)\nprint('runtime', r.runtime)\nprint('image', r.image)\nprint('digest', r.digest)",
+    "import pystributed.main as runner",
+    "%%save_for_remote -n 2\nprint('saved cell on rank', rank)\n",
+    "result = runner.main()\nprint('state', result.state, result.exit_codes, result.digest)",
+)])
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+failed = None
+try:
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": wd}}).execute()
+except Exception as e:
+    failed = e
+nbformat.write(nb, os.path.join(wd, "docker.ipynb"))
+check(failed is None, "docker: every cell ran", failed)
+c = nb.cells
+so = text(c[2])
+check("[0] rank 0 of 2 in a container: True\n" in so and "[1] rank 1 of 2 in a container: True\n" in so,
+      "docker: both ranks ran inside a container, output in the cell", so + text(c[2], "stderr"))
+s3 = text(c[3])
+check("got [(0, 3, True), (1, 6, True)]\n" in s3, "docker: pushed value used, pulled from every rank", s3)
+check("runtime docker\n" in s3, "docker: the run used the docker runtime", s3)
+digest = next((l.split()[1] for l in s3.splitlines() if l.startswith("digest ")), "")
+image = next((l.split()[1] for l in s3.splitlines() if l.startswith("image ")), "")
+check(digest.startswith("sha256:") and image.endswith("@" + digest),
+      "docker: the result holds the image reference pinned to its digest", s3)
+h = html(c[2])
+check("<table" in h and "<code>%s</code>" % digest[:19] in h,
+      "docker: the summary table shows the image digest", h)
+status = None
+if image.startswith(os.environ["BED_REGISTRY"] + "/"):
+    repo = image[len(os.environ["BED_REGISTRY"]) + 1:].split("@")[0].rsplit(":", 1)[0]
+    req = urllib.request.Request("http://%s/v2/%s/manifests/%s" % (os.environ["BED_REGISTRY"], repo, digest),
+                                 method="HEAD", headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                                                         "application/vnd.docker.distribution.manifest.v2+json"})
+    try:
+        status = urllib.request.urlopen(req, timeout=10).status
+    except Exception as e:
+        status = e
+check(status == 200, "docker: that image is in the bed's registry", "%s %s" % (image, status))
+s6 = text(c[6])
+check("[0] saved cell on rank 0\n" in s6 and "[1] saved cell on rank 1\n" in s6
+      and "state succeeded [0, 0] sha256:" in s6,
+      "docker: runner.main() runs the saved cell in its image", s6)
+out.close()
+PYEOF
+rc=$?
+while IFS= read -r line; do
+	case $line in
+	"PASS "*) ok "${line#PASS }" ;;
+	"FAIL "*) fail "${line#FAIL }" ;;
+	"#"*) echo "$line" ;;
+	esac
+done < "$checks"
+[ "$rc" -eq 0 ] || fail "the notebook driver exited $rc"
