@@ -204,6 +204,7 @@ int cmd_attach(int argc, char **argv)
 	struct ssh_conn *conn = NULL;
 	const char *want = NULL;
 	char *dir = NULL, *dest = NULL;
+	const char *arg;
 	int c, ret, have_follow = 0;
 
 	jobrec_init(&r);
@@ -214,18 +215,9 @@ int cmd_attach(int argc, char **argv)
 		if (c == 'r')
 			want = optarg;
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(cmd_attach_help, optind < argc ? "attach takes one JOB"
-								      : "attach needs a JOB (an id, a prefix, or 'last')");
-	if (jobrec_resolve(&r, argv[optind]) < 0)
-		return error_report();
-	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
-	    jobrec_check(conn, &cfg, &r) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	if (jobrec_dir_gone(&r)) {
-		jobrec_gone_error(&r);
+	if (!(arg = jobrec_job_arg(argc, argv, "attach", cmd_attach_help)))
+		return PS_EXIT_USAGE;
+	if (jobrec_open(&r, arg, cli.config_file, &cfg, &conn) < 0) {
 		ret = error_report();
 		goto out;
 	}

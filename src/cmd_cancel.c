@@ -39,6 +39,7 @@ int cmd_cancel(int argc, char **argv)
 	struct config cfg;
 	struct ssh_conn *conn = NULL;
 	char *dir = NULL, *final = NULL;
+	const char *arg;
 	int c, ret;
 
 	jobrec_init(&r);
@@ -46,10 +47,9 @@ int cmd_cancel(int argc, char **argv)
 	while ((c = cli_getopt(argc, argv, "", opts, cmd_cancel_help)) != -1)
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
-	if (optind + 1 != argc)
-		return cli_usage_error(cmd_cancel_help, optind < argc ? "cancel takes one JOB"
-								       : "cancel needs a JOB (an id, a prefix, or 'last')");
-	if (jobrec_resolve(&r, argv[optind]) < 0)
+	if (!(arg = jobrec_job_arg(argc, argv, "cancel", cmd_cancel_help)))
+		return PS_EXIT_USAGE;
+	if (jobrec_resolve(&r, arg) < 0)
 		return error_report();
 	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0) {
 		ret = error_report();

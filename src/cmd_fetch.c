@@ -66,6 +66,7 @@ int cmd_fetch(int argc, char **argv)
 	struct results_stats st = { 0 };
 	const char *want = NULL;
 	char *dest = NULL, *dir = NULL;
+	const char *arg;
 	int c, ret;
 
 	jobrec_init(&r);
@@ -76,19 +77,10 @@ int cmd_fetch(int argc, char **argv)
 		if (c == 'r')
 			want = optarg;
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(cmd_fetch_help, optind < argc ? "fetch takes one JOB"
-								      : "fetch needs a JOB (an id, a prefix, or 'last')");
-	if (jobrec_resolve(&r, argv[optind]) < 0)
-		return error_report();
-	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
-	    jobrec_check(conn, &cfg, &r) < 0) {
-		ret = error_report();
-		goto out;
-	}
+	if (!(arg = jobrec_job_arg(argc, argv, "fetch", cmd_fetch_help)))
+		return PS_EXIT_USAGE;
 	/* A job lost otherwise (its script killed) still has files to fetch. */
-	if (jobrec_dir_gone(&r)) {
-		jobrec_gone_error(&r);
+	if (jobrec_open(&r, arg, cli.config_file, &cfg, &conn) < 0) {
 		ret = error_report();
 		goto out;
 	}

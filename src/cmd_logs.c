@@ -50,6 +50,7 @@ int cmd_logs(int argc, char **argv)
 	struct ssh_conn *conn = NULL;
 	char *dir = NULL;
 	long rank = -1;
+	const char *arg;
 	int c, ret, follow = 0, streams = 0, have_follow = 0;
 
 	jobrec_init(&r);
@@ -66,19 +67,10 @@ int cmd_logs(int argc, char **argv)
 		else if (c == 'o')
 			streams |= FOLLOW_STDOUT;
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(cmd_logs_help, optind < argc ? "logs takes one JOB"
-								    : "logs needs a JOB (an id, a prefix, or 'last')");
-	if (jobrec_resolve(&r, argv[optind]) < 0)
-		return error_report();
-	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
-	    jobrec_check(conn, &cfg, &r) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	if (jobrec_dir_gone(&r)) {
-		jobrec_gone_error(&r);
-		if (r.results)
+	if (!(arg = jobrec_job_arg(argc, argv, "logs", cmd_logs_help)))
+		return PS_EXIT_USAGE;
+	if (jobrec_open(&r, arg, cli.config_file, &cfg, &conn) < 0) {
+		if (jobrec_dir_gone(&r) && r.results)
 			error_hint("the logs fetched before are in '%s/logs'", r.results);
 		ret = error_report();
 		goto out;

@@ -115,6 +115,7 @@ int cmd_status(int argc, char **argv)
 	struct config cfg;
 	struct ssh_conn *conn = NULL;
 	char *stale = NULL;
+	const char *arg;
 	int c, ret = 0;
 
 	jobrec_init(&r);
@@ -122,10 +123,9 @@ int cmd_status(int argc, char **argv)
 	while ((c = cli_getopt(argc, argv, "", opts, cmd_status_help)) != -1)
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
-	if (optind + 1 != argc)
-		return cli_usage_error(cmd_status_help, optind < argc ? "status takes one JOB"
-								       : "status needs a JOB (an id, a prefix, or 'last')");
-	if (jobrec_resolve(&r, argv[optind]) < 0)
+	if (!(arg = jobrec_job_arg(argc, argv, "status", cmd_status_help)))
+		return PS_EXIT_USAGE;
+	if (jobrec_resolve(&r, arg) < 0)
 		return error_report();
 	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
 	    jobrec_check(conn, &cfg, &r) < 0) {

@@ -968,3 +968,25 @@ const char *jobrec_remote_label(const struct jobrec *r)
 {
 	return r->remote ? r->remote : r->host ? r->host : "default";
 }
+
+const char *jobrec_job_arg(int argc, char **argv, const char *verb, const char *help)
+{
+	if (optind + 1 == argc)
+		return argv[optind];
+	if (optind < argc)
+		cli_usage_error(help, "%s takes one JOB", verb);
+	else
+		cli_usage_error(help, "%s needs a JOB (an id, a prefix, or 'last')", verb);
+	return NULL;
+}
+
+int jobrec_open(struct jobrec *r, const char *arg, const char *config_file,
+		struct config *cfg, struct ssh_conn **conn)
+{
+	if (jobrec_resolve(r, arg) < 0 || jobrec_connect(r, config_file, cfg, conn) < 0 ||
+	    jobrec_check(*conn, cfg, r) < 0)
+		return -1;
+	if (jobrec_dir_gone(r))
+		return jobrec_gone_error(r);
+	return 0;
+}

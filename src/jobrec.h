@@ -178,6 +178,22 @@ int jobrec_dir_gone(const struct jobrec *r);
  */
 int jobrec_gone_error(const struct jobrec *r);
 
+/*
+ * The one JOB argument of `pystrib VERB [options] JOB`, after cli_getopt:
+ * argv[optind], or NULL after a usage error (printed; exit PS_EXIT_USAGE)
+ * when there is none or more than one.
+ */
+const char *jobrec_job_arg(int argc, char **argv, const char *verb, const char *help);
+
+/*
+ * What attach, fetch and logs do first: jobrec_resolve(arg),
+ * jobrec_connect, jobrec_check, and an error (jobrec_gone_error) when the
+ * job's remote directory is gone. 0, or -1 with the error set. The caller
+ * releases r, cfg and *conn either way.
+ */
+int jobrec_open(struct jobrec *r, const char *arg, const char *config_file,
+		struct config *cfg, struct ssh_conn **conn);
+
 /* jobrec_update with jobrec_apply_state(st). 0 or -1. */
 int jobrec_refresh(const char *id, const struct remote_job_state *st);
 

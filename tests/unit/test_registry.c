@@ -40,28 +40,6 @@ static char *plain_host, *tls_host, *plain_url, *tls_url, *ca, *password_file, *
 
 /* ---- fixture -------------------------------------------------------- */
 
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static int port_open(int p)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
-}
-
 static pid_t start_registry(const char *name, int port, const char *extra)
 {
 	char *cfg = xstrfmt("%s/%s.yml", dir, name), *text;
@@ -81,9 +59,9 @@ static pid_t start_registry(const char *name, int port, const char *extra)
 		execl("/usr/bin/docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 200 && !port_open(port); i++)
+	for (int i = 0; i < 200 && !test_port_open(port); i++)
 		usleep(50000);
-	assert_true(port_open(port));
+	assert_true(test_port_open(port));
 	free(cfg);
 	free(text);
 	return pid;
@@ -115,7 +93,7 @@ static void start_token_registry(void)
 		"openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=pystrib token' "
 		"-keyout key.pem -out cert.pem && printf 'pystrib:%%s\n' \"$(cat ../password)\" > users && "
 		"echo refresh-0123456789 > refresh");
-	token_port = free_port();
+	token_port = test_free_port();
 	char *script = xstrfmt("%s/tests/unit/registry_token_server.py", source_dir());
 	char *tdir = xstrfmt("%s/token", dir), *port = xstrfmt("%d", token_port);
 	token_pid = fork();
@@ -124,10 +102,10 @@ static void start_token_registry(void)
 		execl("/usr/bin/python3", "python3", script, port, tdir, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 200 && !port_open(token_port); i++)
+	for (int i = 0; i < 200 && !test_port_open(token_port); i++)
 		usleep(50000);
-	assert_true(port_open(token_port));
-	bearer_port = free_port();
+	assert_true(test_port_open(token_port));
+	bearer_port = test_free_port();
 	char *extra = xstrfmt("auth:\n  token:\n    realm: http://127.0.0.1:%d/token\n"
 			      "    service: pystrib-test\n    issuer: pystrib-test-issuer\n"
 			      "    rootcertbundle: %s/cert.pem\n", token_port, tdir);
@@ -164,9 +142,9 @@ static int setup(void **state)
 	password = buf_detach(&b, NULL);
 	assert_true(strlen(password) >= 16);
 
-	plain_port = free_port();
+	plain_port = test_free_port();
 	plain_pid = start_registry("plain", plain_port, "");
-	tls_port = free_port();
+	tls_port = test_free_port();
 	char *extra = xstrfmt("  tls:\n    certificate: %s/server.crt\n    key: %s/server.key\n"
 			      "auth:\n  htpasswd:\n    realm: pystrib-test\n    path: %s/htpasswd\n",
 			      dir, dir, dir);
@@ -649,7 +627,7 @@ static void unreachable_and_refused_schemes(void **state)
 	need_registry();
 
 	/* Nothing listens: retried, then one line naming the registry. */
-	int port = free_port();
+	int port = test_free_port();
 	char *host = xstrfmt("127.0.0.1:%d", port), *url = xstrfmt("http://%s", host);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.registry.url = url;

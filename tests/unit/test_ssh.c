@@ -29,6 +29,7 @@
 #include "error.h"
 #include "shquote.h"
 #include "ssh.h"
+#include "testutil.h"
 #include "util.h"
 
 static char dir[] = "/tmp/pystrib-ssh-XXXXXX";
@@ -61,28 +62,6 @@ static char *slurp(const char *path)
 	return buf_detach(&b, NULL);
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static int port_open(int p)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
-}
-
 static void start_sshd(void)
 {
 	sh("mkdir -p /run/sshd");
@@ -104,9 +83,9 @@ static void start_sshd(void)
 		_exit(127);
 	}
 	free(cfg);
-	for (int i = 0; i < 100 && !port_open(port); i++)
+	for (int i = 0; i < 100 && !test_port_open(port); i++)
 		usleep(50000);
-	assert_true(port_open(port));
+	assert_true(test_port_open(port));
 }
 
 static void stop_sshd(void)
@@ -146,7 +125,7 @@ static int setup(void **state)
 	sh("cp %s/user_key.pub %s/authorized_keys", dir, dir);
 	known_hosts = xstrfmt("%s/known_hosts", dir);
 	user_key = xstrfmt("%s/user_key", dir);
-	port = free_port();
+	port = test_free_port();
 	write_known_hosts();
 	char *home = xstrfmt("%s/home", dir);
 	setenv("HOME", home, 1);
@@ -741,7 +720,7 @@ static void unreachable_port_names_host_and_port(void **state)
 	struct ssh_target t;
 	struct ssh_conn *c = NULL;
 	target(&t);
-	t.port = free_port();
+	t.port = test_free_port();
 	char *want = xstrfmt("127.0.0.1:%d", t.port);
 	assert_int_equal(ssh_conn_open(&c, &t, 0), SSH_R_UNREACHABLE);
 	assert_int_equal(error_kind(), PS_EXIT_REMOTE);

@@ -31,4 +31,10 @@ void test_sh(const char *dir, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* Writes text to dir/name with the given mode; returns the path (caller frees). */
 char *test_write_file(const char *dir, const char *name, const char *text, mode_t mode);
 
+/* A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts). */
+int test_free_port(void);
+
+/* 1 when something accepts connections on 127.0.0.1:port. */
+int test_port_open(int port);
+
 #endif
