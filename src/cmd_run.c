@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,10 +105,28 @@ struct run {
 	double created;
 	struct follow f;
 	int have_follow;
+	/*
+	 * Not detached: the job is started by the follower's own round trip
+	 * (start, follow, results in one remote command). start is that
+	 * command's first part, start_in its stdin (runtime none's cell
+	 * layer, or the registry password: wiped once sent).
+	 */
+	struct buf start, start_in;
+	struct results_unpack *unpack;
+	int deferred;		/* the push runs beside the SSH login (run_overlapped) */
+	int announced;		/* the job record, event and line are out */
 };
 
-#pragma weak push_image
-#pragma weak pushed_image_release
+/* Past this, runtime none's cell layer is uploaded on its own. */
+#define CELL_INLINE_MAX (64u << 20)
+
+/* With -v, when each stage ended, from the start of the command. */
+static double t_start;
+
+static void stage(const char *what)
+{
+	log_info("timing: %s at %.3f s", what, now_monotonic() - t_start);
+}
 
 /* The registry password, as [registry] says where it is; NULL if none. */
 static char *registry_password(const struct registry_config *rc)
@@ -181,7 +201,7 @@ static int submit(struct run *r, const char *cell)
 	char *image = NULL, *json = NULL, *password = NULL, *login = NULL;
 	char *cell_layer = NULL, *project_layer = NULL;
 	const struct config *cfg = &r->cfg;
-	int ret = -1;
+	int ret = -1, inline_cell = 0;
 
 	memset(&s, 0, sizeof(s));
 	s.id = r->id;
@@ -194,8 +214,11 @@ static int submit(struct run *r, const char *cell)
 	s.mpirun_args = cfg->remote.mpirun_args;
 	s.args = (const char *const *)r->args;
 	if (s.runtime == RUNTIME_NONE) {
-		if ((ret = remote_job_put_layer(r->conn, cfg->remote.workdir, r->ctx.cell.digest,
-						r->ctx.cell.path)) < 0)
+		/* A small cell layer goes with the job's start (one round trip less). */
+		inline_cell = !r->detach && r->ctx.cell.size <= CELL_INLINE_MAX;
+		if (!inline_cell && (ret = remote_job_put_layer(r->conn, cfg->remote.workdir,
+								r->ctx.cell.digest,
+								r->ctx.cell.path)) < 0)
 			goto out;
 		cell_layer = xstrfmt("../../layers/%s.tar.gz", r->ctx.cell.digest + 7);
 		if (r->ctx.project.size > 0) {
@@ -229,6 +252,30 @@ static int submit(struct run *r, const char *cell)
 	json = job_json(r, r->have_img ? r->img.reference : NULL, cell);
 	if ((ret = launch_script(&s, &script)) < 0)
 		goto out;
+	if (inline_cell && (remote_job_layer_from_stdin(&r->start, cfg->remote.workdir,
+							r->ctx.cell.digest, r->ctx.cell.size,
+							r->id) < 0 ||
+			    buf_read_file(&r->start_in, r->ctx.cell.path) < 0)) {
+		ret = -1;
+		goto out;
+	}
+	if (!r->detach && remote_job_start_command(&r->start, r->dir, json, script.ptr) == 0) {
+		/* Started with the follower, in the same round trip. */
+		if (password)
+			buf_addf(&r->start_in, "%s\n", password);
+		goto out;
+	}
+	buf_reset(&r->start);
+	buf_reset(&r->start_in);
+	if (inline_cell && (ret = remote_job_put_layer(r->conn, cfg->remote.workdir,
+							r->ctx.cell.digest, r->ctx.cell.path)) < 0)
+		goto out;
+	if (r->deferred) {
+		ret = error_set(PS_EXIT_USAGE, "the job's arguments and environment are too large "
+				"to pass on a command line");
+		error_hint("pass large values in a file (--input)");
+		goto out;
+	}
 	ret = remote_job_submit(r->conn, r->dir, json, script.ptr, password);
 out:
 	wipe(password);
@@ -316,9 +363,12 @@ static char *stop_job(struct run *r, const char *final)
 	interrupted = 0;
 	error_clear();
 	fprintf(stderr, "pystrib: stopping job %s on '%s'\n", r->id, ssh_conn_name(r->conn));
-	if (remote_job_cancel(r->conn, r->dir, final, &state) < 0) {
+	/* Nothing heard from the job yet: its start may still be on the way. */
+	int (*cancel)(struct ssh_conn *, const char *, const char *, char **) =
+		r->have_follow && !r->f.state ? remote_job_cancel_unstarted : remote_job_cancel;
+	if (cancel(r->conn, r->dir, final, &state) < 0) {
 		if (ssh_conn_reconnect(r->conn) == 0)
-			remote_job_cancel(r->conn, r->dir, final, &state);
+			cancel(r->conn, r->dir, final, &state);
 	}
 	if (!state) {
 		log_warn("could not stop job %s: %s", r->id, error_message());
@@ -388,6 +438,48 @@ static void print_indented(const char *text)
 	}
 }
 
+static int disk_full(const char *text)
+{
+	return text && strcasestr(text, "no space left on device") != NULL;
+}
+
+/*
+ * The exit code of a job that ended in `state`: a failure the job script
+ * put down to the registry (f->reason "registry: ...") or the host (a
+ * missing command, a full disk) is 3 or 4, not a rank's failure.
+ */
+static int exit_code_of(const struct follow *f, const char *state, const char *tail)
+{
+	if (!strcmp(state, "succeeded"))
+		return 0;
+	if (!strcmp(state, "timeout"))
+		return PS_EXIT_TIMEOUT;
+	if (!strcmp(state, "lost"))
+		return PS_EXIT_REMOTE;
+	if (!strcmp(state, "cancelled"))
+		return interrupted ? PS_EXIT_INTERRUPTED : PS_EXIT_RANK;
+	if (f->reason)
+		return !strncmp(f->reason, "registry: ", 10) ? PS_EXIT_REGISTRY : PS_EXIT_REMOTE;
+	return disk_full(tail) ? PS_EXIT_REMOTE : PS_EXIT_RANK;
+}
+
+/* What to do about a failure of the host or the registry. */
+static const char *failure_hint(const struct follow *f, const char *tail)
+{
+	const char *why = f->reason ? f->reason : "";
+	if (disk_full(why) || disk_full(tail))
+		return "free some space on the host ('pystrib gc' removes old jobs' directories)";
+	if (strstr(why, "is not installed"))
+		return "install it there, or choose another runtime (--runtime docker|podman|none, "
+		       "[remote] runtime)";
+	if (strstr(why, "has no 'mpirun'"))
+		return "base the image on one with Open MPI ([image] base)";
+	if (!strncmp(why, "registry: ", 10))
+		return "check that the host reaches the registry ([remote] pull_registry) and "
+		       "that [registry] username and password are right";
+	return NULL;
+}
+
 /* Summary, done event, exit code. */
 static int summarize(struct run *r, int fetched)
 {
@@ -397,24 +489,14 @@ static int summarize(struct run *r, int fetched)
 	char *tail = NULL;
 	json_t *ranks = json_array();
 
-	if (!strcmp(state, "succeeded"))
-		code = 0;
-	else if (!strcmp(state, "timeout"))
-		code = PS_EXIT_TIMEOUT;
-	else if (!strcmp(state, "lost"))
-		code = PS_EXIT_REMOTE;
-	else if (!strcmp(state, "cancelled"))
-		code = interrupted ? PS_EXIT_INTERRUPTED : PS_EXIT_RANK;
-	else
-		code = PS_EXIT_RANK;
-
 	if (bad >= 0 && strcmp(state, "succeeded")) {
 		tail = xstrdup(follow_err_tail(f, bad, 20));
-	} else if (code == PS_EXIT_RANK && fetched) {
+	} else if (strcmp(state, "succeeded") && fetched) {
 		char *p = xstrfmt("%s/logs/job.err", r->results);
 		tail = file_tail(p, 20);
 		free(p);
 	}
+	code = exit_code_of(f, state, tail);
 	for (int i = 0; i < f->np; i++)
 		json_array_append_new(ranks, json_pack("{s:i,s:i,s:f}", "rank", i, "exit_code",
 						       f->ranks[i].exit_code, "duration",
@@ -447,7 +529,9 @@ static int summarize(struct run *r, int fetched)
 			fprintf(stderr, "  image:   %s\n", r->img.reference);
 		if (fetched)
 			fprintf(stderr, "  results: %s\n", r->results);
-		if (code == PS_EXIT_RANK && tail && *tail) {
+		int shown = code == PS_EXIT_RANK || ((code == PS_EXIT_REMOTE ||
+			    code == PS_EXIT_REGISTRY) && strcmp(state, "lost"));
+		if (shown && tail && *tail) {
 			if (bad >= 0)
 				fprintf(stderr, "rank %d failed (exit %d); the end of its stderr:\n", bad,
 					f->ranks[bad].exit_code);
@@ -457,6 +541,9 @@ static int summarize(struct run *r, int fetched)
 		} else if (code == PS_EXIT_RANK && bad >= 0) {
 			fprintf(stderr, "rank %d failed (exit %d)\n", bad, f->ranks[bad].exit_code);
 		}
+		const char *hint = code != PS_EXIT_RANK ? failure_hint(f, tail) : NULL;
+		if (hint)
+			fprintf(stderr, "hint: %s\n", hint);
 	}
 	json_decref(ranks);
 	finish_record(r, state, f->reason, f->exit_code, fetched ? r->results : NULL);
@@ -475,11 +562,274 @@ static int add_env(struct run *r, const char *kv)
 	return 0;
 }
 
+/* The results tar, as the follower sends it once the job ended. */
+static int on_tar(void *ctx, const void *data, size_t len)
+{
+	struct run *r = ctx;
+	if (!data) {
+		results_unpack_abort(r->unpack);
+		r->unpack = NULL;
+		return results_unpack_begin(&r->unpack, r->results, NULL);
+	}
+	return results_unpack_write(r->unpack, data, len);
+}
+
+/* The results: as the follower brought them, else fetched now. 0 or -1. */
+static int results_in(struct run *r)
+{
+	struct results_unpack *u = r->unpack;
+	r->unpack = NULL;
+	if (u && r->f.tar_done) {
+		if (results_unpack_finish(u, NULL) == 0) {
+			event_emit("results", "{s:s}", "path", r->results);
+			return 0;
+		}
+		log_warn("could not unpack the results: %s", error_message());
+		error_clear();
+	} else {
+		results_unpack_abort(u);
+	}
+	return fetch(r);
+}
+
+/* The job record, the job event and the line saying where it runs. */
+static void announce(struct run *r)
+{
+	if (r->announced)
+		return;
+	r->announced = 1;
+	save_record(r, r->copts.cell);
+	event_emit("job", "{s:s,s:s?,s:s,s:i,s:s?,s:s,s:s}", "id", r->id, "remote", r->remote,
+		   "host", ssh_conn_name(r->conn), "np", r->cfg.job.np,
+		   "image", r->have_img ? r->img.reference : NULL,
+		   "runtime", runtime_name(r->cfg.remote.runtime), "dir", r->dir);
+	if (!log_json && !r->detach)
+		fprintf(stderr, "pystrib: job %s: %d rank%s on '%s' (%s)\n", r->id, r->cfg.job.np,
+			r->cfg.job.np == 1 ? "" : "s", ssh_conn_name(r->conn),
+			runtime_name(r->cfg.remote.runtime));
+}
+
 static void on_state(void *ctx, const char *state)
 {
-	(void)ctx;
+	announce(ctx);
+	if (log_verbosity > 0) {
+		char *what = xstrfmt("job state '%s' seen", state);
+		stage(what);
+		free(what);
+	}
 	if (!log_json && (!strcmp(state, "pulling") || log_verbosity > 0))
 		fprintf(stderr, "pystrib: %s\n", !strcmp(state, "pulling") ? "pulling the image" : state);
+}
+
+/* Connects to the host. 0, or the error reported: its exit code. */
+static int open_conn(struct run *r)
+{
+	int rc = ssh_conn_open(&r->conn, &r->target, r->accept_new ? SSH_ACCEPT_NEW_HOSTKEY : 0);
+	if (rc < 0) {
+		if (rc == SSH_R_HOSTKEY_UNKNOWN && !error_hint_text())
+			error_hint("check the fingerprint, then run again with --accept-new-host-key "
+				   "(or 'pystrib doctor --trust-host')");
+		return -1;
+	}
+	stage("connected");
+	return 0;
+}
+
+static void init_follow(struct run *r)
+{
+	follow_init(&r->f, r->dir, r->cfg.job.np);
+	r->have_follow = 1;
+	r->f.reconnect_timeout = r->cfg.remote.reconnect_timeout;
+	r->f.on_state = on_state;
+	r->f.on_tar = on_tar;
+	r->f.ctx = r;
+	/* The job's own watchdog stops it at --timeout; this is for a host that
+	 * cannot (not while the push may still run: it would count too). */
+	if (r->cfg.job.timeout > 0 && !r->deferred)
+		r->f.deadline = now_monotonic() + r->cfg.job.timeout + 30;
+}
+
+/* After follow_job returned rc: stop, fetch, summarize. The exit code. */
+static int after_follow(struct run *r, int rc)
+{
+	stage("job ended");
+	if (log_verbosity > 0 && r->f.started > 0 && r->f.ended > 0)
+		log_info("timing: on the host: %.3f s to launch (pull), %.3f s running, %.3f s in all",
+			 r->f.launched > 0 ? r->f.launched - r->f.started : 0.0,
+			 r->f.launched > 0 ? r->f.ended - r->f.launched : 0.0,
+			 r->f.ended - r->f.started);
+	if (rc < 0 && rc != SSH_R_INTERRUPTED && rc != SSH_R_TIMEOUT && !r->f.state &&
+	    (r->start.len || r->deferred)) {
+		/* The job never started: nothing to follow or stop. */
+		if (r->announced)
+			jobrec_remove(r->id);
+		return error_report();
+	}
+	if (rc == SSH_R_INTERRUPTED || rc == SSH_R_TIMEOUT) {
+		int intr = rc == SSH_R_INTERRUPTED;
+		const char *want = intr ? "cancelled" : "timeout";
+		results_unpack_abort(r->unpack);
+		r->unpack = NULL;
+		announce(r);
+		char *st = stop_job(r, want);
+		int fetched = fetch(r) == 0;
+		finish_record(r, st ? st : want, NULL, -1, fetched ? r->results : NULL);
+		event_emit("done", "{s:s,s:s,s:i,s:s?}", "id", r->id, "state", st ? st : want,
+			   "exit_code", intr ? PS_EXIT_INTERRUPTED : PS_EXIT_TIMEOUT, "results",
+			   fetched ? r->results : NULL);
+		if (!log_json)
+			fprintf(stderr, "pystrib: job %s %s\n", r->id, st ? st : "may still run");
+		free(st);
+		return intr ? PS_EXIT_INTERRUPTED : PS_EXIT_TIMEOUT;
+	}
+	if (rc < 0) {
+		error_hint("the job goes on running there: 'pystrib attach %s' follows it again",
+			   r->id);
+		return error_report();
+	}
+	rc = results_in(r);
+	stage("results unpacked");
+	return summarize(r, rc == 0);
+}
+
+/*
+ * Push (docker, podman), connect, submit, follow: one after the other. For
+ * runtime none (its layers go up over the SSH connection) and --detach.
+ */
+static int run_in_turn(struct run *r)
+{
+	int rc;
+
+	if (r->cfg.remote.runtime != RUNTIME_NONE) {
+		if (push_image(&r->cfg, &r->ctx, NULL, &r->img) < 0)
+			return error_report();
+		r->have_img = 1;
+		stage("image pushed");
+	}
+	if (open_conn(r) < 0)
+		return error_report();
+	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
+	if (submit(r, r->copts.cell) < 0) {
+		if (error_kind() == PS_EXIT_INTERRUPTED) {
+			char *st = stop_job(r, "cancelled");
+			free(st);
+			error_set(PS_EXIT_INTERRUPTED, "interrupted");
+		}
+		return error_report();
+	}
+	announce(r);
+	if (r->detach) {
+		if (!log_json)
+			printf("%s\n", r->id);
+		return 0;
+	}
+	init_follow(r);
+	if (r->start.len) {
+		r->f.start_cmd = r->start.ptr;
+		r->f.stdin_data = r->start_in.len ? r->start_in.ptr : NULL;
+		r->f.stdin_len = r->start_in.len;
+	}
+	rc = follow_job(r->conn, &r->f);
+	if (r->start_in.len)
+		memset(r->start_in.ptr, 0, r->start_in.len);
+	return after_follow(r, rc);
+}
+
+/* The push thread of run_overlapped, and what it leaves for the main one. */
+struct pusher {
+	struct run *r;
+	int fd;			/* where the remote command goes (closed when done) */
+	int ret;
+	enum ps_exit kind;	/* its error, when ret < 0 (errors are per thread) */
+	char *msg, *hint;
+};
+
+static void *push_thread(void *arg)
+{
+	struct pusher *p = arg;
+	struct run *r = p->r;
+	char *msg = NULL;
+	size_t len = 0;
+
+	p->ret = push_image(&r->cfg, &r->ctx, NULL, &r->img);
+	if (p->ret == 0) {
+		r->have_img = 1;
+		stage("image pushed");
+		p->ret = submit(r, r->copts.cell);
+	}
+	if (p->ret == 0) {
+		msg = follow_start_message(&r->f, r->start.ptr, r->start_in.ptr, r->start_in.len,
+					   &len);
+		for (size_t off = 0; off < len; ) {
+			ssize_t w = write(p->fd, msg + off, len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;	/* the SSH side gave up: it reports why */
+			off += (size_t)w;
+		}
+		memset(msg, 0, len);
+		free(msg);
+		memset(r->start_in.ptr, 0, r->start_in.len);
+	} else {
+		p->kind = error_kind();
+		p->msg = xstrdup(error_message());
+		p->hint = error_hint_text() ? xstrdup(error_hint_text()) : NULL;
+		error_clear();	/* this thread's own record, freed before it ends */
+	}
+	close(p->fd);
+	p->fd = -1;
+	return NULL;
+}
+
+/*
+ * Containers, not detached: the push runs in a thread while this one logs
+ * in to the host and starts a remote shell that waits for the job's
+ * command (a remote login may take seconds: shells' start-up files). The
+ * command follows as soon as the image is in the registry, in the same
+ * round trip as the follower and the results.
+ */
+static int run_overlapped(struct run *r)
+{
+	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL };
+	pthread_t th;
+	int fds[2], rc = 0, ret;
+
+	r->deferred = 1;
+	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
+	init_follow(r);
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return error_set(PS_EXIT_USAGE, "cannot make a pipe: %s", strerror(errno)),
+		       error_report();
+	p.fd = fds[1];
+	r->f.start_fd = fds[0];
+	if (pthread_create(&th, NULL, push_thread, &p) != 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return error_set(PS_EXIT_USAGE, "cannot start a thread"), error_report();
+	}
+	int opened = open_conn(r) == 0;
+	if (opened)
+		rc = follow_job(r->conn, &r->f);
+	else
+		interrupted = 1;	/* no host: the push is for nothing, stop it */
+	close(fds[0]);
+	pthread_join(th, NULL);
+	if (!opened) {
+		interrupted = 0;
+		ret = error_report();
+	} else if (p.ret < 0) {
+		/* No job was started: the command never went. */
+		error_set(p.kind, "%s", p.msg);
+		if (p.hint)
+			error_hint("%s", p.hint);
+		ret = error_report();
+	} else {
+		ret = after_follow(r, rc);
+	}
+	free(p.msg);
+	free(p.hint);
+	return ret;
 }
 
 static int parse(struct run *r, int argc, char **argv)
@@ -550,6 +900,9 @@ int cmd_run(int argc, char **argv)
 	int ret, rc;
 
 	memset(&r, 0, sizeof(r));
+	t_start = now_monotonic();
+	buf_init(&r.start, 0);
+	buf_init(&r.start_in, 0);
 	rc = parse(&r, argc, argv);
 	if (rc == 1) {
 		ret = 0;
@@ -596,90 +949,22 @@ int cmd_run(int argc, char **argv)
 		ret = error_report();
 		goto out;
 	}
-	if (r.cfg.remote.runtime != RUNTIME_NONE) {
-		if (!push_image) {
-			error_set(PS_EXIT_REGISTRY, "this pystrib cannot push images yet");
-			error_hint("use --runtime none");
-			ret = error_report();
-			goto out;
-		}
-		if (push_image(&r.cfg, &r.ctx, NULL, &r.img) < 0) {
-			ret = error_report();
-			goto out;
-		}
-		r.have_img = 1;
-	}
-	rc = ssh_conn_open(&r.conn, &r.target, r.accept_new ? SSH_ACCEPT_NEW_HOSTKEY : 0);
-	if (rc < 0) {
-		if (rc == SSH_R_HOSTKEY_UNKNOWN && !error_hint_text())
-			error_hint("check the fingerprint, then run again with --accept-new-host-key "
-				   "(or 'pystrib doctor --trust-host')");
-		ret = error_report();
-		goto out;
-	}
-	r.dir = remote_job_dir(r.cfg.remote.workdir, r.id);
-	if (submit(&r, r.copts.cell) < 0) {
-		if (error_kind() == PS_EXIT_INTERRUPTED) {
-			char *st = stop_job(&r, "cancelled");
-			free(st);
-			error_set(PS_EXIT_INTERRUPTED, "interrupted");
-		}
-		ret = error_report();
-		goto out;
-	}
-	save_record(&r, r.copts.cell);
-	event_emit("job", "{s:s,s:s?,s:s,s:i,s:s?,s:s,s:s}", "id", r.id, "remote", r.remote,
-		   "host", ssh_conn_name(r.conn), "np", r.cfg.job.np,
-		   "image", r.have_img ? r.img.reference : NULL,
-		   "runtime", runtime_name(r.cfg.remote.runtime), "dir", r.dir);
-	if (r.detach) {
-		if (!log_json)
-			printf("%s\n", r.id);
-		ret = 0;
-		goto out;
-	}
-	if (!log_json)
-		fprintf(stderr, "pystrib: job %s: %d rank%s on '%s' (%s)\n", r.id, r.cfg.job.np,
-			r.cfg.job.np == 1 ? "" : "s", ssh_conn_name(r.conn),
-			runtime_name(r.cfg.remote.runtime));
-
-	follow_init(&r.f, r.dir, r.cfg.job.np);
-	r.have_follow = 1;
-	r.f.reconnect_timeout = r.cfg.remote.reconnect_timeout;
-	r.f.on_state = on_state;
-	/* The job's own watchdog stops it at --timeout; this is for a host that cannot. */
-	if (r.cfg.job.timeout > 0)
-		r.f.deadline = now_monotonic() + r.cfg.job.timeout + 30;
-	rc = follow_job(r.conn, &r.f);
-	if (rc == SSH_R_INTERRUPTED || rc == SSH_R_TIMEOUT) {
-		int intr = rc == SSH_R_INTERRUPTED;
-		char *st = stop_job(&r, intr ? "cancelled" : "timeout");
-		int fetched = fetch(&r) == 0;
-		finish_record(&r, st ? st : (intr ? "cancelled" : "timeout"), NULL, -1,
-			      fetched ? r.results : NULL);
-		event_emit("done", "{s:s,s:s,s:i,s:s?}", "id", r.id, "state",
-			   st ? st : (intr ? "cancelled" : "timeout"), "exit_code",
-			   intr ? PS_EXIT_INTERRUPTED : PS_EXIT_TIMEOUT, "results",
-			   fetched ? r.results : NULL);
-		if (!log_json)
-			fprintf(stderr, "pystrib: job %s %s\n", r.id, st ? st : "may still run");
-		free(st);
-		ret = intr ? PS_EXIT_INTERRUPTED : PS_EXIT_TIMEOUT;
-		goto out;
-	}
-	if (rc < 0) {
-		error_hint("the job goes on running there: 'pystrib attach %s' follows it again",
-			   r.id);
-		ret = error_report();
-		goto out;
-	}
-	ret = summarize(&r, fetch(&r) == 0);
+	stage("context built");
+	if (r.cfg.remote.runtime != RUNTIME_NONE && !r.detach)
+		ret = run_overlapped(&r);
+	else
+		ret = run_in_turn(&r);
 out:
+	results_unpack_abort(r.unpack);
+	if (r.start_in.len)
+		memset(r.start_in.ptr, 0, r.start_in.len);
+	buf_release(&r.start);
+	buf_release(&r.start_in);
 	if (r.have_follow)
 		follow_release(&r.f);
 	ssh_conn_free(r.conn);
 	ssh_target_release(&r.target);
-	if (r.have_img && pushed_image_release)
+	if (r.have_img)
 		pushed_image_release(&r.img);
 	context_release(&r.ctx);
 	context_options_release(&r.copts);

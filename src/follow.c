@@ -28,6 +28,7 @@ void follow_init(struct follow *f, const char *dir, int np)
 	f->only_rank = -1;
 	f->color = -1;
 	f->exit_code = -1;
+	f->start_fd = -1;
 	f->ranks = xcalloc((size_t)(np > 0 ? np : 1), sizeof(*f->ranks));
 	for (int i = 0; i < np; i++) {
 		f->ranks[i].exit_code = -1;
@@ -213,9 +214,10 @@ static int header(struct follow *f)
 		if (*st && (!f->state || strcmp(f->state, st))) {
 			free(f->state);
 			f->state = xstrdup(st);
-			event_emit("status", "{s:s,s:s}", "message", st, "state", st);
+			/* First: run announces the job (its "job" event) on the first state. */
 			if (f->on_state)
 				f->on_state(f->ctx, st);
+			event_emit("status", "{s:s,s:s}", "message", st, "state", st);
 		}
 	} else if (kind == 'E') {
 		char st[32] = "";
@@ -334,6 +336,27 @@ static void follower_command(struct follow *f, struct buf *cmd)
 	}
 }
 
+/*
+ * The remote command that waits for the real one on its stdin: a line with
+ * its length, then the command (head -c reads no further: the rest of
+ * stdin is the job script's). Nothing written: exit 3, nothing run.
+ */
+static const char start_reader[] =
+	"sh -c 'IFS= read -r n || exit 3; c=$(head -c \"$n\") || exit 3; eval \"$c\"'";
+
+char *follow_start_message(struct follow *f, const char *start_cmd, const void *in,
+			   size_t in_len, size_t *len)
+{
+	struct buf cmd = BUF_INIT, msg = BUF_INIT;
+	buf_addf(&cmd, "%s && exec ", start_cmd);
+	follower_command(f, &cmd);
+	buf_addf(&msg, "%zu\n", cmd.len);
+	buf_add(&msg, cmd.ptr, cmd.len);
+	buf_add(&msg, in, in_len);
+	buf_release(&cmd);
+	return buf_detach(&msg, len);
+}
+
 /* Sleeps up to secs, waking early when interrupted. */
 static void nap(double secs)
 {
@@ -402,13 +425,20 @@ int follow_job(struct ssh_conn *c, struct follow *f)
 		buf_reset(&cmd);
 		o.in = NULL;
 		o.in_len = 0;
-		if (f->start_cmd && !f->started_cmd) {
+		o.in_fd = -1;
+		if (f->start_fd >= 0 && !f->started_cmd) {
 			f->started_cmd = 1;
-			buf_addf(&cmd, "%s && exec ", f->start_cmd);
-			o.in = f->stdin_data;
-			o.in_len = f->stdin_len;
+			buf_addstr(&cmd, start_reader);
+			o.in_fd = f->start_fd;
+		} else {
+			if (f->start_cmd && !f->started_cmd) {
+				f->started_cmd = 1;
+				buf_addf(&cmd, "%s && exec ", f->start_cmd);
+				o.in = f->stdin_data;
+				o.in_len = f->stdin_len;
+			}
+			follower_command(f, &cmd);
 		}
-		follower_command(f, &cmd);
 		if (f->on_tar)
 			f->tar_done = 0;
 		ret = ssh_conn_exec(c, cmd.ptr, &o, &status);
@@ -419,7 +449,10 @@ int follow_job(struct ssh_conn *c, struct follow *f)
 		if (ret == 0) {
 			buf_rtrim(&f->ferr);
 			ret = ssh_command_failed(c, "sh", status ? status : 1, f->ferr.ptr);
-			error_wrap("cannot follow the job's output in '%s'", f->dir);
+			if ((f->start_cmd || f->start_fd >= 0) && !f->state)
+				error_wrap("cannot start the job in '%s'", f->dir);
+			else
+				error_wrap("cannot follow the job's output in '%s'", f->dir);
 			break;
 		}
 		if (ret != SSH_R_DROPPED)

@@ -56,6 +56,13 @@ struct follow {
 	const void *stdin_data;
 	size_t stdin_len;
 	/*
+	 * Or: the first round trip's command is not known yet (the image is
+	 * still being pushed). The remote login starts at once with a command
+	 * that reads the real one from its stdin, which is read from start_fd
+	 * until EOF: follow_start_message() is what to write there. -1: none.
+	 */
+	int start_fd;
+	/*
 	 * Optional: once the job ended, the same round trip sends a tar of
 	 * results/ and logs/, given to on_tar as it arrives. on_tar(ctx, NULL,
 	 * 0) marks the start of a tar (again after a reconnection: start over);
@@ -96,6 +103,15 @@ void follow_release(struct follow *f);
  * SSH_R_INTERRUPTED and SSH_R_TIMEOUT (to cancel the job).
  */
 int follow_job(struct ssh_conn *c, struct follow *f);
+
+/*
+ * What to write to f->start_fd: the command "START && exec FOLLOWER" for
+ * the remote shell that waits for it, then `in` (the job script's stdin).
+ * Call it before follow_job has received anything. Caller frees (*len
+ * bytes; wipe them when `in` is secret).
+ */
+char *follow_start_message(struct follow *f, const char *start_cmd, const void *in,
+			   size_t in_len, size_t *len);
 
 /*
  * Feeds bytes of the follower protocol (what src/remote/follow.sh prints)

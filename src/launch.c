@@ -93,8 +93,30 @@ static const char prologue[] =
 	"now > \"$J/started\"\n"
 	"stop=''\n"
 	"child=''\n"
+	"SHM=''\n"
 	"stop_container() { :; }\n"
 	"cleanup() { :; }\n"
+	/* Why the job could not run, for pystrib's summary and exit code: one
+	 * line in `error`, "registry: ..." for the registry's side, else the
+	 * host's (a missing command, a full disk, an engine error). */
+	"host_error() {\n"
+	"\tm=$1\n"
+	"\tif grep -qi 'no space left on device' \"$J/logs/job.err\" 2>/dev/null; then\n"
+	"\t\tm=\"the disk is full (no space left on device): ${m#registry: }\"\n"
+	"\tfi\n"
+	"\tprintf 'pystrib: %s\\n' \"$m\" >&2\n"
+	"\tprintf '%s\\n' \"$m\" > \"$J/error.tmp\" && mv -f \"$J/error.tmp\" \"$J/error\"\n"
+	"\tfinish \"$2\"\n"
+	"}\n"
+	"need() {\n"
+	"\tcommand -v \"$1\" >/dev/null 2>&1 ||"
+	" host_error \"'$1' is not installed on this host (or not on the PATH of its SSH sessions: $PATH)\" 127\n"
+	"}\n"
+	"last_err() { tail -n 1 \"$J/logs/job.err\" 2>/dev/null | cut -c1-300; }\n"
+	"step_failed() {\n"
+	"\t[ -z \"$stop\" ] || finish \"$1\"\n"
+	"\thost_error \"$2: $(last_err)\" \"$1\"\n"
+	"}\n"
 	/* A trapped signal interrupts `wait`, never a foreground command: every long
 	 * step runs in the background and is waited for here. */
 	"on_signal() {\n"
@@ -119,12 +141,20 @@ static const char prologue[] =
 	"finish() {\n"
 	"\trc=$1\n"
 	"\tcleanup\n"
+	"\t[ -z \"$SHM\" ] || [ \"$SHM\" = /dev/shm ] || rm -rf \"$SHM\"\n"
+	"\tif [ \"$rc\" -ne 0 ] && [ -z \"$stop\" ] && [ ! -f \"$J/error\" ] &&"
+	" grep -qi 'no space left on device' \"$J/logs/job.err\" 2>/dev/null; then\n"
+	"\t\tprintf '%s\\n' 'the disk is full (no space left on device)' > \"$J/error\"\n"
+	"\tfi\n"
 	"\tprintf '%s\\n' \"$rc\" > \"$J/exit.tmp\" && mv -f \"$J/exit.tmp\" \"$J/exit\"\n"
 	"\tnow > \"$J/ended\"\n"
 	"\t[ ! -f \"$J/timedout\" ] || stop=timeout\n"
 	"\tif [ -n \"$stop\" ]; then set_state \"$stop\"\n"
 	"\telif [ \"$rc\" -eq 0 ]; then set_state succeeded\n"
 	"\telse set_state failed; fi\n"
+	/* The container goes after the final state, so that nobody waits for
+	 * its removal to learn how the job ended. */
+	"\tstop_container\n"
 	/* Whatever is left of the job's process group (the watchdog, a rank
 	 * mpirun left behind) goes with it. */
 	"\ttrap '' TERM\n"
@@ -166,14 +196,30 @@ static void add_mpirun(struct buf *b, const struct launch_spec *s, int root_flag
 	buf_addch(b, '\n');
 }
 
+/*
+ * PYSTRIB_GPUS inside a container given the devices `gpus`: "all", or how
+ * many it was given (count is the space for the number).
+ */
+static const char *container_gpus(const char *gpus, char *count, size_t size)
+{
+	size_t n = 1;
+	if (!strcmp(gpus, "all") || !strchr(gpus, ','))
+		return gpus;
+	for (const char *p = gpus; *p; p++)
+		n += *p == ',';
+	snprintf(count, size, "%zu", n);
+	return count;
+}
+
 static int add_container(struct buf *b, const struct launch_spec *s)
 {
+	char count[32];
 	const char *rt = s->runtime == RUNTIME_DOCKER ? "docker" : "podman";
 	char *name = xstrfmt(LAUNCH_CONTAINER_PREFIX "%s", s->id);
 
 	buf_addf(b, "RT=%s\nC=", rt);
 	shquote_arg(b, name);
-	buf_addstr(b, "\nprintf '%s\\n' \"$RT\" > \"$J/runtime\"\n"
+	buf_addstr(b, "\nneed \"$RT\"\nprintf '%s\\n' \"$RT\" > \"$J/runtime\"\n"
 		   "printf '%s\\n' \"$C\" > \"$J/container\"\n"
 		   "stop_container() { \"$RT\" rm -f \"$C\" >/dev/null 2>&1; }\n");
 	if (s->runtime == RUNTIME_PODMAN)
@@ -198,8 +244,8 @@ static int add_container(struct buf *b, const struct launch_spec *s)
 			word(b, s->login_user);
 			word(b, s->login_registry);
 		}
-		buf_addstr(b, " >/dev/null || { echo \"pystrib: the registry refused the login\" >&2;"
-			   " PW=''; finish 125; }\nPW=''\n");
+		buf_addstr(b, " >/dev/null || { PW=''; step_failed 125"
+			   " \"registry: the registry refused the login of $RT on this host\"; }\nPW=''\n");
 	} else {
 		buf_addstr(b, "exec </dev/null\n");
 	}
@@ -209,7 +255,7 @@ static int add_container(struct buf *b, const struct launch_spec *s)
 		word(b, s->image);
 		buf_addstr(b, "; else run_bg docker pull -q");
 		word(b, s->image);
-		buf_addstr(b, "; fi >/dev/null || finish $?\n");
+		buf_addstr(b, "; fi >/dev/null || step_failed $? \"registry: docker could not pull the image\"\n");
 	} else {
 		const char *tls = s->tls_verify_off ? " --tls-verify=false" : "";
 		buf_addf(b, "if [ -n \"${AUTH:-}\" ]; then run_bg podman pull -q%s"
@@ -217,18 +263,29 @@ static int add_container(struct buf *b, const struct launch_spec *s)
 		word(b, s->image);
 		buf_addf(b, "; else run_bg podman pull -q%s", tls);
 		word(b, s->image);
-		buf_addstr(b, "; fi >/dev/null || finish $?\n");
+		buf_addstr(b, "; fi >/dev/null || step_failed $? \"registry: podman could not pull the image\"\n");
 	}
-	buf_addstr(b, "cleanup\nset_state running\nnow > \"$J/launched\"\nrun_bg \"$RT\" run --rm --name \"$C\" --network host --ipc host");
-	word(b, "--shm-size");
-	word(b, s->shm_size ? s->shm_size : "1g");
+	/* Host IPC: the ranks share the host's /dev/shm, as large as the host
+	 * allows (podman refuses --shm-size with it; docker ignores it). */
+	/*
+	 * Host IPC puts every container's Open MPI shared-memory files in the
+	 * host's /dev/shm, named after mpirun's pid: 1 in every container.
+	 * Two jobs at once would unlink each other's files (and hang): each
+	 * job gets a directory of its own there.
+	 */
+	buf_addstr(b, "SHM=/dev/shm/$C\nmkdir -p \"$SHM\" 2>/dev/null || SHM=/dev/shm\n");
+	buf_addstr(b, "cleanup\nnow > \"$J/launched\"\nset_state running\nrun_bg \"$RT\" run --name \"$C\" --network host --ipc host");
 	buf_addstr(b, " -v \"$J/logs:/pystrib/job/logs\" -v \"$J/results:/pystrib/job/results\"");
 	buf_addstr(b, " -e PYSTRIB_JOB_DIR=/pystrib/job -e PYSTRIB_RESULTS=/pystrib/job/results");
 	word(b, "-e");
 	word3(b, "PYSTRIB_JOB_ID=", s->id, "");
-	buf_addstr(b, " -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1");
+	buf_addstr(b, " -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+		   " -e \"OMPI_MCA_btl_vader_backing_directory=$SHM\"");
 	if (s->gpus) {
-		buf_addstr(b, " -e PYSTRIB_GPUS=all");
+		/* Inside, CUDA numbers the devices it was given from 0: the
+		 * bootstrap deals out that many, not the host's indexes. */
+		word(b, "-e");
+		word3(b, "PYSTRIB_GPUS=", container_gpus(s->gpus, count, sizeof(count)), "");
 		if (s->runtime == RUNTIME_DOCKER) {
 			if (!strcmp(s->gpus, "all") || !strchr(s->gpus, ',')) {
 				word(b, "--gpus");
@@ -269,6 +326,15 @@ static int add_container(struct buf *b, const struct launch_spec *s)
 	}
 	word(b, s->image);
 	add_mpirun(b, s, 1, context_cmd[0], 0);
+	/* 125: the engine could not create or start the container; 127: no
+	 * mpirun in the image (no rank ever started). */
+	buf_addstr(b, "rc=$?\n"
+		   "if [ -z \"$stop\" ] && [ \"$rc\" -eq 125 ]; then\n"
+		   "\tstep_failed 125 \"$RT could not start the container\"\n"
+		   "elif [ -z \"$stop\" ] && [ \"$rc\" -eq 127 ] && ! ls \"$J\"/logs/rank.*.exit >/dev/null 2>&1; then\n"
+		   "\thost_error \"the image has no 'mpirun' (Open MPI) on its PATH\" 127\n"
+		   "fi\n"
+		   "finish \"$rc\"\n");
 	free(name);
 	return 0;
 }
@@ -320,8 +386,11 @@ static int add_host(struct buf *b, const struct launch_spec *s)
 	}
 	buf_addstr(b, "cd ");
 	job_path(b, s->workdir ? s->workdir : "/pystrib/cell");
-	buf_addstr(b, " || finish 125\nnow > \"$J/launched\"\nrun_bg");
+	buf_addstr(b, " || finish 125\nneed mpirun\nneed");
+	word(b, python);
+	buf_addstr(b, "\nnow > \"$J/launched\"\nrun_bg");
 	add_mpirun(b, s, 2, python, 1);
+	buf_addstr(b, "finish $?\n");
 	return 0;
 }
 
@@ -357,6 +426,5 @@ int launch_script(const struct launch_spec *s, struct buf *out)
 		add_host(out, s);
 	else
 		add_container(out, s);
-	buf_addstr(out, "finish $?\n");
 	return out->toobig ? error_set(PS_EXIT_USAGE, "the job script is too large") : 0;
 }

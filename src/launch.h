@@ -20,8 +20,8 @@
  * (the password read from the script's stdin, into a private auth file
  * removed right after the pull), state `pulling`, pulls the pinned image,
  * state `running`, runs it as container pystrib-<id> with logs/ and
- * results/ bind-mounted at /pystrib/job/, host network and IPC, shared
- * memory, the --env values, the GPUs; none: unpacks the layers into cell/
+ * results/ bind-mounted at /pystrib/job/, host network and IPC (so the
+ * host's /dev/shm), the --env values, the GPUs; none: unpacks the layers into cell/
  * and project/, runs the setup lines, then the host's mpirun and python.
  * Then it writes `exit`, `ended` and the final state.
  */
@@ -37,7 +37,6 @@ struct launch_spec {
 	const char *login_registry;	/* registry host to log in to; NULL: no login */
 	const char *login_user;		/* the password comes as the first line of stdin */
 	int tls_verify_off;		/* podman: --tls-verify=false (plain-HTTP registry) */
-	const char *shm_size;		/* NULL: "1g" */
 
 	/* none */
 	const char *cell_layer;		/* layer files, relative to the job directory */

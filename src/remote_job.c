@@ -73,6 +73,32 @@ out:
 	return ret;
 }
 
+int remote_job_layer_from_stdin(struct buf *cmd, const char *workdir, const char *digest,
+				unsigned long long size, const char *id)
+{
+	if (strncmp(digest, "sha256:", 7))
+		return error_set(PS_EXIT_USAGE, "invalid layer digest '%s'", digest);
+	char *dir = remote_job_layers_dir(workdir);
+	char *path = xstrfmt("%s/%s.tar.gz", dir, digest + 7);
+	char *tmp = xstrfmt("%s.%s.tmp", path, id);
+	buf_addstr(cmd, "mkdir -p ");
+	shquote_path(cmd, dir);
+	buf_addf(cmd, " && head -c %llu > ", size);
+	shquote_path(cmd, tmp);
+	/* A short stdin must not leave a short layer under the full name. */
+	buf_addstr(cmd, " && test \"$(wc -c < ");
+	shquote_path(cmd, tmp);
+	buf_addf(cmd, ")\" -eq %llu && mv -f ", size);
+	shquote_path(cmd, tmp);
+	buf_addch(cmd, ' ');
+	shquote_path(cmd, path);
+	buf_addstr(cmd, " && ");
+	free(dir);
+	free(path);
+	free(tmp);
+	return 0;
+}
+
 int remote_job_start_command(struct buf *cmd, const char *dir, const char *job_json,
 			     const char *run_sh)
 {
@@ -242,9 +268,16 @@ int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state
 			break;
 		p = nl + 1;
 	}
+	/* Why the job could not run, when its script knew (launch.c's `error`). */
+	st->reason = field_str(out.ptr, "error");
+	if (st->reason && !*st->reason) {
+		free(st->reason);
+		st->reason = NULL;
+	}
 	if (!remote_job_state_final(st->state) && field_num(out.ptr, "alive", 1) == 0 &&
 	    strcmp(st->state, "submitted")) {
 		free(st->state);
+		free(st->reason);
 		st->state = xstrdup("lost");
 		st->reason = xstrdup("the job script ended without a final state "
 				     "(killed, or the host restarted)");
@@ -257,8 +290,8 @@ out:
 	return ret;
 }
 
-int remote_job_cancel(struct ssh_conn *c, const char *dir, const char *final,
-		      char **final_state)
+static int cancel(struct ssh_conn *c, const char *dir, const char *final, int unstarted,
+		  char **final_state)
 {
 	struct buf cmd = BUF_INIT, out;
 	int ret;
@@ -267,6 +300,8 @@ int remote_job_cancel(struct ssh_conn *c, const char *dir, const char *final,
 	jobctl(&cmd, "cancel", dir);
 	buf_addch(&cmd, ' ');
 	shquote_arg(&cmd, final);
+	if (unstarted)
+		buf_addstr(&cmd, " unstarted");
 	ret = ssh_conn_run(c, cmd.ptr, "sh", &out);
 	if (ret == 0) {
 		buf_rtrim(&out);
@@ -282,4 +317,16 @@ int remote_job_cancel(struct ssh_conn *c, const char *dir, const char *final,
 	buf_release(&cmd);
 	buf_release(&out);
 	return ret;
+}
+
+int remote_job_cancel(struct ssh_conn *c, const char *dir, const char *final,
+		      char **final_state)
+{
+	return cancel(c, dir, final, 0, final_state);
+}
+
+int remote_job_cancel_unstarted(struct ssh_conn *c, const char *dir, const char *final,
+				char **final_state)
+{
+	return cancel(c, dir, final, 1, final_state);
 }

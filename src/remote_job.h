@@ -30,6 +30,16 @@ int remote_job_put_layer(struct ssh_conn *c, const char *workdir, const char *di
 			 const char *local_path);
 
 /*
+ * Appends "mkdir -p LAYERS && head -c SIZE > TMP && ... mv TMP LAYER && ":
+ * the remote command that stores the layer `digest` from its stdin (size
+ * bytes), for callers that send a small layer in the same round trip as
+ * the job's start instead of uploading it first. id names the temporary
+ * file. 0, or -1 (PS_EXIT_USAGE) for a bad digest.
+ */
+int remote_job_layer_from_stdin(struct buf *cmd, const char *workdir, const char *digest,
+				unsigned long long size, const char *id);
+
+/*
  * Creates dir (and logs/, results/), uploads job.json and run.sh (mode
  * 0755), writes state "submitted", then starts `setsid sh run.sh` in dir,
  * detached from the SSH session, with the job script's stdout and stderr
@@ -55,7 +65,9 @@ struct remote_job_state {
 	char *state;		/* submitted pulling running succeeded failed timeout
 				 * cancelled, or "lost" (directory gone, or the job
 				 * script died without a final state); never NULL on 0 */
-	char *reason;		/* for "lost": why; else NULL */
+	char *reason;		/* for "lost": why; else the job's `error` line (why it
+				 * could not run: "registry: ..." for the registry's
+				 * side, else the host's), or NULL */
 	int exit_code;		/* mpirun's (or the job script's) exit; -1 unknown */
 	double started;		/* seconds since the epoch; 0 unknown */
 	double ended;
@@ -83,5 +95,14 @@ int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state
  */
 int remote_job_cancel(struct ssh_conn *c, const char *dir, const char *final,
 		      char **final_state);
+
+/*
+ * The same for a job whose start may still be on its way (its command was
+ * sent, nothing was heard back): if it has not started, it never will (the
+ * start and this claim the job directory atomically) and *final_state is
+ * `final`; if it has, it is stopped as above.
+ */
+int remote_job_cancel_unstarted(struct ssh_conn *c, const char *dir, const char *final,
+				char **final_state);
 
 #endif

@@ -10,6 +10,7 @@
 #   X RANK EXIT_CODE MTIME            rank.N.exit appeared
 #   S STATE LAUNCHED                  the job's state changed
 #   E STATE EXIT STARTED ENDED [WHY]  the job ended (or MODE o: all shown)
+# WHY: for lost, what happened; else the job's `error` line, if any.
 # Log files only grow, so OFFSET+LEN bytes are always there to send.
 cd "$1" 2>/dev/null || { echo "E lost -1 0 0 the job directory is gone"; exit 0; }
 mode=$2 np=$3
@@ -23,7 +24,7 @@ while [ "$i" -lt "$np" ]; do
 	shift 3
 	i=$((i + 1))
 done
-last=''
+last='' lastl=''
 while :; do
 	alive=1
 	if [ -f pid ]; then
@@ -31,21 +32,28 @@ while :; do
 	fi
 	st=''
 	[ -f state ] && read -r st < state
-	if [ "$st" != "$last" ]; then
-		l=0
-		[ -f launched ] && read -r l < launched
+	l=0
+	[ -f launched ] && read -r l < launched
+	if [ "$st" != "$last" ] || [ "$l" != "$lastl" ]; then
 		printf 'S %s %s\n' "$st" "$l"
-		last=$st
+		last=$st lastl=$l
 	fi
 	moved=0
+	# Every log's size in one process (not one per file: this loop runs
+	# beside the ranks, on their cores), as lines "\nNAME SIZE\n".
+	nl='
+'
+	sizes="$nl$(stat -c '%n %s' logs/rank.*.out logs/rank.*.err 2>/dev/null)$nl"
 	i=0
 	while [ "$i" -lt "$np" ]; do
 		for s in o e; do
 			eval "off=\$$s$i"
 			[ "$off" -ge 0 ] || continue
 			if [ "$s" = o ]; then f=logs/rank.$i.out; else f=logs/rank.$i.err; fi
-			[ -f "$f" ] || continue
-			size=$(wc -c < "$f") || continue
+			case $sizes in *"$nl$f "*) ;; *) continue;; esac
+			size=${sizes#*"$nl$f "}
+			size=${size%%"$nl"*}
+			case $size in ''|*[!0-9]*) continue;; esac
 			[ "$size" -gt "$off" ] || continue
 			n=$((size - off))
 			[ "$n" -le 1048576 ] || n=1048576
@@ -74,10 +82,17 @@ while :; do
 		[ -f exit ] && read -r rc < exit
 		[ -f started ] && read -r t0 < started
 		[ -f ended ] && read -r t1 < ended
-		printf 'E %s %s %s %s\n' "$st" "$rc" "$t0" "$t1"
+		# Why it could not run, when the job script knew (launch.c).
+		why=''
+		[ -f error ] && read -r why < error
+		printf 'E %s %s %s %s%s\n' "$st" "$rc" "$t0" "$t1" "${why:+ $why}"
 		if [ "$mode" = t ]; then
 			echo R
-			exec tar -cf - results logs
+			# 1: a file changed as it was read (logs of a job just ended).
+			tar --ignore-failed-read -cf - results logs
+			rc=$?
+			[ "$rc" -le 1 ] && exit 0
+			exit "$rc"
 		fi
 		exit 0
 		;;
@@ -90,7 +105,13 @@ while :; do
 		# It may have written its final state just before it ended.
 		[ -f state ] && read -r st < state
 		case $st in succeeded|failed|timeout|cancelled) continue;; esac
-		echo "E lost -1 0 0 the job script ended without a final state (killed, or the host restarted)"
+		why="the job script ended without a final state (killed, or the host restarted)"
+		# Or it could not write it: a full disk stops a job's bookkeeping too.
+		free=$(df -Pk . 2>/dev/null | awk 'NR == 2 { print $4 }')
+		case $free in
+		[0-9]*) [ "$free" -ge 64 ] || why="the job could not write its state: the disk is full (no space left on device)" ;;
+		esac
+		echo "E lost -1 0 0 $why"
 		exit 0
 	fi
 	sleep 0.1

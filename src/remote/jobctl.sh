@@ -5,7 +5,9 @@
 #                      (setsid); stdin goes to it
 #   read DIR           print the job's files as "KEY VALUE" lines, then
 #                      "json" and job.json
-#   cancel DIR FINAL   stop it; FINAL is cancelled or timeout
+#   cancel DIR FINAL [unstarted]   stop it; FINAL is cancelled or timeout;
+#                      with unstarted, a job not started yet never will be
+#                      (its start may still be on the way)
 # The layout is docs/remote-job.md.
 action=$1 dir=$2
 final() { case $1 in succeeded|failed|timeout|cancelled) return 0;; esac; return 1; }
@@ -19,12 +21,21 @@ case $action in
 start)
 	mkdir -p "$dir/logs" "$dir/results" || exit 1
 	cd "$dir" || exit 1
+	# Atomic: either this start or a cancel that came first claims the job.
+	if ! mkdir .claimed 2>/dev/null; then
+		echo "the job was cancelled before it started" >&2
+		exit 1
+	fi
 	if [ $# -ge 4 ]; then
 		printf '%s' "$3" > job.json.tmp && mv -f job.json.tmp job.json || exit 1
 		printf '%s' "$4" > run.sh.tmp && chmod 755 run.sh.tmp && mv -f run.sh.tmp run.sh || exit 1
 	fi
 	set_state submitted
-	setsid sh run.sh 0<&0 >> logs/job.err 2>&1 &
+	# An asynchronous list's stdin is /dev/null unless redirected from
+	# another descriptor: the job script reads the registry password there.
+	exec 3<&0
+	setsid sh run.sh <&3 3<&- >> logs/job.err 2>&1 &
+	exec 3<&-
 	i=0
 	while [ ! -f pid ] && [ "$i" -lt 400 ]; do
 		sleep 0.01
@@ -45,7 +56,7 @@ read)
 	# Whether it lives, then the state: a job script writes its final
 	# state before it ends, so dead + not final means lost.
 	if alive; then echo "alive 1"; else echo "alive 0"; fi
-	for f in state exit started launched ended runtime container; do
+	for f in state exit started launched ended runtime container error; do
 		v=''
 		[ -f "$f" ] && read -r v < "$f"
 		printf '%s %s\n' "$f" "$v"
@@ -63,6 +74,21 @@ read)
 	;;
 cancel)
 	want=$3
+	if [ ! -f "$dir/job.json" ] && [ "${4:-}" = unstarted ]; then
+		mkdir -p "$dir" 2>/dev/null
+		if mkdir "$dir/.claimed" 2>/dev/null; then
+			cd "$dir" || exit 1
+			set_state "$want"
+			echo "$want"
+			exit 0
+		fi
+		# Its start claimed it first: wait until it runs, then stop it.
+		i=0
+		while [ ! -f "$dir/pid" ] && [ "$i" -lt 100 ]; do
+			sleep 0.05
+			i=$((i + 1))
+		done
+	fi
 	if [ ! -f "$dir/job.json" ]; then
 		echo "gone"
 		exit 0
@@ -103,6 +129,9 @@ cancel)
 			podman) podman rm -f -t 0 "$c" >/dev/null 2>&1 ;;
 			esac
 		fi
+		# A registry login the job script had no time to remove, and the
+		# job's shared-memory directory (launch.c).
+		rm -rf .auth "/dev/shm/pystrib-${PWD##*/}"
 		[ -f exit ] || { printf '%s\n' 137 > exit.tmp && mv -f exit.tmp exit; }
 		[ -f ended ] || date +%s.%N > ended
 		set_state "$want"

@@ -134,6 +134,10 @@ static void test_container_scripts(void **state)
 		assert_int_equal(launch_script(&s, &b), 0);
 		assert_true(sh_syntax_ok(b.ptr, tmpdir));
 		assert_non_null(strstr(b.ptr, " --network host --ipc host"));
+		assert_null(strstr(b.ptr, "--shm-size"));	/* podman refuses it with host IPC */
+		/* Concurrent jobs' Open MPI files apart in the shared /dev/shm. */
+		assert_non_null(strstr(b.ptr, "SHM=/dev/shm/$C\n"));
+		assert_non_null(strstr(b.ptr, " -e \"OMPI_MCA_btl_vader_backing_directory=$SHM\""));
 		assert_non_null(strstr(b.ptr, " -np 3 --oversubscribe --bind-to none python3 "
 					      "/pystrib/cell/bootstrap.py /pystrib/cell/user_code.py "
 					      "'two words' 'it'\\''s'"));
@@ -141,6 +145,8 @@ static void test_container_scripts(void **state)
 		assert_non_null(strstr(b.ptr, "--password-stdin --username 'me; touch MARKER'"));
 		assert_non_null(strstr(b.ptr, "sleep 7;"));
 		assert_non_null(strstr(b.ptr, "--allow-run-as-root"));
+		/* Inside the container the given devices are numbered from 0. */
+		assert_non_null(strstr(b.ptr, " -e 'PYSTRIB_GPUS=2' "));
 		if (rt == RUNTIME_DOCKER) {
 			assert_non_null(strstr(b.ptr, "--gpus '\"device=0,1\"'"));
 			assert_null(strstr(b.ptr, "--tls-verify"));
@@ -190,6 +196,151 @@ static char *slurp(const char *path)
 		return NULL;
 	}
 	return buf_detach(&b, NULL);
+}
+
+static void test_gpu_specs(void **state)
+{
+	(void)state;
+	static const struct { int rt; const char *gpus, *want[3]; } cases[] = {
+		{ RUNTIME_DOCKER, "all", { " -e 'PYSTRIB_GPUS=all' --gpus all ", NULL, NULL } },
+		{ RUNTIME_DOCKER, "3", { " -e 'PYSTRIB_GPUS=3' --gpus 3 ", NULL, NULL } },
+		{ RUNTIME_DOCKER, "2,5,7", { " -e 'PYSTRIB_GPUS=3' --gpus '\"device=2,5,7\"' ", NULL, NULL } },
+		{ RUNTIME_PODMAN, "all", { " -e 'PYSTRIB_GPUS=all' --device 'nvidia.com/gpu=all' ", NULL, NULL } },
+		{ RUNTIME_PODMAN, "5,7", { " -e 'PYSTRIB_GPUS=2' --device 'nvidia.com/gpu=5' --device 'nvidia.com/gpu=7' ",
+					    NULL, NULL } },
+		/* runtime none: the host's own indexes, dealt by the bootstrap */
+		{ RUNTIME_NONE, "5,7", { "export 'PYSTRIB_GPUS=5,7'\n", NULL, NULL } },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct launch_spec s = { 0 };
+		struct buf b = BUF_INIT;
+		s.id = "20260101-000000-abcdef";
+		s.np = 2;
+		s.runtime = (enum runtime)cases[i].rt;
+		s.image = "127.0.0.1:5000/cells@sha256:0123";
+		s.cell_layer = "../../layers/x.tar.gz";
+		s.gpus = cases[i].gpus;
+		assert_int_equal(launch_script(&s, &b), 0);
+		for (int k = 0; k < 3 && cases[i].want[k]; k++)
+			if (!strstr(b.ptr, cases[i].want[k]))
+				fail_msg("case %zu: no '%s' in\n%s", i, cases[i].want[k], b.ptr);
+		/* No GPU flag at all without --gpus. */
+		buf_reset(&b);
+		s.gpus = NULL;
+		assert_int_equal(launch_script(&s, &b), 0);
+		assert_null(strstr(b.ptr, "PYSTRIB_GPUS"));
+		assert_null(strstr(b.ptr, "nvidia.com"));
+		buf_release(&b);
+	}
+}
+
+/*
+ * A bin directory with what a job script needs from the host, and nothing
+ * else (no docker, podman or mpirun): links to the real programs.
+ */
+static char *bare_path(void)
+{
+	static const char *const tools[] = { "sh", "mkdir", "mv", "date", "rm", "cat", "sleep",
+					      "id", "tar", "gzip", "grep", "tail", "cut", "ls",
+					      "env", NULL };
+	char *dir = xstrfmt("%s/bare-bin", tmpdir);
+	assert_int_equal(mkdir_p(dir, 0755), 0);
+	for (const char *const *t = tools; *t; t++) {
+		char *cmd = xstrfmt("ln -sf \"$(command -v %s)\" '%s/%s'", *t, dir, *t);
+		assert_int_equal(system(cmd), 0);
+		free(cmd);
+	}
+	return dir;
+}
+
+/* Runs run.sh as remote_job.c starts it, stderr to logs/job.err; its exit status. */
+static int run_job(const char *jobdir, const char *path)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *err = xstrfmt("%s/logs/job.err", jobdir);
+		if (chdir(jobdir) < 0 || mkdir_p("logs", 0755) < 0 || !freopen(err, "a", stderr))
+			_exit(126);
+		if (path)
+			setenv("PATH", path, 1);
+		setsid();
+		execl("/bin/sh", "sh", "run.sh", (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static char *slurp(const char *path);
+
+/* A missing docker, podman or mpirun: exit 127, state failed, `error` says which. */
+static void test_missing_commands(void **state)
+{
+	(void)state;
+	char *path = bare_path();
+	static const struct { int rt; const char *want; } cases[] = {
+		{ RUNTIME_DOCKER, "'docker' is not installed on this host" },
+		{ RUNTIME_PODMAN, "'podman' is not installed on this host" },
+		{ RUNTIME_NONE, "'mpirun' is not installed on this host" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *top = xstrfmt("%s/missing%zu", tmpdir, i);
+		char *jobdir = xstrfmt("%s/jobs/20260101-000000-abcdef", top);
+		char *layers = xstrfmt("%s/layers", top);
+		struct launch_spec s = { 0 };
+		struct buf b = BUF_INIT;
+
+		assert_int_equal(mkdir_p(jobdir, 0755), 0);
+		assert_int_equal(mkdir_p(layers, 0755), 0);
+		if (cases[i].rt == RUNTIME_NONE) {
+			char *layer = xstrfmt("%s/cell.tar.gz", layers);
+			char *work = xstrfmt("%s/src%zu", tmpdir, i);
+			assert_int_equal(mkdir_p(work, 0755), 0);
+			assert_int_equal(make_cell_layer(work, layer), 0);
+			free(layer);
+			free(work);
+		}
+		s.id = "20260101-000000-abcdef";
+		s.runtime = (enum runtime)cases[i].rt;
+		s.np = 2;
+		s.image = "127.0.0.1:5000/cells@sha256:0123";
+		s.cell_layer = "../../layers/cell.tar.gz";
+		s.python = "/usr/bin/python3";
+		s.workdir = "/pystrib/cell";
+		assert_int_equal(launch_script(&s, &b), 0);
+		char *script = xstrfmt("%s/run.sh", jobdir);
+		assert_int_equal(write_file(script, b.ptr, b.len), 0);
+		assert_int_equal(run_job(jobdir, path), 127);
+
+		char *p = xstrfmt("%s/state", jobdir);
+		char *st = slurp(p);
+		free(p);
+		assert_string_equal(st, "failed\n");
+		free(st);
+		p = xstrfmt("%s/error", jobdir);
+		st = slurp(p);
+		free(p);
+		assert_non_null(st);
+		if (!strstr(st, cases[i].want))
+			fail_msg("case %zu: error '%s'", i, st);
+		assert_non_null(strchr(st, '\n'));
+		assert_ptr_equal(strchr(st, '\n'), st + strlen(st) - 1);	/* one line */
+		free(st);
+		p = xstrfmt("%s/exit", jobdir);
+		st = slurp(p);
+		free(p);
+		assert_string_equal(st, "127\n");
+		free(st);
+		free(script);
+		buf_release(&b);
+		free(top);
+		free(jobdir);
+		free(layers);
+	}
+	free(path);
 }
 
 static void test_none_runs_for_real(void **state)
@@ -309,6 +460,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rejects_bad_specs),
 		cmocka_unit_test(test_container_scripts),
+		cmocka_unit_test(test_gpu_specs),
+		cmocka_unit_test(test_missing_commands),
 		cmocka_unit_test(test_none_runs_for_real),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# t0402: pystrib run with runtime docker: the cell is pushed to the bed's
+# registry, pulled by the bed's dockerd through the bed's sshd and run as 2
+# Open MPI ranks in its container. A 2-rank mpi4py allreduce prints the
+# right sum on each rank and each rank's file comes back, also with two jobs
+# at once (host IPC: their Open MPI files kept apart); a cell raising on
+# rank 1 exits 1 with its traceback; --timeout exits 5 and SIGINT exits 130,
+# both leaving no container and no process behind.
+# t0403 runs the same scenario with ENGINE=podman.
+. "$(dirname "$0")/lib.sh"
+ENGINE=${ENGINE:-docker}
+bed_up registry sshd base "$ENGINE"
+
+export HOME=$BED_DIR/home
+mkdir -p "$HOME"
+unset SSH_AUTH_SOCK
+export PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
+if [ "$ENGINE" = docker ]; then
+	remote=default
+	containers() { DOCKER_HOST=$BED_DOCKER_HOST /usr/bin/docker ps -a --format '{{.Names}}'; }
+else
+	remote=podman
+	containers() {
+		CONTAINERS_CONF=$BED_CONTAINERS_CONF CONTAINERS_STORAGE_CONF=$BED_CONTAINERS_STORAGE_CONF \
+			podman ps -a --format '{{.Names}}'
+	}
+fi
+work=$BED_DIR/work
+mkdir -p "$work"
+cd "$work" || exit 1
+run() {
+	if [ "$remote" = default ]; then
+		"$PYSTRIB" -c "$BED_CONFIG" run --no-project "$@"
+	else
+		"$PYSTRIB" -c "$BED_CONFIG" run --no-project --remote "$remote" "$@"
+	fi
+}
+out=$BED_DIR/last.out err=$BED_DIR/last.err
+jobs_dir=$BED_DIR/remote/jobs
+job_id() { sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$err"; }
+# What is left of a job: its container, and processes naming its directory.
+leftover() {
+	containers | grep -x "pystrib-$1"
+	pgrep -af -- "$jobs_dir/$1" | grep -v pgrep
+	true
+}
+
+# 1. Allreduce on 2 ranks, in the container; each rank's file comes back.
+cat > allreduce.py <<'EOF'
+import os
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+print("rank", c.rank, "of", world_size, "sum", c.allreduce(c.rank + 1))
+print("in", "container" if os.path.exists("/pystrib/cell/user_code.py") else "host")
+with open(os.path.join(os.environ["PYSTRIB_RESULTS"], "rank%d.txt" % rank), "w") as f:
+    f.write("written by rank %d\n" % rank)
+EOF
+expect_exit 0 run allreduce.py -n 2 --results "$work/res1"
+for r in 0 1; do
+	grep -qx "\[$r\] rank $r of 2 sum 3" "$out" && ok "$ENGINE: rank $r prints the allreduce sum 3" \
+		|| { fail "$ENGINE: rank $r output"; cat "$out" "$err"; }
+	grep -qx "\[$r\] in container" "$out" && ok "$ENGINE: rank $r ran in the image" || fail "$ENGINE: rank $r not in the image"
+	[ "$(cat "$work/res1/results/rank$r.txt" 2>/dev/null)" = "written by rank $r" ] \
+		&& ok "$ENGINE: rank $r's result file came back" || fail "$ENGINE: rank $r's result file"
+done
+id=$(job_id)
+grep -q "image:   $BED_REGISTRY/cells:.*@sha256:" "$err" && ok "$ENGINE: summary names the pushed image" \
+	|| { fail "$ENGINE: image in summary"; cat "$err"; }
+[ -n "$id" ] && [ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = succeeded ] && ok "$ENGINE: remote state succeeded" \
+	|| fail "$ENGINE: remote state"
+[ "$(cat "$jobs_dir/$id/runtime" 2>/dev/null)" = "$ENGINE" ] && ok "$ENGINE: the job used $ENGINE" || fail "$ENGINE: runtime file"
+# Removed right after the final state is written: give it a moment.
+for _ in $(seq 50); do [ -z "$(leftover "$id")" ] && break; sleep 0.1; done
+[ -z "$(leftover "$id")" ] && ok "$ENGINE: the container is removed after the run" || fail "$ENGINE: left: $(leftover "$id")"
+
+# 1b. Two jobs at once: their ranks' shared memory (host IPC) kept apart.
+cat > busy.py <<'EOF'
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+total = 0
+for i in range(20000):
+    total += c.allreduce(1)
+print("rank", c.rank, "total", total)
+EOF
+run busy.py -n 2 --timeout 120 > "$BED_DIR/busy1.out" 2> "$BED_DIR/busy1.err" &
+busy1=$!
+run busy.py -n 2 --timeout 120 > "$BED_DIR/busy2.out" 2> "$BED_DIR/busy2.err" &
+busy2=$!
+wait "$busy1"
+c1=$?
+wait "$busy2"
+c2=$?
+sums=$(cat "$BED_DIR/busy1.out" "$BED_DIR/busy2.out" | grep -c "total 40000$")
+if [ "$c1" = 0 ] && [ "$c2" = 0 ] && [ "$sums" = 4 ]; then
+	ok "$ENGINE: two jobs at once both finish with the right sums"
+else
+	fail "$ENGINE: two jobs at once: exits $c1 $c2, $sums right sums"
+	tail -n 5 "$BED_DIR"/busy*.err
+fi
+for f in "$BED_DIR"/busy1.err "$BED_DIR"/busy2.err; do
+	b=$(sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$f")
+	[ -n "$b" ] && [ ! -e "/dev/shm/pystrib-$b" ] && ok "$ENGINE: job $b's shared-memory directory is removed" \
+		|| fail "$ENGINE: /dev/shm/pystrib-$b"
+done
+
+# 2. A cell that raises on rank 1: exit 1, the traceback, which rank.
+cat > fails.py <<'EOF'
+print("rank", rank, "starts", flush=True)
+if rank == 1:
+    def inner():
+        raise ValueError("rank one is unhappy")
+    inner()
+EOF
+expect_exit 1 run fails.py -n 2
+grep -q "^rank 1 failed (exit 1)" "$err" && ok "$ENGINE: names the failed rank" || { fail "$ENGINE: failed rank"; cat "$err"; }
+grep -q "^    ValueError: rank one is unhappy" "$err" && grep -q "in inner" "$err" \
+	&& ok "$ENGINE: shows the traceback" || { fail "$ENGINE: traceback"; cat "$err"; }
+
+# 3. --timeout: exit 5; the container and every process gone.
+cat > sleeps.py <<'EOF'
+import time
+print("sleeping", rank, flush=True)
+time.sleep(120)
+EOF
+start=$(date +%s)
+expect_exit 5 run sleeps.py -n 2 --timeout 4
+took=$(( $(date +%s) - start ))
+id=$(job_id)
+[ "$took" -lt 60 ] && ok "$ENGINE: timeout stopped the job ($took s)" || fail "$ENGINE: timeout took $took s"
+[ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = timeout ] && ok "$ENGINE: remote state timeout" || fail "$ENGINE: timeout state"
+sleep 0.5
+left=$(leftover "$id")
+[ -z "$left" ] && ok "$ENGINE: timeout left no container or process" || fail "$ENGINE: timeout left: $left"
+
+# 4. SIGINT to pystrib: the job stopped, exit 130, nothing left.
+"$PYSTRIB" -c "$BED_CONFIG" run --no-project $([ "$remote" = default ] || echo "--remote $remote") \
+	sleeps.py -n 2 > "$out" 2> "$err" &
+pid=$!
+for _ in $(seq 600); do grep -q "sleeping 1" "$out" && grep -q "sleeping 0" "$out" && break; sleep 0.1; done
+id=$(job_id)
+containers | grep -qx "pystrib-$id" && ok "$ENGINE: SIGINT: the container runs before" || fail "$ENGINE: SIGINT: no container"
+kill -INT "$pid"
+wait "$pid"
+code=$?
+[ "$code" -eq 130 ] && ok "$ENGINE: SIGINT exits 130" || { fail "$ENGINE: SIGINT exit $code"; cat "$err"; }
+[ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = cancelled ] && ok "$ENGINE: SIGINT: remote state cancelled" \
+	|| fail "$ENGINE: SIGINT state"
+sleep 0.5
+left=$(leftover "$id")
+[ -z "$left" ] && ok "$ENGINE: SIGINT left no container or process" || fail "$ENGINE: SIGINT left: $left"

@@ -1,0 +1,193 @@
+/*
+ * Unit tests for follow.c and the follower it runs (src/remote/follow.sh):
+ * the real script runs under /bin/sh over a job directory written here
+ * (12 ranks, so rank 1's files must not be taken for rank 11's), and its
+ * output goes through follow_feed, in pieces of every size, as it would
+ * arrive over SSH.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "embedded.h"
+#include "error.h"
+#include "follow.h"
+#include "log.h"
+#include "testutil.h"
+
+#define NP 12
+
+/* Runs follow.sh over dir with MODE and every offset at 0; its stdout. */
+static char *run_follower(const char *dir, const char *mode, size_t *len)
+{
+	const struct embedded *e = embedded_find("follow.sh");
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	char buf[4096];
+	size_t n;
+
+	assert_non_null(e);
+	char *script = test_write_file(dir, "follow.sh", (const char *)e->data, 0644);
+	buf_addf(&cmd, "sh '%s' '%s' %s %d", script, dir, mode, NP);
+	for (int r = 0; r < NP; r++)
+		buf_addstr(&cmd, " 0 0 0");
+	FILE *p = popen(cmd.ptr, "r");
+	assert_non_null(p);
+	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+		buf_add(&out, buf, n);
+	assert_int_equal(pclose(p), 0);
+	free(script);
+	buf_release(&cmd);
+	return buf_detach(&out, len);
+}
+
+static char *slurp(FILE *f)
+{
+	struct buf b = BUF_INIT;
+	char tmp[4096];
+	size_t n;
+	rewind(f);
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		buf_add(&b, tmp, n);
+	return buf_detach(&b, NULL);
+}
+
+static void test_follower_over_a_job(void **state)
+{
+	(void)state;
+	char *dir = test_tmpdir("follow");
+	test_sh(dir, "mkdir logs results && echo '{\"np\": %d}' > job.json && echo failed > state"
+		" && echo 1 > exit && echo 100.5 > started && echo 101.0 > launched && echo 103 > ended"
+		" && echo 'registry: could not pull' > error", NP);
+	/* Rank 1 and rank 11 both write; rank 1 fails without a final newline. */
+	test_sh(dir, "printf 'one\\n' > logs/rank.1.out && printf 'eleven\\nmore\\n' > logs/rank.11.out"
+		" && printf 'Traceback\\nValueError: x' > logs/rank.1.err && : > logs/rank.11.err"
+		" && echo 1 > logs/rank.1.exit && echo 0 > logs/rank.11.exit");
+
+	size_t len;
+	char *proto = run_follower(dir, "f", &len);
+	/* Fed in pieces of each size from 1 to 7 bytes, the result is the same. */
+	for (size_t piece = 1; piece <= 7; piece++) {
+		struct follow f;
+		FILE *out = tmpfile(), *err = tmpfile();
+		follow_init(&f, dir, NP);
+		f.out = out;
+		f.err = err;
+		f.color = 0;
+		for (size_t off = 0; off < len; off += piece)
+			assert_int_equal(follow_feed(&f, proto + off, off + piece <= len ? piece : len - off), 0);
+		fflush(out);
+		fflush(err);
+		char *o = slurp(out), *e = slurp(err);
+		assert_string_equal(o, "[1] one\n[11] eleven\n[11] more\n");
+		assert_string_equal(e, "[1] Traceback\n[1] ValueError: x\n");
+		assert_true(f.done);
+		assert_string_equal(f.state, "failed");
+		assert_int_equal(f.exit_code, 1);
+		assert_non_null(f.reason);
+		assert_string_equal(f.reason, "registry: could not pull");
+		assert_int_equal(f.ranks[1].exit_code, 1);
+		assert_int_equal(f.ranks[11].exit_code, 0);
+		assert_int_equal(f.ranks[0].exit_code, -1);
+		assert_true(f.launched > 100.9 && f.launched < 101.1);
+		assert_string_equal(follow_err_tail(&f, 1, 1), "ValueError: x\n");
+		assert_int_equal(f.ranks[1].off[0], 4);
+		assert_int_equal(f.ranks[11].off[0], 12);
+		free(o);
+		free(e);
+		fclose(out);
+		fclose(err);
+		follow_release(&f);
+	}
+	free(proto);
+	test_tmpdir_remove(dir);
+}
+
+/* Results mode: after the end, a line "R" and a tar of results/ and logs/. */
+static int count_tar(void *ctx, const void *data, size_t len)
+{
+	size_t *n = ctx;
+	if (!data)
+		*n = 0;
+	else
+		*n += len;
+	return 0;
+}
+
+static void test_follower_sends_results(void **state)
+{
+	(void)state;
+	char *dir = test_tmpdir("follow-tar");
+	test_sh(dir, "mkdir logs results && echo '{}' > job.json && echo succeeded > state"
+		" && echo 0 > exit && head -c 20000 /dev/zero > results/r.bin");
+	size_t len, got = (size_t)-1;
+	char *proto = run_follower(dir, "t", &len);
+	struct follow f;
+	follow_init(&f, dir, NP);
+	f.on_tar = count_tar;
+	f.ctx = &got;
+	assert_int_equal(follow_feed(&f, proto, len), 0);
+	assert_true(f.done);
+	assert_null(f.reason);
+	assert_true(got > 20000);	/* the tar, headers and all */
+	assert_true(got % 512 == 0);
+	follow_release(&f);
+	free(proto);
+	test_tmpdir_remove(dir);
+}
+
+/* A protocol line the follower never sends is refused, not guessed at. */
+static void test_bad_protocol(void **state)
+{
+	(void)state;
+	struct follow f;
+	follow_init(&f, "/nowhere", 2);
+	assert_int_equal(follow_feed(&f, "D 5 o 0 3\nabc", 13), -1);	/* no rank 5 */
+	error_clear();
+	follow_release(&f);
+	follow_init(&f, "/nowhere", 2);
+	assert_int_equal(follow_feed(&f, "D 0 o 7 3\nabc", 13), -1);	/* not from offset 0 */
+	error_clear();
+	follow_release(&f);
+	follow_init(&f, "/nowhere", 2);
+	assert_int_equal(follow_feed(&f, "Q what\n", 7), -1);
+	error_clear();
+	follow_release(&f);
+}
+
+/* The message for start_fd: the length line, the command, then the stdin. */
+static void test_start_message(void **state)
+{
+	(void)state;
+	struct follow f;
+	size_t len;
+	follow_init(&f, "~/.pystrib/jobs/x", 2);
+	char *m = follow_start_message(&f, "start it", "pw\n", 3, &len);
+	char *nl = memchr(m, '\n', len);
+	assert_non_null(nl);
+	size_t n = strtoul(m, NULL, 10);
+	assert_int_equal((size_t)(nl + 1 - m) + n + 3, len);
+	assert_memory_equal(nl + 1, "start it && exec sh -c ", 23);
+	assert_memory_equal(m + len - 3, "pw\n", 3);
+	static const char follower[] = " follow.sh \"$HOME\"/.pystrib/jobs/x f 2 0 0 0 0 0 0";
+	assert_non_null(memmem(nl + 1, n, follower, strlen(follower)));
+	free(m);
+	follow_release(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_follower_over_a_job),
+		cmocka_unit_test(test_follower_sends_results),
+		cmocka_unit_test(test_bad_protocol),
+		cmocka_unit_test(test_start_message),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
