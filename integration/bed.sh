@@ -57,7 +57,7 @@ svc_registry() {
 	local port
 	port=$(free_port)
 	start_registry registry "$port" ""
-	wait_for 20 "$DIR/registry/registry.log" curl -sf "http://127.0.0.1:$port/v2/"
+	wait_for 60 "$DIR/registry/registry.log" curl -sf "http://127.0.0.1:$port/v2/" || return 1
 	envline BED_REGISTRY "127.0.0.1:$port"
 	envline BED_REGISTRY_LOG "$DIR/registry/registry.log"
 }
@@ -83,8 +83,9 @@ auth:
   htpasswd:
     realm: pystrib-bed
     path: $d/htpasswd"
-	wait_for 20 "$d/registry.log" sh -c \
-		"curl -s -o /dev/null -w '%{http_code}' --cacert '$d/ca.crt' https://127.0.0.1:$port/v2/ | grep -q 401"
+	wait_for 60 "$d/registry.log" sh -c \
+		"curl -s -o /dev/null -w '%{http_code}' --cacert '$d/ca.crt' https://127.0.0.1:$port/v2/ | grep -q 401" ||
+		return 1
 	envline BED_TLS_REGISTRY "127.0.0.1:$port"
 	envline BED_TLS_USER pystrib
 	envline BED_TLS_PASSWORD_FILE "$d/password"
@@ -171,7 +172,7 @@ svc_sshd() {
 	envline BED_SSH_KEY "$d/user_key"
 	envline BED_KNOWN_HOSTS "$d/known_hosts"
 	envline BED_SSHD_LOG "$d/sshd.log"
-	wait_for 20 "$d/sshd.log" ssh -p "$port" -i "$d/user_key" -o BatchMode=yes \
+	wait_for 60 "$d/sshd.log" ssh -p "$port" -i "$d/user_key" -o BatchMode=yes \
 		-o StrictHostKeyChecking=yes -o UserKnownHostsFile="$d/known_hosts" \
 		-o IdentitiesOnly=yes 127.0.0.1 true
 }
