@@ -701,7 +701,7 @@ static int run_in_turn(struct run *r)
 	int rc;
 
 	if (r->cfg.remote.runtime != RUNTIME_NONE) {
-		if (push_image(&r->cfg, &r->ctx, NULL, &r->img) < 0)
+		if (push_image_as(&r->cfg, &r->ctx, NULL, r->copts.cell, &r->img) < 0)
 			return error_report();
 		r->have_img = 1;
 		stage("image pushed");
@@ -751,7 +751,7 @@ static void *push_thread(void *arg)
 	char *msg = NULL;
 	size_t len = 0;
 
-	p->ret = push_image(&r->cfg, &r->ctx, NULL, &r->img);
+	p->ret = push_image_as(&r->cfg, &r->ctx, NULL, r->copts.cell, &r->img);
 	if (p->ret == 0) {
 		r->have_img = 1;
 		stage("image pushed");
