@@ -64,20 +64,6 @@ static char *results_dir(const struct jobrec *r, const struct config *cfg, const
 	return dest;
 }
 
-/* The first rank that failed on its own (not killed by mpirun), else any. */
-static int failed_rank(const struct follow *f)
-{
-	int any = -1;
-	for (int i = 0; i < f->np; i++) {
-		int c = f->ranks[i].exit_code;
-		if (c > 0 && c != 143 && c != 137 && c != 130)
-			return i;
-		if (c != 0 && any < 0)
-			any = i;
-	}
-	return any;
-}
-
 static int exit_code_of(const char *state)
 {
 	if (!strcmp(state, "succeeded"))
@@ -123,59 +109,13 @@ static int record(struct jobrec *r, void *ctx)
 	return 0;
 }
 
-static void print_indented(const char *text)
-{
-	for (const char *p = text; *p; ) {
-		size_t n = strcspn(p, "\n");
-		fprintf(stderr, "    %.*s\n", (int)n, p);
-		p += n + (p[n] == '\n');
-	}
-}
-
 static int summarize(const struct jobrec *r, struct follow *f, const char *results)
 {
 	const char *state = f->state ? f->state : "lost";
-	int bad = failed_rank(f), code = exit_code_of(state);
+	int bad = follow_failed_rank(f), code = exit_code_of(state);
 	const char *tail = bad >= 0 && code ? follow_err_tail(f, bad, 20) : NULL;
-	json_t *ranks;
 
-	if (log_json) {
-		ranks = json_array();
-		for (int i = 0; i < f->np; i++)
-			json_array_append_new(ranks, json_pack("{s:i,s:i,s:f}", "rank", i, "exit_code",
-				f->ranks[i].exit_code, "duration",
-				f->ranks[i].duration >= 0 ? f->ranks[i].duration : 0.0));
-		event_emit("done", "{s:s,s:s,s:i,s:o,s:s?,s:s?,s:i,s:s?,s:s?}", "id", r->id,
-			   "state", state, "exit_code", code, "ranks", ranks, "image", r->image,
-			   "results", results, "failed_rank", bad,
-			   "traceback", tail && *tail ? tail : NULL, "reason", f->reason);
-		return code;
-	}
-	fprintf(stderr, "\njob %s %s", r->id, state);
-	if (f->exit_code >= 0 && code)
-		fprintf(stderr, " (exit %d)", f->exit_code);
-	if (f->reason)
-		fprintf(stderr, ": %s", f->reason);
-	fputc('\n', stderr);
-	for (int i = 0; i < f->np; i++) {
-		const struct follow_rank *fr = &f->ranks[i];
-		if (fr->exit_code < 0)
-			fprintf(stderr, "  rank %d: no exit code (it did not run or was killed)\n", i);
-		else if (fr->duration >= 0)
-			fprintf(stderr, "  rank %d: exit %d in %.2f s\n", i, fr->exit_code, fr->duration);
-		else
-			fprintf(stderr, "  rank %d: exit %d\n", i, fr->exit_code);
-	}
-	if (r->image)
-		fprintf(stderr, "  image:   %s\n", r->image);
-	if (results)
-		fprintf(stderr, "  results: %s\n", results);
-	if (code == PS_EXIT_RANK && bad >= 0) {
-		fprintf(stderr, "rank %d failed (exit %d)%s\n", bad, f->ranks[bad].exit_code,
-			tail && *tail ? "; the end of its stderr:" : "");
-		if (tail && *tail)
-			print_indented(tail);
-	}
+	follow_summary(f, r->id, code, bad, r->image, results, tail);
 	return code;
 }
 

@@ -394,20 +394,6 @@ static int fetch(struct run *r)
 	return 0;
 }
 
-/* Which rank to blame: the first that failed on its own (not killed by mpirun). */
-static int failed_rank(const struct follow *f)
-{
-	int any = -1;
-	for (int i = 0; i < f->np; i++) {
-		int c = f->ranks[i].exit_code;
-		if (c > 0 && c != 143 && c != 137 && c != 130)
-			return i;
-		if (c != 0 && any < 0)
-			any = i;
-	}
-	return any;
-}
-
 /* The last lines of a local file (logs/job.err); caller frees. */
 static char *file_tail(const char *path, int lines)
 {
@@ -427,15 +413,6 @@ static char *file_tail(const char *path, int lines)
 	char *s = xstrdup(b.ptr + i);
 	buf_release(&b);
 	return s;
-}
-
-static void print_indented(const char *text)
-{
-	for (const char *p = text; *p; ) {
-		size_t n = strcspn(p, "\n");
-		fprintf(stderr, "    %.*s\n", (int)n, p);
-		p += n + (p[n] == '\n');
-	}
 }
 
 static int disk_full(const char *text)
@@ -485,9 +462,8 @@ static int summarize(struct run *r, int fetched)
 {
 	struct follow *f = &r->f;
 	const char *state = f->state ? f->state : "lost";
-	int bad = failed_rank(f), code;
+	int bad = follow_failed_rank(f), code;
 	char *tail = NULL;
-	json_t *ranks = json_array();
 
 	if (bad >= 0 && strcmp(state, "succeeded")) {
 		tail = xstrdup(follow_err_tail(f, bad, 20));
@@ -497,55 +473,13 @@ static int summarize(struct run *r, int fetched)
 		free(p);
 	}
 	code = exit_code_of(f, state, tail);
-	for (int i = 0; i < f->np; i++)
-		json_array_append_new(ranks, json_pack("{s:i,s:i,s:f}", "rank", i, "exit_code",
-						       f->ranks[i].exit_code, "duration",
-						       f->ranks[i].duration >= 0 ? f->ranks[i].duration : 0.0));
-	if (log_json) {
-		event_emit("done", "{s:s,s:s,s:i,s:o,s:s?,s:s?,s:i,s:s?,s:s?}", "id", r->id,
-			   "state", state, "exit_code", code, "ranks", ranks,
-			   "image", r->have_img ? r->img.reference : NULL,
-			   "results", fetched ? r->results : NULL, "failed_rank", bad,
-			   "traceback", tail && *tail ? tail : NULL, "reason", f->reason);
-		ranks = NULL;
-	} else {
-		fprintf(stderr, "\njob %s %s", r->id, state);
-		if (f->exit_code >= 0 && strcmp(state, "succeeded"))
-			fprintf(stderr, " (exit %d)", f->exit_code);
-		if (f->reason)
-			fprintf(stderr, ": %s", f->reason);
-		fputc('\n', stderr);
-		for (int i = 0; i < f->np; i++) {
-			struct follow_rank *fr = &f->ranks[i];
-			if (fr->exit_code < 0)
-				fprintf(stderr, "  rank %d: no exit code (it did not run or was killed)\n", i);
-			else if (fr->duration >= 0)
-				fprintf(stderr, "  rank %d: exit %d in %.2f s\n", i, fr->exit_code,
-					fr->duration);
-			else
-				fprintf(stderr, "  rank %d: exit %d\n", i, fr->exit_code);
-		}
-		if (r->have_img)
-			fprintf(stderr, "  image:   %s\n", r->img.reference);
-		if (fetched)
-			fprintf(stderr, "  results: %s\n", r->results);
-		int shown = code == PS_EXIT_RANK || ((code == PS_EXIT_REMOTE ||
-			    code == PS_EXIT_REGISTRY) && strcmp(state, "lost"));
-		if (shown && tail && *tail) {
-			if (bad >= 0)
-				fprintf(stderr, "rank %d failed (exit %d); the end of its stderr:\n", bad,
-					f->ranks[bad].exit_code);
-			else
-				fprintf(stderr, "the job failed before its ranks ran; the end of logs/job.err:\n");
-			print_indented(tail);
-		} else if (code == PS_EXIT_RANK && bad >= 0) {
-			fprintf(stderr, "rank %d failed (exit %d)\n", bad, f->ranks[bad].exit_code);
-		}
+	follow_summary(f, r->id, code, bad, r->have_img ? r->img.reference : NULL,
+		       fetched ? r->results : NULL, tail);
+	if (!log_json) {
 		const char *hint = code != PS_EXIT_RANK ? failure_hint(f, tail) : NULL;
 		if (hint)
 			fprintf(stderr, "hint: %s\n", hint);
 	}
-	json_decref(ranks);
 	finish_record(r, state, f->reason, f->exit_code, fetched ? r->results : NULL);
 	free(tail);
 	return code;

@@ -1,5 +1,7 @@
 #include "follow.h"
 
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -464,4 +466,78 @@ int follow_job(struct ssh_conn *c, struct follow *f)
 	fflush(f->err);
 	buf_release(&cmd);
 	return ret;
+}
+
+int follow_failed_rank(const struct follow *f)
+{
+	int any = -1;
+	for (int i = 0; i < f->np; i++) {
+		int c = f->ranks[i].exit_code;
+		if (c > 0 && c != 143 && c != 137 && c != 130)
+			return i;
+		if (c != 0 && any < 0)
+			any = i;
+	}
+	return any;
+}
+
+static void print_indented(const char *text)
+{
+	for (const char *p = text; *p; ) {
+		size_t n = strcspn(p, "\n");
+		fprintf(stderr, "    %.*s\n", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
+void follow_summary(const struct follow *f, const char *id, int code, int bad,
+		    const char *image, const char *results, const char *tail)
+{
+	const char *state = f->state ? f->state : "lost";
+
+	if (tail && !*tail)
+		tail = NULL;
+	if (log_json) {
+		json_t *ranks = json_array();
+		for (int i = 0; i < f->np; i++)
+			json_array_append_new(ranks, json_pack("{s:i,s:i,s:f}", "rank", i, "exit_code",
+				f->ranks[i].exit_code, "duration",
+				f->ranks[i].duration >= 0 ? f->ranks[i].duration : 0.0));
+		event_emit("done", "{s:s,s:s,s:i,s:o,s:s?,s:s?,s:i,s:s?,s:s?}", "id", id,
+			   "state", state, "exit_code", code, "ranks", ranks, "image", image,
+			   "results", results, "failed_rank", bad, "traceback", tail,
+			   "reason", f->reason);
+		return;
+	}
+	fprintf(stderr, "\njob %s %s", id, state);
+	if (f->exit_code >= 0 && strcmp(state, "succeeded"))
+		fprintf(stderr, " (exit %d)", f->exit_code);
+	if (f->reason)
+		fprintf(stderr, ": %s", f->reason);
+	fputc('\n', stderr);
+	for (int i = 0; i < f->np; i++) {
+		const struct follow_rank *fr = &f->ranks[i];
+		if (fr->exit_code < 0)
+			fprintf(stderr, "  rank %d: no exit code (it did not run or was killed)\n", i);
+		else if (fr->duration >= 0)
+			fprintf(stderr, "  rank %d: exit %d in %.2f s\n", i, fr->exit_code, fr->duration);
+		else
+			fprintf(stderr, "  rank %d: exit %d\n", i, fr->exit_code);
+	}
+	if (image)
+		fprintf(stderr, "  image:   %s\n", image);
+	if (results)
+		fprintf(stderr, "  results: %s\n", results);
+	int shown = code == PS_EXIT_RANK ||
+		    ((code == PS_EXIT_REMOTE || code == PS_EXIT_REGISTRY) && strcmp(state, "lost"));
+	if (shown && tail) {
+		if (bad >= 0)
+			fprintf(stderr, "rank %d failed (exit %d); the end of its stderr:\n", bad,
+				f->ranks[bad].exit_code);
+		else
+			fprintf(stderr, "the job failed before its ranks ran; the end of logs/job.err:\n");
+		print_indented(tail);
+	} else if (code == PS_EXIT_RANK && bad >= 0) {
+		fprintf(stderr, "rank %d failed (exit %d)\n", bad, f->ranks[bad].exit_code);
+	}
 }
