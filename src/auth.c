@@ -116,7 +116,7 @@ void auth_challenge_release(struct auth_challenge *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int auth_token_parse(const char *body, size_t len, char **token)
+int auth_token_parse(const char *body, size_t len, char **token, long *expires_in)
 {
 	json_t *j = json_loadb(body, len, 0, NULL);
 	const char *t = json_string_value(json_object_get(j, "token"));
@@ -127,8 +127,12 @@ int auth_token_parse(const char *body, size_t len, char **token)
 	for (const char *p = ret ? "" : t; *p; p++)
 		if (*p <= ' ' || *p >= 0x7f)
 			ret = -1;
-	if (!ret)
+	if (!ret) {
 		*token = xstrdup(t);
+		json_t *e = json_object_get(j, "expires_in");
+		double secs = json_is_number(e) ? json_number_value(e) : 0;
+		*expires_in = secs >= 1 && secs < 366.0 * 86400 ? (long)secs : 60;
+	}
 	json_decref(j);
 	return ret;
 }

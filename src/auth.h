@@ -78,8 +78,10 @@ void credentials_release(struct credentials *c);
 /*
  * The token in a token service's JSON answer ("token", else
  * "access_token"). 0 with *token set (caller wipes and frees), -1 if none.
+ * *expires_in gets its lifetime in seconds: "expires_in" when it is a
+ * positive number, else the 60 the token specification gives as default.
  */
-int auth_token_parse(const char *body, size_t len, char **token);
+int auth_token_parse(const char *body, size_t len, char **token, long *expires_in);
 
 /* Overwrites a secret string with zeroes and frees it (NULL is fine). */
 void secret_free(char *s);

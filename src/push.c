@@ -178,7 +178,7 @@ static int copy_base_layer(struct pusher *p, const struct descriptor *d)
 	}
 	path = xstrfmt("%s/blob", tmpl);
 	log_info("copying base layer %s from '%s'", d->digest, p->base.registry);
-	if (registry_get_blob_file(p->base_reg, p->base.repository, d->digest, path) < 0)
+	if (registry_get_blob_file(p->base_reg, p->base.repository, d->digest, d->size, path) < 0)
 		goto out;
 	ret = push_file(p, path, d->digest, d->size);
 out:

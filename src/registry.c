@@ -35,6 +35,7 @@ static const char manifest_accept[] =
 struct token {
 	char *scope;
 	char *value;
+	double use_until;	/* now_monotonic() time; a little before it expires */
 };
 
 enum auth_scheme { AUTH_NONE, AUTH_BASIC, AUTH_BEARER };
@@ -79,7 +80,10 @@ struct req {
 	int token_request;	/* to a token service: Basic credentials, no 401 dance */
 	struct source *src;
 	struct buf *body;	/* the success body, capped; NULL: discarded */
-	int out_fd;		/* or the success body into this file */
+	int out_fd;		/* or the success body into this file, */
+	uint64_t out_max;	/* ... at most this many bytes of it */
+	uint64_t out_len;
+	int out_toobig;
 	struct digest dg;	/* ... hashed on the way */
 	int dg_live;
 	int sink_errno;
@@ -187,6 +191,11 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	if (q->body)
 		return buf_add(q->body, p, len) < 0 ? 0 : len;
 	if (q->out_fd >= 0) {
+		if (len > q->out_max - q->out_len) {
+			q->out_toobig = 1;
+			return 0;
+		}
+		q->out_len += len;
 		for (size_t done = 0; done < len;) {
 			ssize_t w = write(q->out_fd, p + done, len - done);
 			if (w < 0 && errno == EINTR)
@@ -249,30 +258,36 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 
 /* ---- tokens --------------------------------------------------------- */
 
+/* The token for scope, unless there is none or it is about to expire. */
 static struct token *token_find(struct registry *r, const char *scope)
 {
 	for (size_t i = 0; i < r->ntokens; i++)
 		if (!strcmp(r->tokens[i].scope, scope ? scope : ""))
-			return &r->tokens[i];
+			return now_monotonic() < r->tokens[i].use_until ? &r->tokens[i] : NULL;
 	return NULL;
 }
 
 static void token_drop(struct registry *r, const char *scope)
 {
-	struct token *t = token_find(r, scope);
-	if (!t)
+	for (size_t i = 0; i < r->ntokens; i++) {
+		struct token *t = &r->tokens[i];
+		if (strcmp(t->scope, scope ? scope : ""))
+			continue;
+		free(t->scope);
+		secret_free(t->value);
+		*t = r->tokens[--r->ntokens];
 		return;
-	free(t->scope);
-	secret_free(t->value);
-	*t = r->tokens[--r->ntokens];
+	}
 }
 
-static void token_store(struct registry *r, const char *scope, char *value)
+/* Keeps value (taken over) for scope until shortly before its lifetime ends. */
+static void token_store(struct registry *r, const char *scope, char *value, double use_until)
 {
 	token_drop(r, scope);
 	r->tokens = xrealloc(r->tokens, (r->ntokens + 1) * sizeof(*r->tokens));
 	r->tokens[r->ntokens].scope = xstrdup(scope ? scope : "");
 	r->tokens[r->ntokens].value = value;
+	r->tokens[r->ntokens].use_until = use_until;
 	r->ntokens++;
 }
 
@@ -302,6 +317,8 @@ static void perform_once(struct registry *r, struct req *q)
 	buf_reset(&q->err);
 	q->status = q->seen_status = 0;
 	q->sink_errno = 0;
+	q->out_len = 0;
+	q->out_toobig = 0;
 	if (q->body)
 		buf_reset(q->body);
 	if (q->out_fd >= 0) {
@@ -444,7 +461,8 @@ static int transient_cc(CURLcode cc)
 static int transient(const struct req *q)
 {
 	if (q->cc != CURLE_OK)
-		return transient_cc(q->cc) && !q->sink_errno && !(q->body && q->body->toobig);
+		return transient_cc(q->cc) && !q->sink_errno && !q->out_toobig &&
+		       !(q->body && q->body->toobig);
 	return q->status >= 500 || q->status == 429;
 }
 
@@ -509,6 +527,10 @@ static int transport_error(struct registry *r, const struct req *q, const char *
 		error_set(PS_EXIT_REGISTRY, "registry '%s' sent more than %zu bytes for %s", r->host,
 			  q->body->max, what);
 		error_hint("check that this is the registry and image you meant");
+	} else if (q->out_toobig) {
+		error_set(PS_EXIT_REGISTRY, "registry '%s' sent more than the %llu bytes its "
+			  "manifest gives for %s", r->host, (unsigned long long)q->out_max, what);
+		error_hint("check that this is the registry and image you meant");
 	} else if (q->sink_errno) {
 		error_set(PS_EXIT_REGISTRY, "cannot write %s to disk: %s", what,
 			  strerror(q->sink_errno));
@@ -557,8 +579,7 @@ static int authenticate(struct registry *r, struct req *q)
 		if (ret == 0 && scope != q->scope) {
 			/* Filed under the request's scope, where the next request looks. */
 			struct token *t = token_find(r, scope);
-			char *v = xstrdup(t->value);
-			token_store(r, q->scope, v);
+			token_store(r, q->scope, xstrdup(t->value), t->use_until);
 		}
 	}
 	auth_challenge_release(&ch);
@@ -708,6 +729,7 @@ static int fetch_token(struct registry *r, const char *scope)
 	struct source src = { .fd = -1 };
 	struct req q;
 	char *token = NULL;
+	long life;
 	int ret = -1;
 
 	buf_init(&body, TOKEN_MAX);
@@ -769,12 +791,13 @@ static int fetch_token(struct registry *r, const char *scope)
 		status_error(r, &q, "a token from its token service");
 		goto out_req;
 	}
-	if (auth_token_parse(body.ptr, body.len, &token) < 0) {
+	if (auth_token_parse(body.ptr, body.len, &token, &life) < 0) {
 		error_set(PS_EXIT_REGISTRY, "the token service of registry '%s' sent no token",
 			  r->host);
 		goto out_req;
 	}
-	token_store(r, scope, token);
+	/* Renewed a little early, so that no request goes out with a token that expires on the way. */
+	token_store(r, scope, token, now_monotonic() + (double)life - (life < 40 ? life / 4.0 : 10));
 	ret = 0;
 out_req:
 	req_release(&q);
@@ -1159,7 +1182,7 @@ int registry_get_blob(struct registry *r, const char *repo, const char *digest, 
 }
 
 int registry_get_blob_file(struct registry *r, const char *repo, const char *digest,
-			   const char *path)
+			   uint64_t size, const char *path)
 {
 	struct req q;
 	char got[DIGEST_LEN];
@@ -1172,6 +1195,7 @@ int registry_get_blob_file(struct registry *r, const char *repo, const char *dig
 		return error_set(PS_EXIT_REGISTRY, "cannot create '%s': %s", path, strerror(errno));
 	req_init(&q, "GET", NULL);
 	q.out_fd = fd;
+	q.out_max = size;
 	ret = get_blob(r, &q, repo, digest, got);
 	req_release(&q);
 	if (close(fd) < 0 && ret == 0)

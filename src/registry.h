@@ -73,9 +73,12 @@ int registry_blob_exists(struct registry *r, const char *repo, const char *diges
 /* GET a blob into out (capped at out->max, or 16 MiB), verified against digest. 0 or -1. */
 int registry_get_blob(struct registry *r, const char *repo, const char *digest, struct buf *out);
 
-/* GET a blob into the file at path (created), verified. 0 or -1. */
+/*
+ * GET a blob of the given size (its descriptor's; more is refused) into the
+ * file at path (created), verified. 0 or -1, and then no file.
+ */
 int registry_get_blob_file(struct registry *r, const char *repo, const char *digest,
-			   const char *path);
+			   uint64_t size, const char *path);
 
 /*
  * Cross-repository mount of digest from repository `from` (same registry):

@@ -32,8 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(s);
 	} else {
 		char *tok = NULL;
-		if (auth_token_parse((const char *)data + 1, size - 1, &tok) == 0) {
-			if (!tok || !*tok)
+		long life = 0;
+		if (auth_token_parse((const char *)data + 1, size - 1, &tok, &life) == 0) {
+			if (!tok || !*tok || life < 1)
 				abort();
 			for (const char *p = tok; *p; p++)
 				if (*p <= ' ' || *p >= 0x7f)

@@ -13,7 +13,8 @@ pull only) and POST /token (grant_type=refresh_token) answer with an RS256
 JWT signed by `openssl dgst`, its certificate in the `x5c` header, as the
 registry verifies it. When DIR/weak exists, the next token grants nothing
 (the file is removed), so a client's retry after the registry's 401 can be
-tested. Stdlib only.
+tested. DIR/lifetime, when it exists, holds the `expires_in` (seconds) of the
+tokens handed out; 600 otherwise. Stdlib only.
 """
 import base64
 import json
@@ -51,6 +52,13 @@ class Handler(BaseHTTPRequestHandler):
             return None, False
         return user, self.users().get(user) == pw
 
+    def lifetime(self):
+        try:
+            with open(os.path.join(self.server.dir, "lifetime")) as f:
+                return int(f.read())
+        except FileNotFoundError:
+            return 600
+
     def token(self, user, scopes):
         access = []
         for s in scopes:
@@ -67,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
             access = []
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.server.cert_b64]}
-        claims = {"iss": ISSUER, "sub": user or "", "aud": SERVICE, "exp": now + 600,
+        claims = {"iss": ISSUER, "sub": user or "", "aud": SERVICE, "exp": now + self.lifetime(),
                   "nbf": now - 5, "iat": now, "jti": b64url(os.urandom(12)), "access": access}
         signing_input = (b64url(json.dumps(header).encode()) + "." +
                          b64url(json.dumps(claims).encode())).encode()
@@ -99,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
         if not ok:
             return self.answer(401, {"error": "invalid credentials"})
         tok = self.token(user, scopes)
-        self.answer(200, {"token": tok, "access_token": tok, "expires_in": 600})
+        self.answer(200, {"token": tok, "access_token": tok, "expires_in": self.lifetime()})
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
@@ -110,7 +118,8 @@ class Handler(BaseHTTPRequestHandler):
             want = f.read().strip()
         if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [want]:
             return self.answer(401, {"error": "invalid_grant"})
-        self.answer(200, {"access_token": self.token("refresh-user", scopes), "expires_in": 600})
+        self.answer(200, {"access_token": self.token("refresh-user", scopes),
+                          "expires_in": self.lifetime()})
 
 
 def main():

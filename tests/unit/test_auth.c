@@ -126,14 +126,26 @@ static void parses_bearer_and_basic_challenges(void **state)
 static void parses_token_answers(void **state)
 {
 	char *t = NULL;
+	long life = 0;
 	const char *a = "{\"token\":\"abc.def.ghi\",\"expires_in\":300}";
-	assert_int_equal(auth_token_parse(a, strlen(a), &t), 0);
+	assert_int_equal(auth_token_parse(a, strlen(a), &t, &life), 0);
 	assert_string_equal(t, "abc.def.ghi");
+	assert_int_equal(life, 300);
 	secret_free(t);
 	const char *b = "{\"token\":\"\",\"access_token\":\"oauth-tok\"}";
-	assert_int_equal(auth_token_parse(b, strlen(b), &t), 0);
+	assert_int_equal(auth_token_parse(b, strlen(b), &t, &life), 0);
 	assert_string_equal(t, "oauth-tok");
+	assert_int_equal(life, 60);	/* the specification's default */
 	secret_free(t);
+	static const char *const odd_life[] = {
+		"{\"token\":\"x\",\"expires_in\":-5}", "{\"token\":\"x\",\"expires_in\":\"300\"}",
+		"{\"token\":\"x\",\"expires_in\":1e300}", "{\"token\":\"x\",\"expires_in\":0.5}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(odd_life); i++) {
+		assert_int_equal(auth_token_parse(odd_life[i], strlen(odd_life[i]), &t, &life), 0);
+		assert_int_equal(life, 60);
+		secret_free(t);
+	}
 	t = NULL;
 	static const char *const bad[] = {
 		"", "{}", "[]", "null", "{\"token\":5}", "{\"token\":\"\"}", "not json",
@@ -141,7 +153,7 @@ static void parses_token_answers(void **state)
 		"{\"access_token\":\"tab\\there\"}",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		if (auth_token_parse(bad[i], strlen(bad[i]), &t) == 0)
+		if (auth_token_parse(bad[i], strlen(bad[i]), &t, &life) == 0)
 			fail_msg("accepted %s", bad[i]);
 		assert_null(t);
 	}

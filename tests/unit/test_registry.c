@@ -287,7 +287,7 @@ static void blobs_from_memory_and_file(void **state)
 	ok(registry_upload_file(r, "t/blobs", path, fd_, 300000, NULL, NULL));
 	assert_int_equal(registry_blob_exists(r, "t/blobs", fd_), 1);
 	char *back = xstrfmt("%s/mono.back", dir);
-	ok(registry_get_blob_file(r, "t/blobs", fd_, back));
+	ok(registry_get_blob_file(r, "t/blobs", fd_, 300000, back));
 	char again[DIGEST_LEN];
 	assert_int_equal(digest_file(back, again), 0);
 	assert_string_equal(again, fd_);
@@ -295,8 +295,13 @@ static void blobs_from_memory_and_file(void **state)
 	/* A digest the registry does not have: an error, and no file left behind. */
 	char missing[DIGEST_LEN];
 	digest_bytes("nothing", 7, missing);
-	assert_int_equal(registry_get_blob_file(r, "t/blobs", missing, back), -1);
+	assert_int_equal(registry_get_blob_file(r, "t/blobs", missing, 7, back), -1);
 	assert_int_equal(error_kind(), PS_EXIT_REGISTRY);
+	assert_int_equal(access(back, F_OK), -1);
+	/* More bytes than the descriptor promised: stopped there, and no file either. */
+	assert_int_equal(registry_get_blob_file(r, "t/blobs", fd_, 299999, back), -1);
+	assert_int_equal(error_kind(), PS_EXIT_REGISTRY);
+	assert_non_null(strstr(error_message(), "more than the 299999 bytes"));
 	assert_int_equal(access(back, F_OK), -1);
 	/* A wrong size is caught before anything is sent. */
 	assert_int_equal(registry_upload_file(r, "t/blobs", path, fd_, 12, NULL, NULL), -1);
@@ -351,7 +356,7 @@ static void chunked_upload(void **state)
 	assert_false(p.backwards);
 	assert_true(p.calls >= 10);
 	char *back = xstrfmt("%s/chunked.back", dir);
-	ok(registry_get_blob_file(r, "t/chunked", d, back));
+	ok(registry_get_blob_file(r, "t/chunked", d, 95000, back));
 	char again[DIGEST_LEN];
 	assert_int_equal(digest_file(back, again), 0);
 	assert_string_equal(again, d);
@@ -743,7 +748,7 @@ static void dropped_uploads_resume(void **state)
 	ok(registry_upload_file(r, "t/drop-chunked", path, d, 45000, NULL, NULL));
 	assert_int_equal(registry_blob_exists(r, "t/drop-chunked", d), 1);
 	char *back = xstrfmt("%s/drop.back", dir);
-	ok(registry_get_blob_file(r, "t/drop-chunked", d, back));
+	ok(registry_get_blob_file(r, "t/drop-chunked", d, 45000, back));
 	assert_int_equal(digest_file(back, back_d), 0);
 	assert_string_equal(back_d, d);
 	free(path);
@@ -912,6 +917,22 @@ static void bearer_tokens_per_scope(void **state)
 	assert_int_equal(token_requests("scope=repository:t/bearer3:pull\n"), 2);
 	assert_int_equal(registry_blob_exists(r, "t/bearer3", ld), 0);
 	assert_int_equal(token_requests("scope=repository:t/bearer3:pull\n"), 2);
+
+	/*
+	 * A token that expires is renewed before it is used again, not after a
+	 * 401 (the registry gives an expired token a minute's leeway, so only
+	 * renewing by expires_in asks the token service a second time here).
+	 */
+	free(test_write_file(dir, "token/lifetime", "2", 0644));
+	assert_int_equal(registry_blob_exists(r, "t/short", ld), 0);
+	assert_int_equal(registry_blob_exists(r, "t/short", ld), 0);
+	assert_int_equal(token_requests("scope=repository:t/short:pull\n"), 1);
+	sleep(2);
+	assert_int_equal(registry_blob_exists(r, "t/short", ld), 0);
+	assert_int_equal(token_requests("scope=repository:t/short:pull\n"), 2);
+	char *lifetime = xstrfmt("%s/token/lifetime", dir);
+	unlink(lifetime);
+	free(lifetime);
 	registry_free(r);
 
 	/* Anonymous: pull is granted, push is not, and the error says what to do. */
