@@ -211,6 +211,22 @@ static int push_base_layers(struct pusher *p)
 	return 0;
 }
 
+/*
+ * The registry already has this image's manifest, and so every blob it
+ * names: they are reported as there without asking for each one.
+ */
+static void report_all_present(struct pusher *p, const struct buf *config,
+			       const char *config_digest)
+{
+	for (size_t i = 0; i < p->manifest.nlayers; i++)
+		if (!p->manifest.layers[i].foreign)
+			progress_skip(&p->prog, p->manifest.layers[i].digest,
+				      p->manifest.layers[i].size, "exists");
+	for (size_t i = 0; i < p->nlayers; i++)
+		progress_skip(&p->prog, p->layers[i]->digest, p->layers[i]->size, "exists");
+	progress_skip(&p->prog, config_digest, config->len, "exists");
+}
+
 static int push_config(struct pusher *p, const struct buf *config, const char *digest)
 {
 	int r = registry_blob_exists(p->reg, p->repo, digest);
@@ -331,19 +347,29 @@ int push_image_as(const struct config *cfg, const struct context *ctx,
 	if (!tag)
 		tag = deftag = push_default_tag(name, manifest_digest);
 
-	if (push_base_layers(&p) < 0)
+	/* An unchanged cell: one question instead of one per blob. */
+	int have = registry_manifest_exists(p.reg, p.repo, manifest_digest);
+	if (have < 0)
 		goto out;
-	for (size_t i = 0; i < p.nlayers; i++)
-		if (check_interrupt() < 0 ||
-		    push_file(&p, p.layers[i]->path, p.layers[i]->digest, p.layers[i]->size) < 0)
+	if (have) {
+		report_all_present(&p, &config, config_digest);
+	} else {
+		if (push_base_layers(&p) < 0)
 			goto out;
-	if (check_interrupt() < 0 || push_config(&p, &config, config_digest) < 0 ||
-	    check_interrupt() < 0)
-		goto out;
-	/* By digest first: the registry checks every blob is there before any tag moves. */
-	if (registry_put_manifest(p.reg, p.repo, manifest_digest, manifest_type, manifest.ptr,
-				  manifest.len) < 0 ||
-	    check_interrupt() < 0 ||
+		for (size_t i = 0; i < p.nlayers; i++)
+			if (check_interrupt() < 0 || push_file(&p, p.layers[i]->path,
+							       p.layers[i]->digest,
+							       p.layers[i]->size) < 0)
+				goto out;
+		if (check_interrupt() < 0 || push_config(&p, &config, config_digest) < 0 ||
+		    check_interrupt() < 0)
+			goto out;
+		/* By digest first: the registry checks every blob is there before any tag moves. */
+		if (registry_put_manifest(p.reg, p.repo, manifest_digest, manifest_type,
+					  manifest.ptr, manifest.len) < 0)
+			goto out;
+	}
+	if (check_interrupt() < 0 ||
 	    registry_put_manifest(p.reg, p.repo, tag, manifest_type, manifest.ptr, manifest.len) < 0)
 		goto out;
 

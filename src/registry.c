@@ -1083,7 +1083,9 @@ out:
 	return ret;
 }
 
-int registry_blob_exists(struct registry *r, const char *repo, const char *digest)
+/* HEAD /v2/REPO/KIND/DIGEST: 1 present, 0 absent, -1 error. */
+static int head_exists(struct registry *r, const char *repo, const char *kind,
+		       const char *digest)
 {
 	char *url, *scope, *what;
 	struct req q;
@@ -1091,12 +1093,14 @@ int registry_blob_exists(struct registry *r, const char *repo, const char *diges
 
 	if (check_repo(repo) < 0 || check_digest(digest) < 0)
 		return -1;
-	url = xstrfmt("%s/v2/%s/blobs/%s", r->base, repo, digest);
+	url = xstrfmt("%s/v2/%s/%s/%s", r->base, repo, kind, digest);
 	scope = pull_scope(repo);
-	what = xstrfmt("blob '%s' in '%s'", digest, repo);
+	what = xstrfmt("%s '%s' in '%s'", !strcmp(kind, "blobs") ? "blob" : "manifest", digest,
+		       repo);
 	req_init(&q, "HEAD", url);
 	q.scope = scope;
 	q.follow = 1;
+	q.accept_manifest = !strcmp(kind, "manifests");
 	if (request(r, &q, what) < 0)
 		goto out;
 	if (q.status == 200)
@@ -1111,6 +1115,16 @@ out:
 	free(scope);
 	free(what);
 	return ret;
+}
+
+int registry_blob_exists(struct registry *r, const char *repo, const char *digest)
+{
+	return head_exists(r, repo, "blobs", digest);
+}
+
+int registry_manifest_exists(struct registry *r, const char *repo, const char *digest)
+{
+	return head_exists(r, repo, "manifests", digest);
 }
 
 /* GET a blob into q's sink (set by the caller); 0 with the computed digest, or -1. */

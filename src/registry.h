@@ -70,6 +70,13 @@ int registry_get_manifest(struct registry *r, const char *repo, const char *ref,
 /* HEAD a blob: 1 present, 0 absent, -1 error. */
 int registry_blob_exists(struct registry *r, const char *repo, const char *digest);
 
+/*
+ * HEAD a manifest by digest: 1 present, 0 absent, -1 error. A registry
+ * takes a manifest only when it holds every blob it names, so 1 also says
+ * those are there.
+ */
+int registry_manifest_exists(struct registry *r, const char *repo, const char *digest);
+
 /* GET a blob into out (capped at out->max, or 16 MiB), verified against digest. 0 or -1. */
 int registry_get_blob(struct registry *r, const char *repo, const char *digest, struct buf *out);
 

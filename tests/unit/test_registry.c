@@ -426,6 +426,11 @@ static void manifests_by_tag_and_digest(void **state)
 	assert_string_equal(d, want);
 	free(mt);
 	mt = NULL;
+	assert_int_equal(registry_manifest_exists(r, "t/img", want), 1);
+	char other[DIGEST_LEN];
+	digest_bytes("no such manifest", 16, other);
+	assert_int_equal(registry_manifest_exists(r, "t/img", other), 0);
+	assert_int_equal(registry_manifest_exists(r, "t/nosuchrepo", want), 0);
 
 	/* Missing: the error names repo:tag. */
 	assert_int_equal(registry_get_manifest(r, "t/img", "nosuch", &body, &mt, d), -1);
