@@ -241,6 +241,7 @@ write_config() {
 		fi
 		echo "workdir = $DIR/remote"
 		echo "runtime = docker"
+		[ -n "${BED_DOCKER_HOST:-}" ] && echo "docker_socket = ${BED_DOCKER_HOST#unix://}"
 		echo "[remote.podman]"
 		echo "runtime = podman"
 		echo "[remote.none]"

@@ -73,6 +73,21 @@ grep -q "image:   $BED_REGISTRY/cells:.*@sha256:" "$err" && ok "$ENGINE: summary
 for _ in $(seq 50); do [ -z "$(leftover "$id")" ] && break; sleep 0.1; done
 [ -z "$(leftover "$id")" ] && ok "$ENGINE: the container is removed after the run" || fail "$ENGINE: left: $(leftover "$id")"
 
+# 1a. docker: the bed's config names the engine's socket, so the image was
+# pulled through it before the job started; with a socket that is not
+# there, the job pulls it itself. Either way it runs.
+if [ "$ENGINE" = docker ]; then
+	! grep -q "pulling the image" "$err" && ok "docker: the job found the image pulled through the socket" \
+		|| fail "docker: the job pulled the image although the socket was there"
+	printf '# pulled by the job\n' >> allreduce.py
+	expect_exit 0 env PYSTRIB_REMOTE_DOCKER_SOCKET=/nonexistent/docker.sock \
+		"$PYSTRIB" -c "$BED_CONFIG" -v run --no-project allreduce.py -n 2 --results "$work/res1a"
+	grep -qx "\[1\] rank 1 of 2 sum 3" "$out" && grep -q "no pull through '/nonexistent/docker.sock'" "$err" \
+		&& grep -q "^pystrib: pulling the image" "$err" \
+		&& ok "docker: no socket there: said with -v, and the job pulled the image itself" \
+		|| { fail "docker: without the socket"; cat "$out" "$err"; }
+fi
+
 # 1b. Two jobs at once: their ranks' shared memory (host IPC) kept apart.
 cat > busy.py <<'EOF'
 from mpi4py import MPI

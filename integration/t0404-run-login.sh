@@ -59,11 +59,27 @@ print("rank", c.rank, "sum", c.allreduce(c.rank + 1))
 EOF
 out=$BED_DIR/last.out err=$BED_DIR/last.err
 jobs_dir=$BED_DIR/remote/jobs
-for engine in docker podman; do
-	remote=()
+# docker: pulled through the engine's socket with the credentials in the
+# API request (the job gets no password); docker-login: without the socket,
+# the job script logs docker in; podman: the job script logs podman in.
+for engine in docker docker-login podman; do
+	remote=() socket=()
 	[ "$engine" = podman ] && remote=(--remote podman)
-	expect_exit 0 "$PYSTRIB" -c "$config" run --no-project "${remote[@]}" cell.py -n 2 --results "$work/res-$engine"
+	[ "$engine" = docker-login ] && socket=(env PYSTRIB_REMOTE_DOCKER_SOCKET=)
+	printf '# %s\n' "$engine" >> cell.py	# an image of its own, not on the host yet
+	expect_exit 0 "${socket[@]}" "$PYSTRIB" -c "$config" -v run --no-project "${remote[@]}" cell.py -n 2 \
+		--results "$work/res-$engine"
 	grep -qx "\[1\] rank 1 sum 3" "$out" && ok "$engine: logged in, pulled and ran" || { fail "$engine: run"; cat "$out" "$err"; }
+	if [ "$engine" = docker ]; then
+		grep -q "image pulled through the engine's socket" "$err" && ! grep -q "pulling the image" "$err" \
+			&& ok "docker: pulled through the engine's socket, before the job started" \
+			|| { fail "docker: no pull through the socket"; grep -E "pull|socket" "$err"; }
+	else
+		grep -q "^pystrib: pulling the image" "$err" && ok "$engine: the job pulled the image itself" \
+			|| { fail "$engine: the job did not pull"; grep -E "pull|socket" "$err"; }
+	fi
+	grep -qF -- "$password" "$out" "$err" && fail "$engine: the password is in pystrib's output (-v)" \
+		|| ok "$engine: not in pystrib's output either (-v)"
 	id=$(sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$err")
 	[ -n "$id" ] && [ ! -e "$jobs_dir/$id/.auth" ] && ok "$engine: no login file left in the job directory" \
 		|| fail "$engine: .auth left"

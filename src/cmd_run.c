@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "commands.h"
 #include "config.h"
 #include "context.h"
+#include "engine.h"
 #include "error.h"
 #include "follow.h"
 #include "jobrec.h"
@@ -115,6 +117,8 @@ struct run {
 	struct results_unpack *unpack;
 	int deferred;		/* the push runs beside the SSH login (run_overlapped) */
 	int announced;		/* the job record, event and line are out */
+	int pulled;		/* pull_early put the image on the host */
+	atomic_int early_stop;	/* the job is over: pull_early can stop */
 };
 
 /* Past this, runtime none's cell layer is uploaded on its own. */
@@ -240,7 +244,8 @@ static int submit(struct run *r, const char *cell)
 		s.image = image;
 		s.tls_verify_off = cfg->registry.insecure ||
 			(cfg->registry.url && !strncmp(cfg->registry.url, "http://", 7));
-		if (cfg->registry.username) {
+		s.image_present = r->pulled;
+		if (cfg->registry.username && !r->pulled) {
 			password = registry_password(&cfg->registry);
 			if (password) {
 				login = registry_host(image);
@@ -669,6 +674,42 @@ static int run_in_turn(struct run *r)
 	return after_follow(r, rc);
 }
 
+/* How long an early pull may take before it is given up (the job's own goes on). */
+#define EARLY_PULL_MAX 1800
+
+/*
+ * runtime docker: the image pulled through the engine's API socket on a
+ * connection of its own, with no remote shell, while the job's shell (on
+ * the main connection) still runs the login scripts; the job then starts
+ * with the image there and no registry password is sent to it. Only a head
+ * start: when it cannot (no socket, no access, a refused stream), the job
+ * pulls the image itself, so a failure here is only logged.
+ */
+static void pull_early(struct run *r)
+{
+	const struct config *cfg = &r->cfg;
+	struct ssh_conn *c = NULL;
+	char *image = pull_reference(&r->img, cfg->remote.pull_registry);
+	char *password = cfg->registry.username ? registry_password(&cfg->registry) : NULL;
+	char *server = password ? registry_host(image) : NULL;
+	struct engine_auth auth = { cfg->registry.username, password, server };
+
+	if (ssh_conn_open(&c, &r->target, 0) == 0 &&
+	    engine_pull(c, cfg->remote.docker_socket, image, &auth,
+			now_monotonic() + EARLY_PULL_MAX, &r->early_stop) == 0) {
+		r->pulled = 1;
+		stage("image pulled through the engine's socket");
+	} else {
+		log_info("no pull through '%s' (the job pulls the image itself): %s",
+			 cfg->remote.docker_socket, error_message());
+	}
+	error_clear();
+	ssh_conn_free(c);
+	wipe(password);
+	free(server);
+	free(image);
+}
+
 /* The push thread of run_overlapped, and what it leaves for the main one. */
 struct pusher {
 	struct run *r;
@@ -689,6 +730,9 @@ static void *push_thread(void *arg)
 	if (p->ret == 0) {
 		r->have_img = 1;
 		stage("image pushed");
+		if (r->cfg.remote.runtime == RUNTIME_DOCKER && r->cfg.remote.docker_socket &&
+		    *r->cfg.remote.docker_socket)
+			pull_early(r);
 		p->ret = submit(r, r->copts.cell);
 	}
 	if (p->ret == 0) {
@@ -720,7 +764,8 @@ static void *push_thread(void *arg)
  * Containers, not detached: the push runs in a thread while this one logs
  * in to the host and starts a remote shell that waits for the job's
  * command (a remote login may take seconds: shells' start-up files). The
- * command follows as soon as the image is in the registry, in the same
+ * command follows as soon as the image is in the registry and, for docker,
+ * pulled on the host through the engine's socket (pull_early), in the same
  * round trip as the follower and the results.
  */
 static int run_overlapped(struct run *r)
@@ -747,6 +792,7 @@ static int run_overlapped(struct run *r)
 		rc = follow_job(r->conn, &r->f);
 	else
 		interrupted = 1;	/* no host: the push is for nothing, stop it */
+	atomic_store(&r->early_stop, 1);
 	close(fds[0]);
 	pthread_join(th, NULL);
 	if (!opened) {

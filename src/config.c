@@ -50,6 +50,7 @@ static const struct cfg_key keys[] = {
 	{ "remote", "python", T_STR, "python3", 0, 0, 0 },
 	{ "remote", "setup", T_STR, NULL, 0, 0, 0 },
 	{ "remote", "reconnect_timeout", T_INT, "600", 0, 0, 86400 * 7 },
+	{ "remote", "docker_socket", T_STR, "/var/run/docker.sock", 0, 0, 0 },
 	{ "job", "np", T_INT, "1", 0, 1, 65536 },
 	{ "job", "timeout", T_INT, "0", 0, 0, 86400 * 365 },
 	{ "job", "results", T_STR, "./pystrib-results", 0, 0, 0 },
@@ -464,6 +465,7 @@ static void derive(struct config *cfg)
 	cfg->remote.python = S("remote", "python");
 	cfg->remote.setup = S("remote", "setup");
 	cfg->remote.reconnect_timeout = (int)I("remote", "reconnect_timeout");
+	cfg->remote.docker_socket = S("remote", "docker_socket");
 	cfg->job.np = (int)I("job", "np");
 	cfg->job.timeout = (int)I("job", "timeout");
 	cfg->job.results = S("job", "results");

@@ -50,6 +50,7 @@ struct remote_config {
 	const char *python;		/* for runtime none: "python3" */
 	const char *setup;		/* shell lines before the job (runtime none) */
 	int reconnect_timeout;		/* seconds */
+	const char *docker_socket;	/* the engine's API socket; "" or NULL: not used */
 };
 
 struct job_config {

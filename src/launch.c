@@ -224,13 +224,29 @@ static int add_container(struct buf *b, const struct launch_spec *s)
 		   "stop_container() { \"$RT\" rm -f \"$C\" >/dev/null 2>&1; }\n");
 	if (s->runtime == RUNTIME_PODMAN)
 		buf_addstr(b, "stop_container() { podman rm -f -t 0 \"$C\" >/dev/null 2>&1; }\n");
-	if (s->login_registry && s->login_user) {
+	int login = s->login_registry && s->login_user && !s->image_present;
+	if (login) {
 		/* The password: first line of stdin, into a file of our own only
 		 * for as long as the pull takes. */
 		buf_addstr(b, "IFS= read -r PW || PW=''\nexec </dev/null\n"
 			   "AUTH=\"$J/.auth\"\n"
-			   "cleanup() { rm -rf \"$AUTH\"; }\n"
-			   "(umask 077; mkdir -p \"$AUTH\")\n");
+			   "cleanup() { rm -rf \"$AUTH\"; }\n");
+	} else {
+		buf_addstr(b, "exec </dev/null\n");
+	}
+	/* Pinned by digest: an image already there (pulled through the
+	 * engine's socket by `run`, or by an earlier job) is this one, and
+	 * neither login nor pull is needed. */
+	if (s->image_present)
+		goto pulled;
+	if (s->runtime == RUNTIME_DOCKER)
+		buf_addstr(b, "if ! docker image inspect --format . ");
+	else
+		buf_addstr(b, "if ! podman image exists ");
+	shquote_arg(b, s->image);
+	buf_addstr(b, " >/dev/null 2>&1; then\n");
+	if (login) {
+		buf_addstr(b, "(umask 077; mkdir -p \"$AUTH\")\n");
 		if (s->runtime == RUNTIME_DOCKER) {
 			buf_addstr(b, "printf '%s\\n' \"$PW\" | DOCKER_CONFIG=\"$AUTH\" docker login"
 				   " --password-stdin --username");
@@ -245,26 +261,25 @@ static int add_container(struct buf *b, const struct launch_spec *s)
 			word(b, s->login_registry);
 		}
 		buf_addstr(b, " >/dev/null || { PW=''; step_failed 125"
-			   " \"registry: the registry refused the login of $RT on this host\"; }\nPW=''\n");
-	} else {
-		buf_addstr(b, "exec </dev/null\n");
+			   " \"registry: the registry refused the login of $RT on this host\"; }\n");
 	}
 	buf_addstr(b, "set_state pulling\n");
 	if (s->runtime == RUNTIME_DOCKER) {
-		buf_addstr(b, "if [ -n \"${AUTH:-}\" ]; then run_bg env DOCKER_CONFIG=\"$AUTH\" docker pull -q");
+		buf_addstr(b, login ? "run_bg env DOCKER_CONFIG=\"$AUTH\" docker pull -q"
+			   : "run_bg docker pull -q");
 		word(b, s->image);
-		buf_addstr(b, "; else run_bg docker pull -q");
-		word(b, s->image);
-		buf_addstr(b, "; fi >/dev/null || step_failed $? \"registry: docker could not pull the image\"\n");
+		buf_addstr(b, " >/dev/null || step_failed $? \"registry: docker could not pull the image\"\n");
 	} else {
-		const char *tls = s->tls_verify_off ? " --tls-verify=false" : "";
-		buf_addf(b, "if [ -n \"${AUTH:-}\" ]; then run_bg podman pull -q%s"
-			 " --authfile \"$AUTH/auth.json\"", tls);
+		buf_addf(b, "run_bg podman pull -q%s", s->tls_verify_off ? " --tls-verify=false" : "");
+		if (login)
+			buf_addstr(b, " --authfile \"$AUTH/auth.json\"");
 		word(b, s->image);
-		buf_addf(b, "; else run_bg podman pull -q%s", tls);
-		word(b, s->image);
-		buf_addstr(b, "; fi >/dev/null || step_failed $? \"registry: podman could not pull the image\"\n");
+		buf_addstr(b, " >/dev/null || step_failed $? \"registry: podman could not pull the image\"\n");
 	}
+	buf_addstr(b, "fi\n");
+	if (login)
+		buf_addstr(b, "PW=''\n");
+pulled:
 	/* Host IPC: the ranks share the host's /dev/shm, as large as the host
 	 * allows (podman refuses --shm-size with it; docker ignores it). */
 	/*

@@ -37,6 +37,7 @@ struct launch_spec {
 	const char *login_registry;	/* registry host to log in to; NULL: no login */
 	const char *login_user;		/* the password comes as the first line of stdin */
 	int tls_verify_off;		/* podman: --tls-verify=false (plain-HTTP registry) */
+	int image_present;		/* already on the host: no login, no pull */
 
 	/* none */
 	const char *cell_layer;		/* layer files, relative to the job directory */

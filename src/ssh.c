@@ -622,7 +622,8 @@ struct feed {
 	int fd;
 	char chunk[32768];
 	size_t clen, coff;
-	int eof_sent;
+	int eof_sent;		/* or, with keep_open, all sent */
+	int keep_open;
 };
 
 /*
@@ -657,7 +658,7 @@ static int feed_stdin(struct ssh_conn *c, ssh_channel ch, struct feed *f)
 			f->coff = 0;
 			continue;
 		} else {
-			if (ssh_channel_send_eof(ch) != SSH_OK)
+			if (!f->keep_open && ssh_channel_send_eof(ch) != SSH_OK)
 				return dropped(c, "sending data");
 			f->eof_sent = 1;
 			break;
@@ -774,8 +775,12 @@ out:
 	return ret;
 }
 
-int ssh_conn_exec(struct ssh_conn *c, const char *command,
-		  const struct ssh_exec_opts *o, int *exit_status)
+/*
+ * A channel that runs command, or (command NULL) is a stream to the UNIX
+ * socket at path; fed and read by exec_loop.
+ */
+static int run_channel(struct ssh_conn *c, const char *command, const char *path,
+		       const struct ssh_exec_opts *o, int *exit_status)
 {
 	static const struct ssh_exec_opts none = SSH_EXEC_OPTS_INIT;
 	struct exec_state st;
@@ -801,9 +806,26 @@ int ssh_conn_exec(struct ssh_conn *c, const char *command,
 	f.in = o->in;
 	f.in_len = o->in ? o->in_len : 0;
 	f.fd = o->in_fd;
+	/* A stream gets no EOF: a server that reads EOF as the client hanging
+	 * up (Go's net/http: the docker engine) would drop what it is doing,
+	 * and sshd may close the stream before the answer comes. */
+	f.keep_open = !command;
 
-	log_debug("ssh %s: %s", c->name, command);
 	ch = ssh_channel_new(c->s);
+	if (!command) {
+		log_debug("ssh %s: stream to %s", c->name, path);
+		if (!ch || ssh_channel_open_forward_unix(ch, path, "127.0.0.1", 0) != SSH_OK) {
+			ret = ssh_is_connected(c->s) ? (error_set(PS_EXIT_REMOTE,
+				"'%s' opened no stream to '%s': %s", c->name, path,
+				ssh_get_error(c->s)), SSH_R_FAILED) : dropped(c, "opening a stream");
+			goto out;
+		}
+		ssh_set_channel_callbacks(ch, &st.cb);
+		st.have_status = 1;	/* a stream ends at its EOF */
+		ret = exec_loop(c, ch, &st, &f);
+		goto out;
+	}
+	log_debug("ssh %s: %s", c->name, command);
 	if (!ch || ssh_channel_open_session(ch) != SSH_OK) {
 		ret = ssh_is_connected(c->s) ? (error_set(PS_EXIT_REMOTE,
 			"'%s' refused a session: %s", c->name, ssh_get_error(c->s)), SSH_R_FAILED)
@@ -830,6 +852,17 @@ out:
 		ssh_channel_free(ch);
 	}
 	return ret;
+}
+
+int ssh_conn_exec(struct ssh_conn *c, const char *command,
+		  const struct ssh_exec_opts *o, int *exit_status)
+{
+	return run_channel(c, command, NULL, o, exit_status);
+}
+
+int ssh_conn_unix_stream(struct ssh_conn *c, const char *path, const struct ssh_exec_opts *o)
+{
+	return run_channel(c, NULL, path, o, NULL);
 }
 
 /* ---- capture, upload, download ------------------------------------- */

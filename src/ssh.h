@@ -150,6 +150,18 @@ int ssh_conn_exec(struct ssh_conn *c, const char *command,
 		  const struct ssh_exec_opts *o, int *exit_status);
 
 /*
+ * Opens a stream to the UNIX socket at `path` on the remote host (OpenSSH's
+ * direct-streamlocal: no shell runs, so no login scripts are waited for),
+ * sends the input of o (never followed by EOF: the server must close the
+ * stream when it has answered, as an HTTP/1.0 server does) and hands what
+ * comes back to o->on_output (fd 1) until the far end closes. The host's sshd must allow it
+ * (AllowStreamLocalForwarding, its default) and the socket must be open to
+ * the login user. 0, or negative as for ssh_conn_exec; a socket that
+ * cannot be opened is SSH_R_FAILED with sshd's reason.
+ */
+int ssh_conn_unix_stream(struct ssh_conn *c, const char *path, const struct ssh_exec_opts *o);
+
+/*
  * Runs `command` with optional stdin data and captures its output: stdout
  * is appended to out, stderr to err (either may be NULL: discarded). The
  * buffers' own caps apply (buf_init(b, max)); a buffer without a cap is

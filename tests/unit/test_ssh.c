@@ -600,6 +600,94 @@ static void deadline_and_interrupt_cancel(void **state)
 	ssh_conn_free(c);
 }
 
+/*
+ * A UNIX socket server that answers each connection as an HTTP/1.0 server
+ * does, after waiting a moment to see whether the client sent EOF, and
+ * says in its answer whether it did.
+ */
+static const char unix_server[] =
+	"import os, socket, sys\n"
+	"s = socket.socket(socket.AF_UNIX)\n"
+	"s.bind(sys.argv[1]); s.listen(4)\n"
+	"while True:\n"
+	"    c, _ = s.accept()\n"
+	"    req = b''\n"
+	"    while b'\\r\\n\\r\\n' not in req:\n"
+	"        d = c.recv(4096)\n"
+	"        if not d: break\n"
+	"        req += d\n"
+	"    c.settimeout(0.5)\n"
+	"    try: eof = c.recv(1) == b''\n"
+	"    except socket.timeout: eof = False\n"
+	"    line = req.split(b'\\r\\n')[0].decode()\n"
+	"    c.sendall(('HTTP/1.0 200 OK\\r\\n\\r\\n{\"got\": \"%s\", \"eof\": %d}\\n' % (line, eof)).encode())\n"
+	"    c.close()\n";
+
+static void unix_stream_reaches_a_socket_without_a_shell(void **state)
+{
+	(void)state;
+	need_sshd();
+	char *sock = xstrfmt("%s/api.sock", dir), *marker = xstrfmt("%s/rhome/shell-ran", dir);
+	char *rc = xstrfmt("%s/rhome/.bashrc", dir);
+	FILE *f = fopen(rc, "w");
+	assert_non_null(f);
+	fprintf(f, ": > '%s'\n", marker);
+	fclose(f);
+	pid_t srv = fork();
+	assert_true(srv >= 0);
+	if (srv == 0) {
+		execl("/usr/bin/python3", "python3", "-c", unix_server, sock, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100 && access(sock, F_OK) < 0; i++)
+		usleep(50000);
+	assert_int_equal(access(sock, F_OK), 0);
+
+	struct ssh_conn *c = connect_ok();
+	int status;
+	/* A command goes through the login shell (the marker shows it)... */
+	assert_int_equal(ssh_conn_exec(c, "true", NULL, &status), 0);
+	assert_int_equal(access(marker, F_OK), 0);
+	unlink(marker);
+
+	/* ... a stream does not; the server sees no EOF (which would read as
+	 * a hang-up) and answers in full. */
+	struct seen s = { BUF_INIT, BUF_INIT, BUF_INIT, 0 };
+	struct ssh_exec_opts o = SSH_EXEC_OPTS_INIT;
+	const char req[] = "GET /ping HTTP/1.0\r\n\r\n";
+	o.in = req;
+	o.in_len = sizeof(req) - 1;
+	o.on_output = collect;
+	o.ctx = &s;
+	o.deadline = now_monotonic() + 20;
+	assert_int_equal(ssh_conn_unix_stream(c, sock, &o), 0);
+	buf_addch(&s.out, '\0');
+	assert_string_equal(s.out.ptr, "HTTP/1.0 200 OK\r\n\r\n{\"got\": \"GET /ping HTTP/1.0\", \"eof\": 0}\n");
+	assert_int_equal(access(marker, F_OK), -1);
+
+	/* No such socket: refused, named; the connection stays usable. */
+	char *none = xstrfmt("%s/no.sock", dir);
+	assert_int_equal(ssh_conn_unix_stream(c, none, &o), SSH_R_FAILED);
+	assert_int_equal(error_kind(), PS_EXIT_REMOTE);
+	assert_non_null(strstr(error_message(), "no.sock"));
+	assert_int_equal(ssh_conn_exec(c, "exit 3", NULL, &status), 0);
+	assert_int_equal(status, 3);
+
+	kill(srv, SIGTERM);
+	waitpid(srv, NULL, 0);
+	unlink(rc);
+	unlink(marker);
+	unlink(sock);
+	ssh_conn_free(c);
+	buf_release(&s.all);
+	buf_release(&s.out);
+	buf_release(&s.err);
+	free(none);
+	free(rc);
+	free(marker);
+	free(sock);
+}
+
 static char *host_fingerprint(void)
 {
 	char *out = xstrfmt("%s/fp", dir);
@@ -953,6 +1041,7 @@ int main(void)
 		cmocka_unit_test(dropped_upload_leaves_the_old_file),
 		cmocka_unit_test(dropped_connection_is_its_own_condition),
 		cmocka_unit_test(deadline_and_interrupt_cancel),
+		cmocka_unit_test(unix_stream_reaches_a_socket_without_a_shell),
 		cmocka_unit_test(unknown_host_refused_then_trusted),
 		cmocka_unit_test(wrong_key_is_refused_and_lists_what_was_tried),
 		cmocka_unit_test(unreachable_port_names_host_and_port),
