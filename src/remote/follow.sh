@@ -24,7 +24,7 @@ while [ "$i" -lt "$np" ]; do
 	shift 3
 	i=$((i + 1))
 done
-last='' lastl=''
+last='' lastl='' fast=0
 while :; do
 	alive=1
 	if [ -f pid ]; then
@@ -38,7 +38,7 @@ while :; do
 		printf 'S %s %s\n' "$st" "$l"
 		last=$st lastl=$l
 	fi
-	moved=0
+	moved=0 exited=0
 	# Every log's size in one process (not one per file: this loop runs
 	# beside the ranks, on their cores), as lines "\nNAME SIZE\n".
 	nl='
@@ -68,7 +68,9 @@ while :; do
 			read -r code < "logs/rank.$i.exit"
 			printf 'X %s %s %s\n' "$i" "${code:--1}" "$(stat -c %.3Y "logs/rank.$i.exit" 2>/dev/null || echo 0)"
 			eval "x$i=1"
+			x=1
 		fi
+		[ "$x" = 0 ] || exited=$((exited + 1))
 		i=$((i + 1))
 	done
 	[ "$moved" = 1 ] && continue
@@ -114,5 +116,12 @@ while :; do
 		echo "E lost -1 0 0 $why"
 		exit 0
 	fi
-	sleep 0.1
+	# Every rank has exited: the job's end is moments away, so look more
+	# often, for a while (not for ever: a job may hang after its ranks).
+	if [ "$exited" -ge "$np" ] && [ "$fast" -lt 100 ]; then
+		fast=$((fast + 1))
+		sleep 0.02
+	else
+		sleep 0.1
+	fi
 done
