@@ -86,6 +86,14 @@ if [ "$ENGINE" = docker ]; then
 		&& grep -q "^pystrib: pulling the image" "$err" \
 		&& ok "docker: no socket there: said with -v, and the job pulled the image itself" \
 		|| { fail "docker: without the socket"; cat "$out" "$err"; }
+	# doctor says whether the socket answers; a missing one is no failure.
+	expect_exit 0 "$PYSTRIB" -c "$BED_CONFIG" doctor
+	grep -q "^ok  *socket  *the engine answers at '${BED_DOCKER_HOST#unix://}'" "$out" \
+		&& ok "docker: doctor finds the engine's socket" || { fail "docker: doctor socket"; cat "$out"; }
+	expect_exit 0 env PYSTRIB_REMOTE_DOCKER_SOCKET=/nonexistent/docker.sock "$PYSTRIB" -c "$BED_CONFIG" doctor
+	grep -q "^info  *socket .*/nonexistent/docker.sock.*jobs pull the image themselves" "$out" \
+		&& ok "docker: doctor names a socket that is not there, as information" \
+		|| { fail "docker: doctor without socket"; cat "$out"; }
 fi
 
 # 1b. Two jobs at once: their ranks' shared memory (host IPC) kept apart.

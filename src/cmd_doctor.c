@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "engine.h"
 #include "error.h"
 #include "log.h"
 #include "ref.h"
@@ -276,6 +277,18 @@ static void check_runtime(struct doctor *d, struct ssh_conn *c, const struct rem
 			       error_hint_text() : "start the engine on the host and let the SSH "
 			       "user use it, or set [remote] runtime", "%s", error_message());
 		report(d, INFO, 0, "mpirun", NULL, "runs inside the image (checked when a job starts)");
+		/* Optional: only a head start for `run` (engine.h), so never a failure. */
+		const char *sock = r->docker_socket;
+		if (r->runtime == RUNTIME_DOCKER && sock && *sock) {
+			if (engine_ping(c, sock, now_monotonic() + 15) == 0)
+				report(d, OK, 0, "socket", NULL, "the engine answers at '%s' (run pulls "
+				       "through it while the job's shell starts)", sock);
+			else
+				report(d, INFO, 0, "socket", NULL, "%s; jobs pull the image themselves "
+				       "(set [remote] docker_socket to the engine's socket, or leave "
+				       "it empty)", error_message());
+			error_clear();
+		}
 	}
 	free(line);
 	error_clear();

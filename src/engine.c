@@ -179,19 +179,18 @@ static int on_tick(void *ctx)
 	return 0;
 }
 
-int engine_pull(struct ssh_conn *c, const char *socket, const char *image,
-		const struct engine_auth *auth, double deadline, const atomic_int *stop)
+/* Sends req over a stream to socket and reads the answer; what = for the error. */
+static int exchange(struct ssh_conn *c, const char *socket, const struct buf *req,
+		    double deadline, const atomic_int *stop, const char *what)
 {
 	struct ssh_exec_opts o = SSH_EXEC_OPTS_INIT;
 	struct pull p;
-	struct buf req = BUF_INIT;
 	int ret;
 
-	engine_pull_request(&req, image, auth);
 	engine_reply_init(&p.reply);
 	p.stop = stop;
-	o.in = req.ptr;
-	o.in_len = req.len;
+	o.in = req->ptr;
+	o.in_len = req->len;
 	o.on_output = on_output;
 	o.on_tick = on_tick;
 	o.tick = 0.2;
@@ -200,11 +199,29 @@ int engine_pull(struct ssh_conn *c, const char *socket, const char *image,
 	ret = ssh_conn_unix_stream(c, socket, &o);
 	if (ret == 0 && engine_reply_end(&p.reply) < 0) {
 		ret = SSH_R_FAILED;
-		error_set(PS_EXIT_REMOTE, "the docker engine at '%s' on '%s' did not pull the "
-			  "image: %s", socket, ssh_conn_name(c), p.reply.why.ptr);
+		error_set(PS_EXIT_REMOTE, "the docker engine at '%s' on '%s' %s: %s", socket,
+			  ssh_conn_name(c), what, p.reply.why.ptr);
 	}
+	engine_reply_release(&p.reply);
+	return ret;
+}
+
+int engine_pull(struct ssh_conn *c, const char *socket, const char *image,
+		const struct engine_auth *auth, double deadline, const atomic_int *stop)
+{
+	struct buf req = BUF_INIT;
+	engine_pull_request(&req, image, auth);
+	int ret = exchange(c, socket, &req, deadline, stop, "did not pull the image");
 	memset(req.ptr, 0, req.len);
 	buf_release(&req);
-	engine_reply_release(&p.reply);
+	return ret;
+}
+
+int engine_ping(struct ssh_conn *c, const char *socket, double deadline)
+{
+	struct buf req = BUF_INIT;
+	buf_addstr(&req, "GET /_ping HTTP/1.0\r\nHost: docker\r\nUser-Agent: pystrib\r\n\r\n");
+	int ret = exchange(c, socket, &req, deadline, NULL, "did not answer a ping");
+	buf_release(&req);
 	return ret;
 }

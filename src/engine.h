@@ -33,6 +33,9 @@ struct engine_auth {
 int engine_pull(struct ssh_conn *c, const char *socket, const char *image,
 		const struct engine_auth *auth, double deadline, const atomic_int *stop);
 
+/* GET /_ping: 0 when an engine answers at `socket`, else negative (error set). */
+int engine_ping(struct ssh_conn *c, const char *socket, double deadline);
+
 /*
  * The request engine_pull sends (HTTP/1.0, so that the answer ends when
  * the engine closes the stream), appended to out. With credentials it

@@ -847,6 +847,9 @@ static int run_channel(struct ssh_conn *c, const char *command, const char *path
 		ssh_channel_request_send_signal(ch, "TERM");
 out:
 	if (ch) {
+		/* libssh may keep a channel whose close is not acknowledged yet
+		 * and hand what still comes for it to its callbacks: st is gone. */
+		ssh_remove_channel_callbacks(ch, &st.cb);
 		if (ssh_is_connected(c->s) && !ssh_channel_is_closed(ch))
 			ssh_channel_close(ch);
 		ssh_channel_free(ch);
