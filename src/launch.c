@@ -211,34 +211,9 @@ static const char *container_gpus(const char *gpus, char *count, size_t size)
 	return count;
 }
 
-static int add_container(struct buf *b, const struct launch_spec *s)
+/* Logs in (login: the password is in $PW) and pulls, unless the image is there. */
+static void add_pull(struct buf *b, const struct launch_spec *s, int login)
 {
-	char count[32];
-	const char *rt = s->runtime == RUNTIME_DOCKER ? "docker" : "podman";
-	char *name = xstrfmt(LAUNCH_CONTAINER_PREFIX "%s", s->id);
-
-	buf_addf(b, "RT=%s\nC=", rt);
-	shquote_arg(b, name);
-	buf_addstr(b, "\nneed \"$RT\"\nprintf '%s\\n' \"$RT\" > \"$J/runtime\"\n"
-		   "printf '%s\\n' \"$C\" > \"$J/container\"\n"
-		   "stop_container() { \"$RT\" rm -f \"$C\" >/dev/null 2>&1; }\n");
-	if (s->runtime == RUNTIME_PODMAN)
-		buf_addstr(b, "stop_container() { podman rm -f -t 0 \"$C\" >/dev/null 2>&1; }\n");
-	int login = s->login_registry && s->login_user && !s->image_present;
-	if (login) {
-		/* The password: first line of stdin, into a file of our own only
-		 * for as long as the pull takes. */
-		buf_addstr(b, "IFS= read -r PW || PW=''\nexec </dev/null\n"
-			   "AUTH=\"$J/.auth\"\n"
-			   "cleanup() { rm -rf \"$AUTH\"; }\n");
-	} else {
-		buf_addstr(b, "exec </dev/null\n");
-	}
-	/* Pinned by digest: an image already there (pulled through the
-	 * engine's socket by `run`, or by an earlier job) is this one, and
-	 * neither login nor pull is needed. */
-	if (s->image_present)
-		goto pulled;
 	if (s->runtime == RUNTIME_DOCKER)
 		buf_addstr(b, "if ! docker image inspect --format . ");
 	else
@@ -279,7 +254,36 @@ static int add_container(struct buf *b, const struct launch_spec *s)
 	buf_addstr(b, "fi\n");
 	if (login)
 		buf_addstr(b, "PW=''\n");
-pulled:
+}
+
+static int add_container(struct buf *b, const struct launch_spec *s)
+{
+	char count[32];
+	const char *rt = s->runtime == RUNTIME_DOCKER ? "docker" : "podman";
+	char *name = xstrfmt(LAUNCH_CONTAINER_PREFIX "%s", s->id);
+
+	buf_addf(b, "RT=%s\nC=", rt);
+	shquote_arg(b, name);
+	buf_addstr(b, "\nneed \"$RT\"\nprintf '%s\\n' \"$RT\" > \"$J/runtime\"\n"
+		   "printf '%s\\n' \"$C\" > \"$J/container\"\n"
+		   "stop_container() { \"$RT\" rm -f \"$C\" >/dev/null 2>&1; }\n");
+	if (s->runtime == RUNTIME_PODMAN)
+		buf_addstr(b, "stop_container() { podman rm -f -t 0 \"$C\" >/dev/null 2>&1; }\n");
+	int login = s->login_registry && s->login_user && !s->image_present;
+	if (login) {
+		/* The password: first line of stdin, into a file of our own only
+		 * for as long as the pull takes. */
+		buf_addstr(b, "IFS= read -r PW || PW=''\nexec </dev/null\n"
+			   "AUTH=\"$J/.auth\"\n"
+			   "cleanup() { rm -rf \"$AUTH\"; }\n");
+	} else {
+		buf_addstr(b, "exec </dev/null\n");
+	}
+	/* Pinned by digest: an image already there (pulled through the
+	 * engine's socket by `run`, or by an earlier job) is this one, and
+	 * neither login nor pull is needed. */
+	if (!s->image_present)
+		add_pull(b, s, login);
 	/* Host IPC: the ranks share the host's /dev/shm, as large as the host
 	 * allows (podman refuses --shm-size with it; docker ignores it). */
 	/*

@@ -156,6 +156,24 @@ static void test_container_scripts(void **state)
 		}
 		/* The password is never in the script: it arrives on stdin. */
 		assert_null(strstr(b.ptr, "--password "));
+		/* An image already there is neither logged in for nor pulled. */
+		assert_non_null(strstr(b.ptr, rt == RUNTIME_DOCKER
+				       ? "if ! docker image inspect --format . 127.0.0.1:5000/cells@sha256:0123 "
+				       : "if ! podman image exists 127.0.0.1:5000/cells@sha256:0123 "));
+		assert_non_null(strstr(b.ptr, "IFS= read -r PW"));
+
+		/* Pulled before the job (run, through the engine's socket): no
+		 * check, no login, no pull, and no password read from stdin. */
+		buf_reset(&b);
+		s.image_present = 1;
+		assert_int_equal(launch_script(&s, &b), 0);
+		assert_true(sh_syntax_ok(b.ptr, tmpdir));
+		assert_null(strstr(b.ptr, " pull "));
+		assert_null(strstr(b.ptr, " login "));
+		assert_null(strstr(b.ptr, "PW"));
+		assert_null(strstr(b.ptr, "set_state pulling"));
+		assert_non_null(strstr(b.ptr, "exec </dev/null\n"));
+		s.image_present = 0;
 		buf_release(&b);
 	}
 }
