@@ -733,7 +733,9 @@ static void *push_thread(void *arg)
 		if (r->cfg.remote.runtime == RUNTIME_DOCKER && r->cfg.remote.docker_socket &&
 		    *r->cfg.remote.docker_socket)
 			pull_early(r);
-		p->ret = submit(r, r->copts.cell);
+		/* Interrupted during that pull: no job is started at all. */
+		p->ret = interrupted ? error_set(PS_EXIT_INTERRUPTED, "interrupted")
+				     : submit(r, r->copts.cell);
 	}
 	if (p->ret == 0) {
 		msg = follow_start_message(&r->f, r->start.ptr, r->start_in.ptr, r->start_in.len,
