@@ -213,6 +213,8 @@ for j in "$A" "$B" "$C" "$F"; do
 	[ ! -e "$W/jobs/$j" ] && [ ! -e "$XDG_STATE_HOME/pystrib/jobs/$j.json" ] || fail "gc: $j remains"
 done
 ok "gc: ended and lost jobs removed, remote and local"
+grep -q "^[0-9]* cached layers\{0,1\} ([0-9.]* MiB) removed from '.*/pystrib/layers'" "$out" \
+	&& ok "gc: says what it pruned from the local layer cache" || { fail "gc: layer cache line"; cat "$out"; }
 [ -d "$W/jobs/$E" ] && [ -e "$XDG_STATE_HOME/pystrib/jobs/$E.json" ] && ok "gc: the running job is kept" || fail "gc removed a running job"
 [ -e "$XDG_STATE_HOME/pystrib/jobs/$D.json" ] && grep -q "kept job '$D' (last known running)" "$err" \
 	&& ok "gc: a job on an unconfigured remote, last known running, is kept, with a warning" || fail "gc D"

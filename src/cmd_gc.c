@@ -1,3 +1,4 @@
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "context.h"
 #include "error.h"
 #include "jobrec.h"
 #include "log.h"
@@ -25,10 +27,16 @@ const char cmd_gc_help[] =
 	"whose host cannot be reached is kept. Results already fetched to this\n"
 	"machine are not touched.\n"
 	"\n"
+	"Without --remote it also removes the cell and project layers in the local\n"
+	"layer cache ($XDG_CACHE_HOME/pystrib/layers) that no build has used for\n"
+	"DAYS days (never one used in the last hour); a later build writes them\n"
+	"again when needed.\n"
+	"\n"
 	"options:\n"
 	"      --older-than DAYS  only jobs that ended at least DAYS days ago\n"
 	"                         (default 7; 0: every job that has ended)\n"
-	"      --remote NAME      only the jobs of [remote.NAME] ('default' for [remote])\n"
+	"      --remote NAME      only the jobs of [remote.NAME] ('default' for [remote]),\n"
+	"                         and not the layer cache\n"
 	"  -n, --dry-run          say what would be removed, remove nothing\n"
 	"  -h, --help             show this help\n"
 	"\n"
@@ -184,6 +192,18 @@ int cmd_gc(int argc, char **argv)
 		       "%zu on remotes no longer configured\n", g.removed,
 		       g.removed == 1 ? "" : "s", g.dry_run ? "would be removed" : "removed",
 		       g.kept_running, g.kept_unreachable, g.kept_unconfigured);
+	if (!remote) {
+		char *cache = context_cache_dir();
+		struct context_pruned pr;
+		context_cache_prune(cache, (double)days * 86400, g.dry_run, &pr);
+		if (!log_json)
+			printf("%u cached layer%s (%.1f MiB) %s from '%s'\n", pr.files,
+			       pr.files == 1 ? "" : "s", (double)pr.bytes / (1 << 20),
+			       g.dry_run ? "would be removed" : "removed", cache);
+		event_emit("pruned", "{s:s,s:i,s:I,s:b}", "cache", cache, "layers", (int)pr.files,
+			   "bytes", (json_int_t)pr.bytes, "dry_run", g.dry_run);
+		free(cache);
+	}
 	if (!ret && g.kept_unreachable)
 		ret = PS_EXIT_REMOTE;
 	jobrec_conns_free(g.cc);

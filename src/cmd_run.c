@@ -382,14 +382,25 @@ static char *stop_job(struct run *r, const char *final)
 	return state;
 }
 
-static int fetch(struct run *r)
+/*
+ * The results and logs, fetched on their own. patient: through dropped
+ * connections for up to [remote] reconnect_timeout, as a follower does;
+ * else (the user stopped the job and wants out) one reconnection at most.
+ */
+static int fetch(struct run *r, int patient)
 {
 	struct results_stats st;
-	int ret = results_fetch(r->conn, r->dir, r->results, NULL, &st);
-	if (ret == SSH_R_DROPPED) {
-		error_clear();
-		if (ssh_conn_reconnect(r->conn) == 0)
-			ret = results_fetch(r->conn, r->dir, r->results, NULL, &st);
+	int ret;
+	if (patient) {
+		ret = results_fetch_retry(r->conn, r->dir, r->results, NULL, &st,
+					  r->cfg.remote.reconnect_timeout);
+	} else {
+		ret = results_fetch(r->conn, r->dir, r->results, NULL, &st);
+		if (ret == SSH_R_DROPPED) {
+			error_clear();
+			if (ssh_conn_reconnect(r->conn) == 0)
+				ret = results_fetch(r->conn, r->dir, r->results, NULL, &st);
+		}
 	}
 	if (ret < 0) {
 		log_warn("could not fetch the results: %s", error_message());
@@ -528,7 +539,7 @@ static int results_in(struct run *r)
 	} else {
 		results_unpack_abort(u);
 	}
-	return fetch(r);
+	return fetch(r, 1);
 }
 
 /* The job record, the job event and the line saying where it runs. */
@@ -611,7 +622,7 @@ static int after_follow(struct run *r, int rc)
 		r->unpack = NULL;
 		announce(r);
 		char *st = stop_job(r, want);
-		int fetched = fetch(r) == 0;
+		int fetched = fetch(r, 0) == 0;
 		finish_record(r, st ? st : want, NULL, -1, fetched ? r->results : NULL);
 		event_emit("done", "{s:s,s:s,s:i,s:s?}", "id", r->id, "state", st ? st : want,
 			   "exit_code", intr ? PS_EXIT_INTERRUPTED : PS_EXIT_TIMEOUT, "results",

@@ -1,6 +1,7 @@
 #include "context.h"
 
 #include <archive.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -401,6 +402,9 @@ static int cached_layer(const char *cache_dir, const char *key, struct layer *ou
 		goto out;
 	char *blob = blob_path(cache_dir, digest);
 	if (stat(blob, &st) == 0 && (unsigned long long)st.st_size == size) {
+		/* Used now: what context_cache_prune goes by. */
+		utimensat(AT_FDCWD, blob, NULL, 0);
+		utimensat(AT_FDCWD, idx, NULL, 0);
 		out->path = blob;
 		memcpy(out->digest, digest, DIGEST_LEN);
 		memcpy(out->diff_id, diff_id, DIGEST_LEN);
@@ -802,4 +806,57 @@ char *context_cache_dir(void)
 		return xstrfmt("%s/pystrib/layers", xdg);
 	char *home = expand_home("~/.cache/pystrib/layers");
 	return home;
+}
+
+/* Removes the files of dir that match (by name) and were last used before cutoff. */
+static void prune_dir(const char *dir, int (*match)(const char *name), time_t cutoff,
+		      int dry_run, struct context_pruned *out)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	struct stat st;
+
+	while (d && (de = readdir(d))) {
+		if (!match(de->d_name) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || st.st_mtime >= cutoff)
+			continue;
+		if (!dry_run && unlinkat(dirfd(d), de->d_name, 0) < 0) {
+			log_warn("cannot remove '%s/%s': %s", dir, de->d_name, strerror(errno));
+			continue;
+		}
+		out->files++;
+		out->bytes += (unsigned long long)st.st_size;
+	}
+	if (d)
+		closedir(d);
+}
+
+/* A layer ("sha256-<hex>.tar.gz") or one a build left half-written. */
+static int is_layer_file(const char *name)
+{
+	size_t n = strlen(name);
+	return (!strncmp(name, "sha256-", 7) && n == 7 + 64 + 7 && !strcmp(name + n - 7, ".tar.gz")) ||
+	       !strncmp(name, ".tmp-layer-", 11);
+}
+
+/* An index entry: 64 hex digits, or one being written. */
+static int is_index_file(const char *name)
+{
+	return strlen(name) == 64 || strstr(name, ".tmp-") != NULL;
+}
+
+void context_cache_prune(const char *cache_dir, double unused_for, int dry_run,
+			 struct context_pruned *out)
+{
+	double keep = unused_for > CONTEXT_PRUNE_MIN_AGE ? unused_for : CONTEXT_PRUNE_MIN_AGE;
+	time_t cutoff = time(NULL) - (time_t)keep;
+	char *index = xstrfmt("%s/index", cache_dir);
+
+	memset(out, 0, sizeof(*out));
+	prune_dir(cache_dir, is_layer_file, cutoff, dry_run, out);
+	/* Index entries cost a few bytes each; an entry whose layer is gone
+	 * is only a miss, so they go by the same rule without being counted. */
+	struct context_pruned idx = { 0, 0 };
+	prune_dir(index, is_index_file, cutoff, dry_run, &idx);
+	free(index);
 }

@@ -115,6 +115,21 @@ void context_options_release(struct context_options *o);
 char *context_cache_dir(void);
 
 /*
+ * Removes from cache_dir the layers not used for unused_for seconds (by
+ * their mtime, which context_build renews each time it reuses a layer),
+ * never one used in the last CONTEXT_PRUNE_MIN_AGE seconds: a push may be
+ * reading it. With dry_run, only counts them. Files of other names are
+ * left alone. Failures to remove a file are warnings.
+ */
+#define CONTEXT_PRUNE_MIN_AGE 3600
+struct context_pruned {
+	unsigned files;
+	unsigned long long bytes;
+};
+void context_cache_prune(const char *cache_dir, double unused_for, int dry_run,
+			 struct context_pruned *out);
+
+/*
  * Writes the two layers into cache_dir (created if needed; the layer files
  * are named by digest, so an unchanged layer is found again) and fills ctx.
  * A layer is written to a temporary file and renamed into place, so a

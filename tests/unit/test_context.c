@@ -322,6 +322,33 @@ static void unchanged_layers_come_from_the_cache(void **state)
 	assert_string_equal(a.project.digest, b.project.digest);
 	assert_int_equal(access(a.project.path, F_OK), 0);
 
+	/*
+	 * Pruning goes by last use: every layer made 10 days old, then the
+	 * current cell (c's) and project used again (which renews them),
+	 * leaves only a's cell layer older than 5 days; a file of another
+	 * name is left alone.
+	 */
+	test_sh(cache, "touch -d '10 days ago' sha256-*.tar.gz index/* && : > notes.txt && "
+		"touch -d '10 days ago' notes.txt");
+	context_release(&b);
+	build(&b, cell, cache);
+	assert_string_equal(c.cell.digest, b.cell.digest);
+	struct context_pruned pr;
+	context_cache_prune(cache, 5 * 86400.0, 1, &pr);	/* dry run: counts only */
+	assert_int_equal(pr.files, 1);
+	assert_int_equal(access(a.cell.path, F_OK), 0);
+	context_cache_prune(cache, 5 * 86400.0, 0, &pr);
+	assert_int_equal(pr.files, 1);
+	assert_true(pr.bytes > 0);
+	assert_int_equal(access(a.cell.path, F_OK), -1);
+	assert_int_equal(access(b.cell.path, F_OK), 0);
+	assert_int_equal(access(b.project.path, F_OK), 0);
+	test_sh(cache, "test -f notes.txt");
+	/* Used within the hour: kept even when asked for 0 days. */
+	context_cache_prune(cache, 0, 0, &pr);
+	assert_int_equal(pr.files, 0);
+	assert_int_equal(access(b.cell.path, F_OK), 0);
+
 	context_release(&a);
 	context_release(&b);
 	context_release(&c);
