@@ -94,6 +94,21 @@ if [ "$ENGINE" = docker ]; then
 	grep -q "^info  *socket .*/nonexistent/docker.sock.*jobs pull the image themselves" "$out" \
 		&& ok "docker: doctor names a socket that is not there, as information" \
 		|| { fail "docker: doctor without socket"; cat "$out"; }
+
+	# An image without mpirun: no rank can start; exit 4 (the host's side,
+	# not the cell's) with what is missing.
+	printf 'FROM %s\nRUN rm -f /usr/bin/mpirun /usr/bin/mpiexec /usr/bin/orterun\n' "$BED_BASE" \
+		> "$BED_DIR/nompi.Dockerfile"
+	mkdir -p "$BED_DIR/empty-ctx"
+	if DOCKER_HOST=$BED_DOCKER_HOST DOCKER_BUILDKIT=0 /usr/bin/docker build -q --network none \
+		-t "$BED_REGISTRY/nompi:1" -f "$BED_DIR/nompi.Dockerfile" "$BED_DIR/empty-ctx" > /dev/null &&
+		DOCKER_HOST=$BED_DOCKER_HOST /usr/bin/docker push -q "$BED_REGISTRY/nompi:1" > /dev/null; then
+		PYSTRIB_IMAGE_BASE=$BED_REGISTRY/nompi:1 expect_exit 4 run allreduce.py -n 2
+		grep -q "the image has no 'mpirun'" "$err" && ok "docker: an image without mpirun: said so" \
+			|| { fail "docker: no-mpirun message"; cat "$err"; }
+	else
+		fail "docker: could not build the image without mpirun"
+	fi
 fi
 
 # 1b. Two jobs at once: their ranks' shared memory (host IPC) kept apart.

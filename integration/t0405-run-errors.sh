@@ -3,7 +3,8 @@
 # exit 4 and what to do: a full disk (the remote workdir on a small tmpfs,
 # full before the job, or filled by the cell), and a command the job needs
 # that is not installed there (runtime none with a python that does not
-# exist; docker/podman/mpirun missing from PATH are in tests/unit/test_launch.c).
+# exist; docker/podman/mpirun missing from PATH are in tests/unit/test_launch.c,
+# an image without mpirun in t0402).
 . "$(dirname "$0")/lib.sh"
 bed_up sshd
 
