@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "error.h"
-#include "log.h"
 #include "util.h"
 
 #define LINE_MAX_BYTES (64u << 10)
@@ -32,7 +31,7 @@ static void add_auth_header(struct buf *out, const struct engine_auth *auth)
 	json_t *j = json_pack("{s:s,s:s,s:s}", "username", auth->username, "password",
 			      auth->password, "serveraddress", auth->server);
 	char *js = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);	/* jansson keeps no copy we could wipe: js is ours */
+	json_decref(j);	/* frees its copy of the password unwiped: jansson has no hook */
 	if (!js)
 		return;
 	size_t n = strlen(js);
