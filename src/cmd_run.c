@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -770,6 +771,9 @@ static void *push_thread(void *arg)
 	}
 	close(p->fd);
 	p->fd = -1;
+	/* This thread's OpenSSL state (the DRBG its SSH key exchange made):
+	 * the exit of a thread does not always free it. */
+	OPENSSL_thread_stop();
 	return NULL;
 }
 
