@@ -40,30 +40,6 @@ const char cmd_attach_help[] =
 	"examples:\n"
 	"  pystrib run --detach train.py -n 4 && pystrib attach last\n";
 
-static char *absolute(const char *path)
-{
-	char cwd[4096];
-	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
-		return xstrdup(path);
-	return xstrfmt("%s/%s", cwd, path);
-}
-
-static char *results_dir(const struct jobrec *r, const struct config *cfg, const char *want)
-{
-	char *rel, *home, *dest;
-
-	if (want)
-		return absolute(want);
-	if (r->results)
-		return xstrdup(r->results);
-	rel = xstrfmt("%s/%s", cfg->job.results ? cfg->job.results : "pystrib-results", r->id);
-	home = expand_home(rel);
-	dest = absolute(home);
-	free(home);
-	free(rel);
-	return dest;
-}
-
 static int exit_code_of(const char *state)
 {
 	if (!strcmp(state, "succeeded"))
@@ -162,7 +138,7 @@ int cmd_attach(int argc, char **argv)
 		goto out;
 	}
 	dir = jobrec_remote_dir(&r, &cfg);
-	dest = results_dir(&r, &cfg, want);
+	dest = jobrec_results_dir(&r, &cfg, want);
 	follow_init(&f, dir, r.np > 0 ? r.np : 1);
 	have_follow = 1;
 	f.reconnect_timeout = cfg.remote.reconnect_timeout;

@@ -278,8 +278,8 @@ static void check_runtime(struct doctor *d, struct ssh_conn *c, const struct rem
 			       "user use it, or set [remote] runtime", "%s", error_message());
 		report(d, INFO, 0, "mpirun", NULL, "runs inside the image (checked when a job starts)");
 		/* Optional: only a head start for `run` (engine.h), so never a failure. */
-		const char *sock = r->docker_socket;
-		if (r->runtime == RUNTIME_DOCKER && sock && *sock) {
+		const char *sock = engine_socket(r);
+		if (sock) {
 			if (engine_ping(c, sock, now_monotonic() + 15) == 0)
 				report(d, OK, 0, "socket", NULL, "the engine answers at '%s' (run pulls "
 				       "through it while the job's shell starts)", sock);

@@ -38,15 +38,6 @@ const char cmd_fetch_help[] =
 	"  pystrib fetch last\n"
 	"  pystrib fetch 20261123-0903 --results /data/run42\n";
 
-/* An absolute form of path (relative to the working directory). Caller frees. */
-static char *absolute(const char *path)
-{
-	char cwd[4096];
-	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
-		return xstrdup(path);
-	return xstrfmt("%s/%s", cwd, path);
-}
-
 static int set_results(struct jobrec *r, void *ctx)
 {
 	jobrec_set(&r->results, ctx);
@@ -87,17 +78,7 @@ int cmd_fetch(int argc, char **argv)
 	if (!jobrec_state_final(r.state))
 		log_warn("job '%s' is still %s: fetching what it has written so far", r.id,
 			 r.state ? r.state : "running");
-	if (want)
-		dest = absolute(want);
-	else if (r.results)
-		dest = xstrdup(r.results);
-	else {
-		char *rel = xstrfmt("%s/%s", cfg.job.results ? cfg.job.results : "pystrib-results", r.id);
-		char *home = expand_home(rel);
-		dest = absolute(home);
-		free(home);
-		free(rel);
-	}
+	dest = jobrec_results_dir(&r, &cfg, want);
 	dir = jobrec_remote_dir(&r, &cfg);
 	if (results_fetch_retry(conn, dir, dest, NULL, &st, cfg.remote.reconnect_timeout) < 0) {
 		ret = error_report();

@@ -742,8 +742,7 @@ static void *push_thread(void *arg)
 	if (p->ret == 0) {
 		r->have_img = 1;
 		stage("image pushed");
-		if (r->cfg.remote.runtime == RUNTIME_DOCKER && r->cfg.remote.docker_socket &&
-		    *r->cfg.remote.docker_socket)
+		if (engine_socket(&r->cfg.remote))
 			pull_early(r);
 		/* Interrupted during that pull: no job is started at all. */
 		p->ret = interrupted ? error_set(PS_EXIT_INTERRUPTED, "interrupted")

@@ -808,7 +808,10 @@ char *context_cache_dir(void)
 	return home;
 }
 
-/* Removes the files of dir that match (by name) and were last used before cutoff. */
+/*
+ * Removes the files of dir that match (by name) and were last used before
+ * cutoff, counted in out (if not NULL).
+ */
 static void prune_dir(const char *dir, int (*match)(const char *name), time_t cutoff,
 		      int dry_run, struct context_pruned *out)
 {
@@ -824,8 +827,10 @@ static void prune_dir(const char *dir, int (*match)(const char *name), time_t cu
 			log_warn("cannot remove '%s/%s': %s", dir, de->d_name, strerror(errno));
 			continue;
 		}
-		out->files++;
-		out->bytes += (unsigned long long)st.st_size;
+		if (out) {
+			out->files++;
+			out->bytes += (unsigned long long)st.st_size;
+		}
 	}
 	if (d)
 		closedir(d);
@@ -856,7 +861,6 @@ void context_cache_prune(const char *cache_dir, double unused_for, int dry_run,
 	prune_dir(cache_dir, is_layer_file, cutoff, dry_run, out);
 	/* Index entries cost a few bytes each; an entry whose layer is gone
 	 * is only a miss, so they go by the same rule without being counted. */
-	struct context_pruned idx = { 0, 0 };
-	prune_dir(index, is_index_file, cutoff, dry_run, &idx);
+	prune_dir(index, is_index_file, cutoff, dry_run, NULL);
 	free(index);
 }

@@ -12,6 +12,12 @@
 #define LINE_MAX_BYTES (64u << 10)
 #define WHY_MAX_BYTES 512
 
+const char *engine_socket(const struct remote_config *r)
+{
+	return r->runtime == RUNTIME_DOCKER && r->docker_socket && *r->docker_socket
+	       ? r->docker_socket : NULL;
+}
+
 /* Query-string escaping: unreserved characters stay, the rest is %XX. */
 static void add_escaped(struct buf *out, const char *s)
 {

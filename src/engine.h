@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "config.h"
 #include "ssh.h"
 
 /*
@@ -14,6 +15,12 @@
  * image pulled while the job's own remote shell is still starting; the
  * job script then finds it there. Only what that needs.
  */
+
+/*
+ * The engine socket to use for remote r: [remote] docker_socket when the
+ * runtime is docker and it is set, else NULL.
+ */
+const char *engine_socket(const struct remote_config *r);
 
 /* Who the engine logs in to the registry as; NULL fields: anonymous. */
 struct engine_auth {

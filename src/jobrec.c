@@ -748,6 +748,31 @@ char *jobrec_remote_dir(const struct jobrec *r, const struct config *cfg)
 	return remote_job_dir(cfg ? cfg->remote.workdir : NULL, r->id);
 }
 
+/* An absolute form of path (relative to the working directory). Caller frees. */
+static char *absolute(const char *path)
+{
+	char cwd[4096];
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return xstrdup(path);
+	return xstrfmt("%s/%s", cwd, path);
+}
+
+char *jobrec_results_dir(const struct jobrec *r, const struct config *cfg, const char *want)
+{
+	char *rel, *home, *dest;
+
+	if (want)
+		return absolute(want);
+	if (r->results)
+		return xstrdup(r->results);
+	rel = xstrfmt("%s/%s", cfg->job.results ? cfg->job.results : "pystrib-results", r->id);
+	home = expand_home(rel);
+	dest = absolute(home);
+	free(home);
+	free(rel);
+	return dest;
+}
+
 int jobrec_connect(const struct jobrec *r, const char *config_file, struct config *cfg,
 		   struct ssh_conn **out)
 {

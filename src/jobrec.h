@@ -148,6 +148,13 @@ int jobrec_target(const struct jobrec *r, const char *config_file,
 char *jobrec_remote_dir(const struct jobrec *r, const struct config *cfg);
 
 /*
+ * Where the job's results come back here, as an absolute path: want (a
+ * --results flag) when given, else where they went before (r->results),
+ * else "<[job] results>/<id>". Caller frees.
+ */
+char *jobrec_results_dir(const struct jobrec *r, const struct config *cfg, const char *want);
+
+/*
  * jobrec_target, then ssh_conn_open (a new host key is never accepted
  * here: the job's host was known when it was submitted). On 0, *out is
  * the connection (ssh_conn_free) and cfg is loaded; the caller releases
