@@ -55,7 +55,15 @@ print("in", "container" if os.path.exists("/pystrib/cell/user_code.py") else "ho
 with open(os.path.join(os.environ["PYSTRIB_RESULTS"], "rank%d.txt" % rank), "w") as f:
     f.write("written by rank %d\n" % rank)
 EOF
-expect_exit 0 run allreduce.py -n 2 --results "$work/res1"
+if [ "$ENGINE" = docker ]; then
+	expect_exit 0 "$PYSTRIB" -c "$BED_CONFIG" -v run --no-project allreduce.py -n 2 --results "$work/res1"
+	grep -q "^pystrib: timing: container started through the engine's socket" "$err" &&
+		! grep -q "the job starts through a shell" "$err" &&
+		ok "docker: the job's container was started through the engine's socket" ||
+		{ fail "docker: no start through the engine's socket"; cat "$err"; }
+else
+	expect_exit 0 run allreduce.py -n 2 --results "$work/res1"
+fi
 for r in 0 1; do
 	grep -qx "\[$r\] rank $r of 2 sum 3" "$out" && ok "$ENGINE: rank $r prints the allreduce sum 3" \
 		|| { fail "$ENGINE: rank $r output"; cat "$out" "$err"; }
@@ -74,15 +82,18 @@ for _ in $(seq 50); do [ -z "$(leftover "$id")" ] && break; sleep 0.1; done
 [ -z "$(leftover "$id")" ] && ok "$ENGINE: the container is removed after the run" || fail "$ENGINE: left: $(leftover "$id")"
 
 # 1a. docker: the bed's config names the engine's socket, so the image was
-# pulled through it before the job started; with a socket that is not
-# there, the job pulls it itself. Either way it runs.
+# pulled through it and the job's container started through it, with no
+# remote shell at all (the bed logs in as root, its workdir is absolute);
+# with a socket that is not there, the job starts through a shell and pulls
+# the image itself. Either way it runs.
 if [ "$ENGINE" = docker ]; then
 	! grep -q "pulling the image" "$err" && ok "docker: the job found the image pulled through the socket" \
 		|| fail "docker: the job pulled the image although the socket was there"
 	printf '# pulled by the job\n' >> allreduce.py
 	expect_exit 0 env PYSTRIB_REMOTE_DOCKER_SOCKET=/nonexistent/docker.sock \
 		"$PYSTRIB" -c "$BED_CONFIG" -v run --no-project allreduce.py -n 2 --results "$work/res1a"
-	grep -qx "\[1\] rank 1 of 2 sum 3" "$out" && grep -q "no pull through '/nonexistent/docker.sock'" "$err" \
+	grep -qx "\[1\] rank 1 of 2 sum 3" "$out" &&
+		grep -q "the job starts through a shell: .*opened no stream to '/nonexistent/docker.sock'" "$err" \
 		&& grep -q "^pystrib: pulling the image" "$err" \
 		&& ok "docker: no socket there: said with -v, and the job pulled the image itself" \
 		|| { fail "docker: without the socket"; cat "$out" "$err"; }
@@ -108,6 +119,45 @@ if [ "$ENGINE" = docker ]; then
 			|| { fail "docker: no-mpirun message"; cat "$err"; }
 	else
 		fail "docker: could not build the image without mpirun"
+	fi
+fi
+
+# 1c. docker: the follower runs in the container (docker exec over the
+# engine's socket): when pystrib's connection drops mid-job, it reconnects
+# and a follower through a shell goes on from the same offsets; every line
+# arrives once, in order, and the results still come back.
+if [ "$ENGINE" = docker ]; then
+	cat > count.py <<'EOF'
+import os, time
+for i in range(60):
+    print("n %d" % i, flush=True)
+    time.sleep(0.1)
+with open(os.path.join(os.environ["PYSTRIB_RESULTS"], "done.txt"), "w") as f:
+    f.write("counted\n")
+EOF
+	"$PYSTRIB" -c "$BED_CONFIG" -v run --no-project count.py -n 1 --results "$work/res1c" \
+		> "$BED_DIR/count.out" 2> "$BED_DIR/count.err" &
+	pid=$!
+	for _ in $(seq 300); do grep -qx "\[0\] n 10" "$BED_DIR/count.out" && break; sleep 0.1; done
+	# The sshd process at the other end of pystrib's connection.
+	port=$(ss -tnpH state established | awk -v p="pid=$pid," -v peer="127.0.0.1:$BED_SSH_PORT" '$0 ~ p && $4 == peer {
+		split($3, a, ":"); print a[2]; exit }')
+	sshd=$(ss -tnpH state established "( sport = :$BED_SSH_PORT and dport = :$port )" |
+		sed -n 's/.*pid=\([0-9]*\),.*/\1/p' | head -1)
+	if [ -n "$sshd" ] && grep -q "container started through the engine's socket" "$BED_DIR/count.err"; then
+		kill -9 "$sshd"
+		wait "$pid"
+		code=$?
+		got=$(sed -n 's/^\[0\] n \([0-9]*\)$/\1/p' "$BED_DIR/count.out" | tr '\n' ' ')
+		[ "$code" = 0 ] && [ "$got" = "$(seq 0 59 | tr '\n' ' ')" ] &&
+			grep -q "reconnected" "$BED_DIR/count.err" && [ -f "$work/res1c/results/done.txt" ] &&
+			ok "docker: a dropped connection while following in the container: every line once, results back" ||
+			{ fail "docker: reconnect while following in the container (exit $code)"; cat "$BED_DIR/count.err"; }
+	else
+		kill "$pid" 2>/dev/null
+		wait "$pid"
+		fail "docker: could not find the sshd of the connection (port '$port', sshd '$sshd')"
+		cat "$BED_DIR/count.err"
 	fi
 fi
 

@@ -199,6 +199,22 @@ static char *job_json(struct run *r, const char *image, const char *cell)
 	return s ? s : xstrdup("{}");
 }
 
+/* What every runtime's job script takes from the run. */
+static void base_spec(const struct run *r, struct launch_spec *s)
+{
+	const struct config *cfg = &r->cfg;
+	memset(s, 0, sizeof(*s));
+	s->id = r->id;
+	s->runtime = cfg->remote.runtime;
+	s->np = cfg->job.np;
+	s->timeout = cfg->job.timeout;
+	s->env = r->env;
+	s->nenv = r->nenv;
+	s->gpus = cfg->remote.gpus;
+	s->mpirun_args = cfg->remote.mpirun_args;
+	s->args = (const char *const *)r->args;
+}
+
 static int submit(struct run *r, const char *cell)
 {
 	struct launch_spec s;
@@ -208,16 +224,7 @@ static int submit(struct run *r, const char *cell)
 	const struct config *cfg = &r->cfg;
 	int ret = -1, inline_cell = 0;
 
-	memset(&s, 0, sizeof(s));
-	s.id = r->id;
-	s.runtime = cfg->remote.runtime;
-	s.np = cfg->job.np;
-	s.timeout = cfg->job.timeout;
-	s.env = r->env;
-	s.nenv = r->nenv;
-	s.gpus = cfg->remote.gpus;
-	s.mpirun_args = cfg->remote.mpirun_args;
-	s.args = (const char *const *)r->args;
+	base_spec(r, &s);
 	if (s.runtime == RUNTIME_NONE) {
 		/* A small cell layer goes with the job's start (one round trip less). */
 		inline_cell = !r->detach && r->ctx.cell.size <= CELL_INLINE_MAX;
@@ -647,10 +654,10 @@ static int after_follow(struct run *r, int rc)
  * Push (docker, podman), connect, submit, follow: one after the other. For
  * runtime none (its layers go up over the SSH connection) and --detach.
  */
+static int submit_and_follow(struct run *r);
+
 static int run_in_turn(struct run *r)
 {
-	int rc;
-
 	if (r->cfg.remote.runtime != RUNTIME_NONE) {
 		if (push_image_as(&r->cfg, &r->ctx, NULL, r->copts.cell, &r->img) < 0)
 			return error_report();
@@ -659,7 +666,16 @@ static int run_in_turn(struct run *r)
 	}
 	if (open_conn(r) < 0)
 		return error_report();
-	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
+	return submit_and_follow(r);
+}
+
+/* Connected, the image pushed: the job started through a shell, followed. */
+static int submit_and_follow(struct run *r)
+{
+	int rc;
+
+	if (!r->dir)
+		r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
 	if (submit(r, r->copts.cell) < 0) {
 		if (error_kind() == PS_EXIT_INTERRUPTED) {
 			char *st = stop_job(r, "cancelled");
@@ -674,7 +690,8 @@ static int run_in_turn(struct run *r)
 			printf("%s\n", r->id);
 		return 0;
 	}
-	init_follow(r);
+	if (!r->have_follow)
+		init_follow(r);
 	if (r->start.len) {
 		r->f.start_cmd = r->start.ptr;
 		r->f.stdin_data = r->start_in.len ? r->start_in.ptr : NULL;
@@ -729,7 +746,17 @@ struct pusher {
 	int ret;
 	enum ps_exit kind;	/* its error, when ret < 0 (errors are per thread) */
 	char *msg, *hint;
+	int push_only;		/* run_engine: the push, nothing more */
 };
+
+/* The push thread's error, reported here. */
+static int push_error(const struct pusher *p)
+{
+	error_set(p->kind, "%s", p->msg);
+	if (p->hint)
+		error_hint("%s", p->hint);
+	return error_report();
+}
 
 static void *push_thread(void *arg)
 {
@@ -739,6 +766,11 @@ static void *push_thread(void *arg)
 	size_t len = 0;
 
 	p->ret = push_image_as(&r->cfg, &r->ctx, NULL, r->copts.cell, &r->img);
+	if (p->ret == 0 && p->push_only) {
+		r->have_img = 1;
+		stage("image pushed");
+		goto out;
+	}
 	if (p->ret == 0) {
 		r->have_img = 1;
 		stage("image pushed");
@@ -762,13 +794,16 @@ static void *push_thread(void *arg)
 		memset(msg, 0, len);
 		free(msg);
 		memset(r->start_in.ptr, 0, r->start_in.len);
-	} else {
+	}
+out:
+	if (p->ret < 0) {
 		p->kind = error_kind();
 		p->msg = xstrdup(error_message());
 		p->hint = error_hint_text() ? xstrdup(error_hint_text()) : NULL;
 		error_clear();	/* this thread's own record, freed before it ends */
 	}
-	close(p->fd);
+	if (p->fd >= 0)
+		close(p->fd);
 	p->fd = -1;
 	/* This thread's OpenSSL state (the DRBG its SSH key exchange made):
 	 * the exit of a thread does not always free it. */
@@ -786,7 +821,7 @@ static void *push_thread(void *arg)
  */
 static int run_overlapped(struct run *r)
 {
-	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL };
+	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL, 0 };
 	pthread_t th;
 	int fds[2], rc = 0, ret;
 
@@ -816,13 +851,146 @@ static int run_overlapped(struct run *r)
 		ret = error_report();
 	} else if (p.ret < 0) {
 		/* No job was started: the command never went. */
-		error_set(p.kind, "%s", p.msg);
-		if (p.hint)
-			error_hint("%s", p.hint);
-		ret = error_report();
+		ret = push_error(&p);
 	} else {
 		ret = after_follow(r, rc);
 	}
+	free(p.msg);
+	free(p.hint);
+	return ret;
+}
+
+/*
+ * The job without any remote shell: its container created and started
+ * through the engine's socket. Only where the job's directory is known
+ * without asking a shell and will belong to the login user: runtime
+ * docker (with a socket), an absolute [remote] workdir, and root's login
+ * (the engine makes the directory as root). Not for --detach.
+ */
+static int engine_eligible(const struct run *r)
+{
+	const char *w = r->cfg.remote.workdir;
+	return engine_socket(&r->cfg.remote) && !r->detach && w && w[0] == '/' &&
+	       r->target.user && !strcmp(r->target.user, "root");
+}
+
+/*
+ * Pulls the image through the engine's socket, then has the engine create
+ * and start the job's container, whose own command sets up the job
+ * directory and runs the job (launch_engine_config). 0 with *cid (the
+ * container's id), or -1 with the error set when no job started.
+ */
+static int engine_launch(struct run *r, char **cid)
+{
+	const struct config *cfg = &r->cfg;
+	const char *socket = engine_socket(&cfg->remote);
+	struct launch_spec s;
+	struct buf script = BUF_INIT;
+	char *image = pull_reference(&r->img, cfg->remote.pull_registry);
+	char *password = cfg->registry.username ? registry_password(&cfg->registry) : NULL;
+	char *server = password ? registry_host(image) : NULL;
+	struct engine_auth auth = { cfg->registry.username, password, server };
+	char *json = NULL, *name = NULL;
+	json_t *config = NULL;
+	int ret;
+
+	*cid = NULL;
+	ret = engine_pull(r->conn, socket, image, &auth, now_monotonic() + EARLY_PULL_MAX, NULL);
+	wipe(password);
+	free(server);
+	if (ret < 0)
+		goto out;
+	r->pulled = 1;
+	stage("image pulled through the engine's socket");
+	base_spec(r, &s);
+	s.image = image;
+	s.image_present = 1;
+	s.in_engine = 1;
+	s.workdir = r->ctx.workdir;
+	json = job_json(r, r->img.reference, r->copts.cell);
+	if ((ret = launch_script(&s, &script)) < 0)
+		goto out;
+	config = launch_engine_config(&s, r->dir, json, script.ptr);
+	name = xstrfmt(LAUNCH_CONTAINER_PREFIX "%s", r->id);
+	if ((ret = engine_create(r->conn, socket, name, config, cid)) < 0)
+		goto out;
+	if ((ret = engine_start(r->conn, socket, *cid)) < 0) {
+		/* Not started (or not known to be): it goes, and the job with it. */
+		char *why = xstrdup(error_message());
+		enum ps_exit kind = error_kind();
+		int intr = interrupted;
+		interrupted = 0;
+		error_clear();
+		if (engine_remove(r->conn, socket, *cid) < 0)
+			log_warn("could not remove container %s: %s", name, error_message());
+		error_clear();
+		interrupted = intr;
+		error_set(kind, "%s", why);
+		free(why);
+		free(*cid);
+		*cid = NULL;
+		goto out;
+	}
+	stage("container started through the engine's socket");
+out:
+	json_decref(config);
+	buf_release(&script);
+	free(name);
+	free(json);
+	free(image);
+	return ret < 0 ? -1 : 0;
+}
+
+/*
+ * Containers with engine_eligible: push (in a thread) while this one
+ * logs in, then pull, create and start through the engine's socket, and
+ * follow in the container. No remote shell: a shell's start-up files
+ * (conda, pyenv) often take longer than all the rest. Whatever keeps the
+ * container from starting, the job starts through a shell instead.
+ */
+static int run_engine(struct run *r)
+{
+	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL, 1 };
+	pthread_t th;
+	char *cid = NULL;
+	int ret;
+
+	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
+	if (pthread_create(&th, NULL, push_thread, &p) != 0)
+		return error_set(PS_EXIT_USAGE, "cannot start a thread"), error_report();
+	int opened = open_conn(r) == 0;
+	if (!opened)
+		interrupted = 1;	/* no host: the push is for nothing, stop it */
+	pthread_join(th, NULL);
+	if (!opened) {
+		interrupted = 0;
+		ret = error_report();
+	} else if (p.ret < 0) {
+		ret = push_error(&p);
+	} else if (engine_launch(r, &cid) < 0) {
+		if (error_kind() == PS_EXIT_INTERRUPTED) {
+			ret = error_report();
+		} else {
+			log_info("the job starts through a shell: %s", error_message());
+			error_clear();
+			ret = submit_and_follow(r);
+		}
+	} else {
+		const char *socket = engine_socket(&r->cfg.remote);
+		init_follow(r);
+		announce(r);
+		int rc = follow_job_engine(r->conn, &r->f, socket, cid, "/pystrib/job");
+		/* The results are here: the container, which waits for that
+		 * (launch.c), can end. Ended from here, after the follower's
+		 * exec, never while an exec's stream is still open: the engine
+		 * may never close a stream whose container went. */
+		if (r->f.done && engine_kill(r->conn, socket, cid) < 0) {
+			log_info("%s (it ends on its own within a minute)", error_message());
+			error_clear();
+		}
+		ret = after_follow(r, rc);
+	}
+	free(cid);
 	free(p.msg);
 	free(p.hint);
 	return ret;
@@ -946,7 +1114,9 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	stage("context built");
-	if (r.cfg.remote.runtime != RUNTIME_NONE && !r.detach)
+	if (engine_eligible(&r))
+		ret = run_engine(&r);
+	else if (r.cfg.remote.runtime != RUNTIME_NONE && !r.detach)
 		ret = run_overlapped(&r);
 	else
 		ret = run_in_turn(&r);

@@ -76,6 +76,13 @@ void engine_reply_release(struct engine_reply *r)
 {
 	buf_release(&r->line);
 	buf_release(&r->why);
+	json_decref(r->json);
+	r->json = NULL;
+}
+
+static int status_ok(int status)
+{
+	return status >= 200 && status < 300;
 }
 
 /* Keeps the first reason only, printable ASCII, cut at the buffer's cap. */
@@ -99,10 +106,13 @@ static void body_line(struct engine_reply *r, const char *s, size_t len)
 	if (!msg)
 		msg = json_string_value(json_object_get(json_object_get(j, "errorDetail"),
 							"message"));
-	if (!msg && r->status != 200)
+	if (!msg && !status_ok(r->status))
 		msg = json_string_value(json_object_get(j, "message"));
 	set_why(r, msg);
-	json_decref(j);
+	if (!r->json)
+		r->json = j;	/* the answer of a create: {"Id": ...} */
+	else
+		json_decref(j);
 }
 
 static void one_line(struct engine_reply *r, const char *s, size_t len)
@@ -154,7 +164,7 @@ int engine_reply_end(struct engine_reply *r)
 		one_line(r, r->line.ptr, r->line.len);
 		buf_reset(&r->line);
 	}
-	if (r->status == 200 && !r->why.len)
+	if (status_ok(r->status) && !r->why.len)
 		return 0;
 	if (!r->why.len)
 		set_why(r, r->status > 0 ? "the engine answered with an error and no message"
@@ -184,9 +194,12 @@ static int on_tick(void *ctx)
 	return 0;
 }
 
-/* Sends req over a stream to socket and reads the answer; what = for the error. */
+/*
+ * Sends req over a stream to socket and reads the answer; what = for the
+ * error. json: when not NULL, the answer's first JSON object (or NULL).
+ */
 static int exchange(struct ssh_conn *c, const char *socket, const struct buf *req,
-		    double deadline, const atomic_int *stop, const char *what)
+		    double deadline, const atomic_int *stop, const char *what, json_t **json)
 {
 	struct ssh_exec_opts o = SSH_EXEC_OPTS_INIT;
 	struct pull p;
@@ -207,6 +220,11 @@ static int exchange(struct ssh_conn *c, const char *socket, const struct buf *re
 		error_set(PS_EXIT_REMOTE, "the docker engine at '%s' on '%s' %s: %s", socket,
 			  ssh_conn_name(c), what, p.reply.why.ptr);
 	}
+	if (json) {
+		*json = ret == 0 ? p.reply.json : NULL;
+		if (ret == 0)
+			p.reply.json = NULL;
+	}
 	engine_reply_release(&p.reply);
 	return ret;
 }
@@ -216,7 +234,7 @@ int engine_pull(struct ssh_conn *c, const char *socket, const char *image,
 {
 	struct buf req = BUF_INIT;
 	engine_pull_request(&req, image, auth);
-	int ret = exchange(c, socket, &req, deadline, stop, "did not pull the image");
+	int ret = exchange(c, socket, &req, deadline, stop, "did not pull the image", NULL);
 	memset(req.ptr, 0, req.len);
 	buf_release(&req);
 	return ret;
@@ -226,7 +244,220 @@ int engine_ping(struct ssh_conn *c, const char *socket, double deadline)
 {
 	struct buf req = BUF_INIT;
 	buf_addstr(&req, "GET /_ping HTTP/1.0\r\nHost: docker\r\nUser-Agent: pystrib\r\n\r\n");
-	int ret = exchange(c, socket, &req, deadline, NULL, "did not answer a ping");
+	int ret = exchange(c, socket, &req, deadline, NULL, "did not answer a ping", NULL);
 	buf_release(&req);
+	return ret;
+}
+
+/* ---- containers and their processes -------------------------------- */
+
+/*
+ * "METHOD PATH HTTP/1.x" with the usual headers and body (JSON, may be
+ * NULL) appended to out. Container and exec ids are hex, names pystrib-ID:
+ * path is built from them and needs no escaping.
+ */
+static void request(struct buf *out, const char *method, const char *path, const json_t *body,
+		    int upgrade)
+{
+	char *js = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	buf_addf(out, "%s %s HTTP/1.%d\r\nHost: docker\r\nUser-Agent: pystrib\r\n", method, path,
+		 upgrade ? 1 : 0);
+	if (upgrade)
+		buf_addstr(out, "Connection: Upgrade\r\nUpgrade: tcp\r\n");
+	if (js)
+		buf_addstr(out, "Content-Type: application/json\r\n");
+	buf_addf(out, "Content-Length: %zu\r\n\r\n", js ? strlen(js) : (size_t)0);
+	if (js)
+		buf_addstr(out, js);
+	free(js);
+}
+
+/* One request and its answer's JSON (when json is not NULL). */
+static int call(struct ssh_conn *c, const char *socket, const char *method, const char *path,
+		const json_t *body, const char *what, json_t **json)
+{
+	struct buf req = BUF_INIT;
+	request(&req, method, path, body, 0);
+	int ret = exchange(c, socket, &req, 0, NULL, what, json);
+	buf_release(&req);
+	return ret;
+}
+
+/* An id as the engine gives them (hex); anything else is refused. */
+static char *take_id(json_t *j, struct ssh_conn *c, const char *what)
+{
+	const char *id = json_string_value(json_object_get(j, "Id"));
+	size_t n = id ? strlen(id) : 0;
+	if (!n || n > 128 || strspn(id, "0123456789abcdef") != n) {
+		error_set(PS_EXIT_REMOTE, "the docker engine on '%s' %s but gave no id", ssh_conn_name(c),
+			  what);
+		return NULL;
+	}
+	return xstrdup(id);
+}
+
+int engine_create(struct ssh_conn *c, const char *socket, const char *name,
+		  const json_t *config, char **id)
+{
+	json_t *j = NULL;
+	char *path = xstrfmt("/containers/create?name=%s", name);
+	int ret = call(c, socket, "POST", path, config, "did not create the job's container", &j);
+	free(path);
+	*id = NULL;
+	if (ret == 0 && !(*id = take_id(j, c, "created the job's container")))
+		ret = SSH_R_FAILED;
+	json_decref(j);
+	return ret;
+}
+
+int engine_start(struct ssh_conn *c, const char *socket, const char *id)
+{
+	char *path = xstrfmt("/containers/%s/start", id);
+	int ret = call(c, socket, "POST", path, NULL, "did not start the job's container", NULL);
+	free(path);
+	return ret;
+}
+
+int engine_kill(struct ssh_conn *c, const char *socket, const char *id)
+{
+	char *path = xstrfmt("/containers/%s/kill", id);
+	int ret = call(c, socket, "POST", path, NULL, "did not stop the job's container", NULL);
+	free(path);
+	return ret;
+}
+
+int engine_remove(struct ssh_conn *c, const char *socket, const char *id)
+{
+	char *path = xstrfmt("/containers/%s?force=1", id);
+	int ret = call(c, socket, "DELETE", path, NULL, "did not remove the job's container", NULL);
+	free(path);
+	return ret;
+}
+
+void engine_mux_init(struct engine_mux *m, ssh_output_fn out, void *ctx)
+{
+	memset(m, 0, sizeof(*m));
+	engine_reply_init(&m->head);
+	m->out = out;
+	m->ctx = ctx;
+}
+
+void engine_mux_release(struct engine_mux *m)
+{
+	engine_reply_release(&m->head);
+}
+
+int engine_mux_feed(struct engine_mux *m, const char *data, size_t len)
+{
+	/* The answer's head, a line at a time, until the stream proper. */
+	while (len && !m->raw) {
+		if (m->head.in_body) {
+			engine_reply_feed(&m->head, data, len);	/* an error's body */
+			return 0;
+		}
+		const char *nl = memchr(data, '\n', len);
+		size_t n = nl ? (size_t)(nl - data) + 1 : len;
+		engine_reply_feed(&m->head, data, n);
+		data += n;
+		len -= n;
+		if (m->head.in_body && (m->head.status == 101 || m->head.status == 200))
+			m->raw = 1;
+	}
+	/* Frames: 1 byte stream (1 stdout, 2 stderr), 3 zero, 4 bytes length. */
+	while (len) {
+		if (m->hlen < sizeof(m->hdr)) {
+			size_t n = sizeof(m->hdr) - m->hlen;
+			if (n > len)
+				n = len;
+			memcpy(m->hdr + m->hlen, data, n);
+			m->hlen += n;
+			data += n;
+			len -= n;
+			if (m->hlen == sizeof(m->hdr)) {
+				m->fd = m->hdr[0] == 1 ? 1 : 2;
+				m->left = (uint32_t)m->hdr[4] << 24 | (uint32_t)m->hdr[5] << 16 |
+					  (uint32_t)m->hdr[6] << 8 | m->hdr[7];
+				if (!m->left)
+					m->hlen = 0;
+			}
+			continue;
+		}
+		size_t n = len < m->left ? len : m->left;
+		if (m->out(m->ctx, m->fd, data, n) < 0)
+			return -1;
+		data += n;
+		len -= n;
+		m->left -= (uint32_t)n;
+		if (!m->left)
+			m->hlen = 0;
+	}
+	return 0;
+}
+
+static int mux_output(void *ctx, int fd, const char *data, size_t len)
+{
+	(void)fd;
+	return engine_mux_feed(ctx, data, len);
+}
+
+int engine_exec(struct ssh_conn *c, const char *socket, const char *id, const json_t *cmd,
+		const struct ssh_exec_opts *o, int *exit_code)
+{
+	struct ssh_exec_opts so = *o;
+	struct engine_mux m;
+	struct buf req = BUF_INIT;
+	json_t *j = NULL;
+	char *exec_id = NULL, *path = xstrfmt("/containers/%s/exec", id);
+	json_t *body = json_pack("{s:O,s:b,s:b}", "Cmd", cmd, "AttachStdout", 1, "AttachStderr", 1);
+	int ret = call(c, socket, "POST", path, body, "did not run the follower in the job's container",
+		       &j);
+
+	json_decref(body);
+	free(path);
+	path = NULL;
+	if (ret == 0 && !(exec_id = take_id(j, c, "ran the follower in the job's container")))
+		ret = SSH_R_FAILED;
+	json_decref(j);
+	j = NULL;
+	if (ret < 0)
+		goto out;
+
+	path = xstrfmt("/exec/%s/start", exec_id);
+	body = json_pack("{s:b,s:b}", "Detach", 0, "Tty", 0);
+	request(&req, "POST", path, body, 1);
+	json_decref(body);
+	free(path);
+	path = NULL;
+	engine_mux_init(&m, o->on_output, o->ctx);
+	so.in = req.ptr;
+	so.in_len = req.len;
+	so.in_fd = -1;
+	so.on_output = mux_output;
+	so.ctx = &m;
+	ret = ssh_conn_unix_stream(c, socket, &so);
+	if (ret == 0 && !m.raw) {
+		engine_reply_end(&m.head);
+		error_set(PS_EXIT_REMOTE, "the docker engine at '%s' on '%s' did not run the "
+			  "follower in the job's container: %s", socket, ssh_conn_name(c),
+			  m.head.why.ptr ? m.head.why.ptr : "no stream");
+		ret = SSH_R_FAILED;
+	}
+	engine_mux_release(&m);
+	if (ret < 0)
+		goto out;
+
+	/* How it ended: the stream only says that it did. */
+	path = xstrfmt("/exec/%s/json", exec_id);
+	ret = call(c, socket, "GET", path, NULL, "did not say how the follower ended", &j);
+	if (ret == 0) {
+		json_t *code = json_object_get(j, "ExitCode");
+		*exit_code = json_is_integer(code) && !json_is_true(json_object_get(j, "Running"))
+			     ? (int)json_integer_value(code) : -1;
+	}
+	json_decref(j);
+out:
+	buf_release(&req);
+	free(path);
+	free(exec_id);
 	return ret;
 }

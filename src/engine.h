@@ -2,7 +2,9 @@
 #define PYSTRIB_ENGINE_H
 
 #include <stdatomic.h>
+#include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "config.h"
@@ -53,8 +55,9 @@ void engine_pull_request(struct buf *out, const char *image, const struct engine
 /*
  * Reads the engine's answer as it streams in: a status line, headers,
  * then one JSON message per line. Feed every piece with
- * engine_reply_feed; engine_reply_end then gives 0 when the pull
- * succeeded, or -1 with the engine's reason in `why`.
+ * engine_reply_feed; engine_reply_end then gives 0 when the request
+ * succeeded (a 2xx status, no error in the stream), or -1 with the
+ * engine's reason in `why`.
  */
 struct engine_reply {
 	int status;		/* HTTP status, 0 until the status line came */
@@ -62,10 +65,54 @@ struct engine_reply {
 	int overlong;		/* the line being read passed the cap: dropped */
 	struct buf line;	/* the line being read (capped) */
 	struct buf why;		/* the first error the engine gave */
+	json_t *json;		/* the first JSON object of the body, or NULL */
 };
 void engine_reply_init(struct engine_reply *r);
 void engine_reply_feed(struct engine_reply *r, const char *data, size_t len);
 int engine_reply_end(struct engine_reply *r);
 void engine_reply_release(struct engine_reply *r);
+
+/*
+ * Containers, for `run`'s launch through the engine (no remote shell at
+ * all): create `name` from the API's create body `config`, start it, kill
+ * it (SIGKILL, at once), remove it (forced). 0 or a negative ssh_result
+ * with the error set; *id (caller frees) is the new container's id.
+ */
+int engine_create(struct ssh_conn *c, const char *socket, const char *name,
+		  const json_t *config, char **id);
+int engine_start(struct ssh_conn *c, const char *socket, const char *id);
+int engine_kill(struct ssh_conn *c, const char *socket, const char *id);
+int engine_remove(struct ssh_conn *c, const char *socket, const char *id);
+
+/*
+ * Runs the argument vector cmd (a JSON array) in the running container id
+ * (docker exec) and hands its stdout and stderr to o->on_output as they
+ * come, until it ends; o's deadline and on_tick apply, its input does not.
+ * 0 with *exit_code set (-1 unknown), or a negative ssh_result with the
+ * error set (SSH_R_DROPPED: the connection went).
+ */
+int engine_exec(struct ssh_conn *c, const char *socket, const char *id, const json_t *cmd,
+		const struct ssh_exec_opts *o, int *exit_code);
+
+/*
+ * The answer of an exec's start: an HTTP head, then the process's output
+ * as frames (8 bytes: the stream, 1 stdout or 2 stderr, three zero bytes,
+ * the length as 4 bytes big-endian; then that many bytes), handed to `out`
+ * with fd 1 or 2. An answer that is not a stream (an error) stays in
+ * head: raw is 0.
+ */
+struct engine_mux {
+	struct engine_reply head;
+	int raw;		/* in the frames */
+	unsigned char hdr[8];
+	size_t hlen;
+	uint32_t left;		/* bytes still to come of the current frame */
+	int fd;
+	ssh_output_fn out;
+	void *ctx;
+};
+void engine_mux_init(struct engine_mux *m, ssh_output_fn out, void *ctx);
+int engine_mux_feed(struct engine_mux *m, const char *data, size_t len);
+void engine_mux_release(struct engine_mux *m);
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "embedded.h"
+#include "engine.h"
 #include "error.h"
 #include "log.h"
 #include "shquote.h"
@@ -319,6 +320,22 @@ static int on_output(void *ctx, int fd, const char *data, size_t len)
 	return r;
 }
 
+/* The follower's mode (follow.sh) and what to follow of rank r, from its offsets. */
+static const char *follower_mode(const struct follow *f)
+{
+	return f->once ? "o" : f->on_tar ? "t" : "f";
+}
+
+static void rank_offsets(const struct follow *f, int r, long long *o, long long *e, int *seen)
+{
+	const struct follow_rank *fr = &f->ranks[r];
+	int want = f->only_rank < 0 || f->only_rank == r;
+	int streams = f->streams ? f->streams : FOLLOW_STDOUT | FOLLOW_STDERR;
+	*o = want && (streams & FOLLOW_STDOUT) ? (long long)fr->off[0] : -1;
+	*e = want && (streams & FOLLOW_STDERR) ? (long long)fr->off[1] : -1;
+	*seen = fr->exit_code >= 0;
+}
+
 /* The follower command, from every file's offset. */
 static void follower_command(struct follow *f, struct buf *cmd)
 {
@@ -327,14 +344,12 @@ static void follower_command(struct follow *f, struct buf *cmd)
 	shquote_arg(cmd, e ? (const char *)e->data : "exit 127");
 	buf_addstr(cmd, " follow.sh ");
 	shquote_path(cmd, f->dir);
-	buf_addf(cmd, " %s %d", f->once ? "o" : f->on_tar ? "t" : "f", f->np);
+	buf_addf(cmd, " %s %d", follower_mode(f), f->np);
 	for (int r = 0; r < f->np; r++) {
-		struct follow_rank *fr = &f->ranks[r];
-		int want = f->only_rank < 0 || f->only_rank == r;
-		int streams = f->streams ? f->streams : FOLLOW_STDOUT | FOLLOW_STDERR;
-		long long o = want && (streams & FOLLOW_STDOUT) ? (long long)fr->off[0] : -1;
-		long long e2 = want && (streams & FOLLOW_STDERR) ? (long long)fr->off[1] : -1;
-		buf_addf(cmd, " %lld %lld %d", o, e2, fr->exit_code >= 0 ? 1 : 0);
+		long long o, e2;
+		int seen;
+		rank_offsets(f, r, &o, &e2, &seen);
+		buf_addf(cmd, " %lld %lld %d", o, e2, seen);
 	}
 }
 
@@ -406,17 +421,22 @@ static int reconnect(struct ssh_conn *c, struct follow *f)
 	}
 }
 
+static void outputs(struct follow *f)
+{
+	if (!f->out)
+		f->out = stdout;
+	if (!f->err)
+		f->err = stderr;
+	f->ansi = f->color < 0 ? isatty(fileno(f->out)) && getenv("NO_COLOR") == NULL : f->color;
+}
+
 int follow_job(struct ssh_conn *c, struct follow *f)
 {
 	struct ssh_exec_opts o = SSH_EXEC_OPTS_INIT;
 	struct buf cmd = BUF_INIT;
 	int ret, status;
 
-	if (!f->out)
-		f->out = stdout;
-	if (!f->err)
-		f->err = stderr;
-	f->ansi = f->color < 0 ? isatty(fileno(f->out)) && getenv("NO_COLOR") == NULL : f->color;
+	outputs(f);
 	o.on_output = on_output;
 	o.ctx = f;
 	o.deadline = f->deadline;
@@ -466,6 +486,74 @@ int follow_job(struct ssh_conn *c, struct follow *f)
 	fflush(f->err);
 	buf_release(&cmd);
 	return ret;
+}
+
+/*
+ * The follower as the container runs it (docker exec): it waits for the
+ * job's files, which the container's own command writes as it starts.
+ */
+static const char engine_follower[] =
+	"i=0\n"
+	"while [ ! -f \"$1/job.json\" ] && [ \"$i\" -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done\n"
+	"exec sh -c \"$0\" follow.sh \"$@\"\n";
+
+static json_t *engine_follower_cmd(struct follow *f, const char *dir)
+{
+	const struct embedded *e = embedded_find("follow.sh");
+	char n[32];
+	snprintf(n, sizeof(n), "%d", f->np);
+	/* T: no .collected mark from in here; the container's end follows
+	 * the end of this exec (engine_kill), never the other way round. */
+	const char *mode = follower_mode(f);
+	json_t *cmd = json_pack("[s,s,s,s,s,s,s]", "sh", "-c", engine_follower,
+				e ? (const char *)e->data : "exit 127", dir,
+				!strcmp(mode, "t") ? "T" : mode, n);
+	for (int r = 0; r < f->np; r++) {
+		long long o, e2;
+		int seen;
+		rank_offsets(f, r, &o, &e2, &seen);
+		snprintf(n, sizeof(n), "%lld", o);
+		json_array_append_new(cmd, json_string(n));
+		snprintf(n, sizeof(n), "%lld", e2);
+		json_array_append_new(cmd, json_string(n));
+		json_array_append_new(cmd, json_string(seen ? "1" : "0"));
+	}
+	return cmd;
+}
+
+int follow_job_engine(struct ssh_conn *c, struct follow *f, const char *socket,
+		      const char *container, const char *dir)
+{
+	struct ssh_exec_opts o = SSH_EXEC_OPTS_INIT;
+	int ret, code = -1;
+
+	outputs(f);
+	f->mode = M_HEADER;
+	buf_reset(&f->hdr);
+	buf_reset(&f->ferr);
+	f->tar_done = 0;
+	o.on_output = on_output;
+	o.ctx = f;
+	o.deadline = f->deadline;
+	json_t *cmd = engine_follower_cmd(f, dir);
+	ret = engine_exec(c, socket, container, cmd, &o, &code);
+	json_decref(cmd);
+	fflush(f->out);
+	fflush(f->err);
+	if (ret == 0 && f->done) {
+		f->tar_done = f->mode == M_TAR && code == 0;
+		return 0;
+	}
+	if (ret == SSH_R_INTERRUPTED || ret == SSH_R_TIMEOUT)
+		return ret;
+	/* Gone, or no longer reachable this way: the job's files are on the
+	 * host, and a shell follows them from where this left off. */
+	if (ret == 0)
+		error_set(PS_EXIT_REMOTE, "the follower in the job's container ended early (%d)", code);
+	log_info("following job in the container stopped (%s): going on through a shell",
+		 error_message());
+	error_clear();
+	return follow_job(c, f);
 }
 
 int follow_failed_rank(const struct follow *f)

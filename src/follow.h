@@ -105,6 +105,16 @@ void follow_release(struct follow *f);
 int follow_job(struct ssh_conn *c, struct follow *f);
 
 /*
+ * As follow_job, for a job whose container the engine started (runtime
+ * docker without a remote shell): the follower runs in the container
+ * (docker exec through the engine's socket), which has the job directory
+ * at dir; if that cannot go on (the container went, the connection
+ * dropped), follow_job goes on from the same offsets.
+ */
+int follow_job_engine(struct ssh_conn *c, struct follow *f, const char *socket,
+		      const char *container, const char *dir);
+
+/*
  * What to write to f->start_fd: the command "START && exec FOLLOWER" for
  * the remote shell that waits for it, then `in` (the job script's stdin).
  * Call it before follow_job has received anything. Caller frees (*len

@@ -1,6 +1,7 @@
 #include "launch.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,6 +414,114 @@ static int add_host(struct buf *b, const struct launch_spec *s)
 	return 0;
 }
 
+/*
+ * In the job's container, started by the engine (s->in_engine): the
+ * environment and mounts are the container's own (launch_engine_config);
+ * the script runs mpirun itself.
+ */
+static void add_inside(struct buf *b, const struct launch_spec *s)
+{
+	char *name = xstrfmt(LAUNCH_CONTAINER_PREFIX "%s", s->id);
+	buf_addstr(b, "exec </dev/null\nprintf 'docker\\n' > \"$J/runtime\"\nC=");
+	shquote_arg(b, name);
+	buf_addstr(b, "\nprintf '%s\\n' \"$C\" > \"$J/container\"\n"
+		   "SHM=/dev/shm/$C\nmkdir -p \"$SHM\" 2>/dev/null || SHM=/dev/shm\n"
+		   "export OMPI_MCA_btl_vader_backing_directory=\"$SHM\"\n"
+		   "root_flag=''\n"
+		   "if [ \"$(id -u)\" = 0 ]; then root_flag=--allow-run-as-root;"
+		   " export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi\n"
+		   "cd ");
+	shquote_arg(b, s->workdir && *s->workdir ? s->workdir : "/");
+	buf_addstr(b, " || host_error \"the image's working directory is missing\" 125\n"
+		   "command -v mpirun >/dev/null 2>&1 ||"
+		   " host_error \"the image has no 'mpirun' (Open MPI) on its PATH\" 127\n"
+		   "now > \"$J/launched\"\nset_state running\nrun_bg");
+	add_mpirun(b, s, 2, context_cmd[0], 0);
+	buf_addstr(b, "finish $?\n");
+	free(name);
+}
+
+/*
+ * The container's own command under the engine: makes the job directory
+ * what `jobctl.sh start` makes of it ($1 job.json, $2 run.sh), starts
+ * run.sh in a session of its own, and, once it ended, stays until the
+ * results were taken: `run` kills the container once its follower (in
+ * here) is done; a follower through a shell leaves .collected, so does a
+ * cancel; else a minute. The container's end takes its processes with it.
+ */
+static const char engine_main[] =
+	"cd /pystrib/job || exit 1\n"
+	/* A cancel that came first claimed the job (jobctl.sh cancel). */
+	"mkdir .claimed 2>/dev/null || exit 0\n"
+	"umask 022\n"
+	"mkdir -p logs results || exit 1\n"
+	"printf '%s' \"$1\" > job.json.tmp && mv -f job.json.tmp job.json || exit 1\n"
+	"printf '%s' \"$2\" > run.sh.tmp && chmod 755 run.sh.tmp && mv -f run.sh.tmp run.sh || exit 1\n"
+	"printf 'submitted\\n' > state.tmp && mv -f state.tmp state\n"
+	"if command -v setsid >/dev/null 2>&1; then\n"
+	"\tsetsid sh run.sh </dev/null >> logs/job.err 2>&1 &\n"
+	"else\n"
+	"\tsh run.sh </dev/null >> logs/job.err 2>&1 &\n"
+	"fi\n"
+	"wait $!\n"
+	"i=0\n"
+	"while [ ! -f .collected ] && [ \"$i\" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n";
+
+static void env_add(json_t *env, const char *k, const char *v)
+{
+	char *kv = xstrfmt("%s%s", k, v);
+	json_array_append_new(env, json_string(kv));
+	free(kv);
+}
+
+/* docker's --gpus as the API has it: DeviceRequests. */
+static json_t *device_requests(const char *gpus)
+{
+	json_t *req = json_pack("{s:s,s:[[s]]}", "Driver", "", "Capabilities", "gpu");
+	if (!strcmp(gpus, "all")) {
+		json_object_set_new(req, "Count", json_integer(-1));
+	} else if (!strchr(gpus, ',')) {
+		json_object_set_new(req, "Count", json_integer(atol(gpus)));
+	} else {
+		json_t *ids = json_array();
+		for (const char *p = gpus; *p; ) {
+			size_t n = strcspn(p, ",");
+			char *idx = xstrndup(p, n);
+			json_array_append_new(ids, json_string(idx));
+			free(idx);
+			p += n + (p[n] == ',');
+		}
+		json_object_set_new(req, "DeviceIDs", ids);
+	}
+	return json_pack("[o]", req);
+}
+
+json_t *launch_engine_config(const struct launch_spec *s, const char *host_dir,
+			     const char *job_json, const char *script)
+{
+	char count[32];
+	json_t *env = json_array();
+	env_add(env, "PYSTRIB_JOB_DIR=", "/pystrib/job");
+	env_add(env, "PYSTRIB_RESULTS=", "/pystrib/job/results");
+	env_add(env, "PYSTRIB_JOB_ID=", s->id);
+	if (s->gpus)
+		env_add(env, "PYSTRIB_GPUS=", container_gpus(s->gpus, count, sizeof(count)));
+	for (size_t i = 0; i < s->nenv; i++)
+		env_add(env, s->env[i], "");
+	char *bind = xstrfmt("%s:/pystrib/job", host_dir);
+	/* Host network and IPC as with `docker run`; host PIDs too, so that
+	 * the job's pid file means the same inside and on the host, where
+	 * jobctl.sh and follow.sh read it. */
+	json_t *host = json_pack("{s:[s],s:s,s:s,s:s,s:b}", "Binds", bind, "NetworkMode", "host",
+				 "IpcMode", "host", "PidMode", "host", "AutoRemove", 1);
+	if (s->gpus)
+		json_object_set_new(host, "DeviceRequests", device_requests(s->gpus));
+	free(bind);
+	return json_pack("{s:s,s:[s,s,s,s,s,s],s:o,s:{s:s},s:o}", "Image", s->image,
+			 "Cmd", "sh", "-c", engine_main, "pystrib-job", job_json, script,
+			 "Env", env, "Labels", "pystrib.job", s->id, "HostConfig", host);
+}
+
 int launch_script(const struct launch_spec *s, struct buf *out)
 {
 	if (!s->id || !*s->id)
@@ -443,6 +552,8 @@ int launch_script(const struct launch_spec *s, struct buf *out)
 	add_timeout(out, s->timeout);
 	if (s->runtime == RUNTIME_NONE)
 		add_host(out, s);
+	else if (s->in_engine)
+		add_inside(out, s);
 	else
 		add_container(out, s);
 	return out->toobig ? error_set(PS_EXIT_USAGE, "the job script is too large") : 0;

@@ -1,6 +1,7 @@
 #ifndef PYSTRIB_LAUNCH_H
 #define PYSTRIB_LAUNCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -38,6 +39,9 @@ struct launch_spec {
 	const char *login_user;		/* the password comes as the first line of stdin */
 	int tls_verify_off;		/* podman: --tls-verify=false (plain-HTTP registry) */
 	int image_present;		/* already on the host: no login, no pull */
+	int in_engine;			/* docker: the script runs in the job's container,
+					 * which the engine started (launch_engine_config);
+					 * workdir is the image's WorkingDir */
 
 	/* none */
 	const char *cell_layer;		/* layer files, relative to the job directory */
@@ -61,6 +65,18 @@ struct launch_spec {
  * for a spec that cannot be written: no image, a bad GPU spec, ...).
  */
 int launch_script(const struct launch_spec *s, struct buf *out);
+
+/*
+ * The body of the engine's container create for a job of runtime docker
+ * that starts without a remote shell: s->image with the container's own
+ * command (it writes job_json and script, run.sh for s with in_engine,
+ * into the job directory and starts it as `jobctl.sh start` would), the
+ * job directory host_dir (absolute, on the host) mounted at /pystrib/job,
+ * the environment and GPUs of `docker run` in run.sh, host network, IPC
+ * and PIDs, removed when it ends. Caller decrefs.
+ */
+json_t *launch_engine_config(const struct launch_spec *s, const char *host_dir,
+			     const char *job_json, const char *script);
 
 /*
  * The job script's name and the container's name prefix, for remote_job.c

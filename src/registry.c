@@ -1514,18 +1514,37 @@ int registry_put_manifest(struct registry *r, const char *repo, const char *ref,
 	url = xstrfmt("%s/v2/%s/manifests/%s", r->base, repo, ref);
 	scope = push_scope(repo);
 	what = xstrfmt("the manifest '%s%s%s'", repo, by_digest ? "@" : ":", ref);
-	req_init(&q, "PUT", url);
-	q.scope = scope;
-	q.src = &src;
-	q.content_type = media_type;
-	if (request(r, &q, what) < 0)
-		goto out;
-	if (q.status == 201 || q.status == 200)
-		ret = 0;
-	else
-		status_error(r, &q, what);
+	for (int attempt = 1;; attempt++) {
+		req_init(&q, "PUT", url);
+		q.scope = scope;
+		q.src = &src;
+		q.content_type = media_type;
+		if (request(r, &q, what) < 0)
+			goto out;
+		if (q.status == 201 || q.status == 200) {
+			ret = 0;
+			goto out;
+		}
+		/*
+		 * Two pushes of the same image at once: distribution writes the
+		 * same manifest blob from both, and one may read the other's
+		 * half-written file back (DIGEST_INVALID). Once that write is
+		 * done, the same PUT goes through.
+		 */
+		if (q.status != 400 || attempt == 3 || !q.err.ptr ||
+		    !strstr(q.err.ptr, "DIGEST_INVALID"))
+			break;
+		log_debug("%s: DIGEST_INVALID, putting it again", what);
+		req_release(&q);
+		if (backoff(attempt) < 0) {
+			interrupted_error();
+			goto out_released;
+		}
+	}
+	status_error(r, &q, what);
 out:
 	req_release(&q);
+out_released:
 	free(url);
 	free(scope);
 	free(what);

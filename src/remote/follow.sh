@@ -1,8 +1,10 @@
 # pystrib's log follower, run on the remote host by src/follow.c as
 #   sh -c "$(cat follow.sh)" follow.sh DIR MODE NP  OUT ERR SEEN  OUT ERR SEEN ...
 # DIR: the job directory; MODE: f (until the job ends), t (the same, then
-# the results: a line "R" and a tar of results/ and logs/ until EOF), or o
-# (what is there now, without waiting); per rank
+# the results: a line "R" and a tar of results/ and logs/ until EOF, then
+# the mark .collected), T (t without the mark: run in the job's container,
+# whose end pystrib sees to), or o (what is there now, without waiting);
+# per rank
 # the byte offsets already received of logs/rank.N.out and .err (-1: not
 # followed) and SEEN (1 if its exit was already reported). It prints, on
 # stdout, lines of a small protocol:
@@ -88,13 +90,15 @@ while :; do
 		why=''
 		[ -f error ] && read -r why < error
 		printf 'E %s %s %s %s%s\n' "$st" "$rc" "$t0" "$t1" "${why:+ $why}"
-		if [ "$mode" = t ]; then
+		if [ "$mode" = t ] || [ "$mode" = T ]; then
 			echo R
 			# 1: a file changed as it was read (logs of a job just ended).
 			tar --ignore-failed-read -cf - results logs
 			rc=$?
-			[ "$rc" -le 1 ] && exit 0
-			exit "$rc"
+			[ "$rc" -le 1 ] || exit "$rc"
+			# Taken: a job's container (launch.c) waits for this to end.
+			[ "$mode" = T ] || : > .collected 2>/dev/null
+			exit 0
 		fi
 		exit 0
 		;;

@@ -139,6 +139,102 @@ static void an_overlong_line_is_dropped_whole(void **state)
 	buf_release(&big);
 }
 
+static void a_create_s_answer_is_kept(void **state)
+{
+	(void)state;
+	struct engine_reply r;
+	const char *created = "HTTP/1.0 201 Created\r\nContent-Type: application/json\r\n\r\n"
+			      "{\"Id\":\"4f2a\",\"Warnings\":[]}\n";
+	engine_reply_init(&r);
+	engine_reply_feed(&r, created, strlen(created));
+	assert_int_equal(engine_reply_end(&r), 0);
+	assert_string_equal(json_string_value(json_object_get(r.json, "Id")), "4f2a");
+	engine_reply_release(&r);
+	/* 204, no body: fine. 409: its message. */
+	char *why = NULL;
+	assert_int_equal(read_reply("HTTP/1.0 204 No Content\r\n\r\n", 3, &why), 0);
+	free(why);
+	assert_int_equal(read_reply("HTTP/1.0 409 Conflict\r\n\r\n{\"message\":\"Conflict. The "
+				    "container name is already in use\"}\n", 9, &why), -1);
+	assert_non_null(strstr(why, "already in use"));
+	free(why);
+}
+
+struct demuxed {
+	struct buf out, err;
+	int calls;
+};
+
+static int take_output(void *ctx, int fd, const char *data, size_t len)
+{
+	struct demuxed *d = ctx;
+	d->calls++;
+	buf_add(fd == 1 ? &d->out : &d->err, data, len);
+	return 0;
+}
+
+static void frame(struct buf *b, int stream, const char *data, size_t len)
+{
+	unsigned char h[8] = { (unsigned char)stream, 0, 0, 0, (unsigned char)(len >> 24),
+			       (unsigned char)(len >> 16), (unsigned char)(len >> 8),
+			       (unsigned char)len };
+	buf_add(b, h, 8);
+	buf_add(b, data, len);
+}
+
+static void an_exec_stream_is_demultiplexed(void **state)
+{
+	(void)state;
+	struct buf s = BUF_INIT;
+	buf_addstr(&s, "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream"
+		   "\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n");
+	frame(&s, 1, "S running 1\n", 12);
+	frame(&s, 2, "oops\r\n", 6);
+	frame(&s, 1, "", 0);
+	/* A frame whose bytes look like a header and like HTTP. */
+	static const char odd[] = "\x01\0\0\0\0\0\0\x05HTTP/1.1 200\r\n\r\n";
+	frame(&s, 1, odd, sizeof(odd) - 1);
+	struct buf big = BUF_INIT;
+	for (int i = 0; i < 70000; i++)
+		buf_addch(&big, (char)('a' + i % 26));
+	frame(&s, 1, big.ptr, big.len);
+
+	/* However the stream is cut, the same bytes on each side. */
+	for (size_t step = 1; step <= s.len; step = step < 16 ? step + 1 : step * 3) {
+		struct demuxed d = { BUF_INIT, BUF_INIT, 0 };
+		struct engine_mux m;
+		engine_mux_init(&m, take_output, &d);
+		for (size_t off = 0; off < s.len; off += step)
+			assert_int_equal(engine_mux_feed(&m, s.ptr + off,
+							 s.len - off < step ? s.len - off : step), 0);
+		assert_true(m.raw);
+		assert_int_equal(m.head.status, 101);
+		assert_int_equal(d.out.len, 12 + sizeof(odd) - 1 + big.len);
+		assert_memory_equal(d.out.ptr, "S running 1\n", 12);
+		assert_memory_equal(d.out.ptr + 12, odd, sizeof(odd) - 1);
+		assert_memory_equal(d.out.ptr + 12 + sizeof(odd) - 1, big.ptr, big.len);
+		assert_int_equal(d.err.len, 6);
+		assert_memory_equal(d.err.ptr, "oops\r\n", 6);
+		engine_mux_release(&m);
+		buf_release(&d.out);
+		buf_release(&d.err);
+	}
+	buf_release(&big);
+	buf_release(&s);
+
+	/* Not a stream: the engine's reason, and nothing handed on. */
+	struct demuxed d = { BUF_INIT, BUF_INIT, 0 };
+	struct engine_mux m;
+	const char *no = "HTTP/1.1 409 Conflict\r\n\r\n{\"message\":\"container 4f2a is not running\"}\n";
+	engine_mux_init(&m, take_output, &d);
+	assert_int_equal(engine_mux_feed(&m, no, strlen(no)), 0);
+	assert_false(m.raw);
+	assert_int_equal(d.calls, 0);
+	assert_int_equal(engine_reply_end(&m.head), -1);
+	assert_string_equal(m.head.why.ptr, "container 4f2a is not running");
+	engine_mux_release(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -147,6 +243,8 @@ int main(void)
 		cmocka_unit_test(a_pull_that_worked),
 		cmocka_unit_test(the_engine_s_reasons_come_through),
 		cmocka_unit_test(an_overlong_line_is_dropped_whole),
+		cmocka_unit_test(a_create_s_answer_is_kept),
+		cmocka_unit_test(an_exec_stream_is_demultiplexed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,6 +474,96 @@ static void test_none_runs_for_real(void **state)
 	free(layer);
 }
 
+/* The engine's container for a job that starts without a remote shell. */
+static void test_engine_config(void **state)
+{
+	(void)state;
+	const char *env[] = { "LR=0.01", "Q=$(touch MARKER) 'x'" };
+	struct launch_spec s = {
+		.id = "20261123-000000-abcdef", .runtime = RUNTIME_DOCKER, .np = 3, .timeout = 9,
+		.image = "127.0.0.1:5000/cells@sha256:abc", .image_present = 1, .in_engine = 1,
+		.workdir = "/pystrib/project/sub dir", .env = env, .nenv = 2, .gpus = "0,2",
+		.args = hostile_args,
+	};
+	struct buf script = BUF_INIT;
+	assert_int_equal(launch_script(&s, &script), 0);
+	/* In the container: mpirun itself, no engine, no login, no pull. */
+	assert_true(sh_syntax_ok(script.ptr, tmpdir));
+	assert_non_null(strstr(script.ptr, "run_bg mpirun $root_flag -np 3 python3 "
+			       "/pystrib/cell/bootstrap.py /pystrib/cell/user_code.py 'two words'"));
+	assert_non_null(strstr(script.ptr, "cd '/pystrib/project/sub dir' ||"));
+	assert_non_null(strstr(script.ptr, "has no 'mpirun'"));
+	assert_null(strstr(script.ptr, "docker run"));
+	assert_null(strstr(script.ptr, "docker pull"));
+	assert_null(strstr(script.ptr, "login"));
+
+	json_t *c = launch_engine_config(&s, "/work dir/jobs/20261123-000000-abcdef", "{\"id\":1}",
+					 script.ptr);
+	assert_non_null(c);
+	assert_string_equal(json_string_value(json_object_get(c, "Image")), s.image);
+	json_t *cmd = json_object_get(c, "Cmd");
+	assert_int_equal(json_array_size(cmd), 6);
+	assert_string_equal(json_string_value(json_array_get(cmd, 0)), "sh");
+	assert_string_equal(json_string_value(json_array_get(cmd, 4)), "{\"id\":1}");
+	assert_string_equal(json_string_value(json_array_get(cmd, 5)), script.ptr);
+	/* The container's own command is sh too, and reads the job's files from
+	 * its arguments, never from text pasted into it. */
+	const char *main_cmd = json_string_value(json_array_get(cmd, 2));
+	assert_true(sh_syntax_ok(main_cmd, tmpdir));
+	assert_non_null(strstr(main_cmd, "\"$1\" > job.json.tmp"));
+	assert_non_null(strstr(main_cmd, "\"$2\" > run.sh.tmp"));
+	assert_non_null(strstr(main_cmd, "mkdir .claimed"));
+
+	json_t *host = json_object_get(c, "HostConfig");
+	json_t *binds = json_object_get(host, "Binds");
+	assert_int_equal(json_array_size(binds), 1);
+	assert_string_equal(json_string_value(json_array_get(binds, 0)),
+			    "/work dir/jobs/20261123-000000-abcdef:/pystrib/job");
+	assert_string_equal(json_string_value(json_object_get(host, "NetworkMode")), "host");
+	assert_string_equal(json_string_value(json_object_get(host, "IpcMode")), "host");
+	assert_string_equal(json_string_value(json_object_get(host, "PidMode")), "host");
+	assert_true(json_is_true(json_object_get(host, "AutoRemove")));
+	/* --gpus "device=0,2": those two, and PYSTRIB_GPUS counts them. */
+	json_t *dr = json_array_get(json_object_get(host, "DeviceRequests"), 0);
+	assert_non_null(dr);
+	assert_int_equal(json_array_size(json_object_get(dr, "DeviceIDs")), 2);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(dr, "DeviceIDs"), 1)), "2");
+	assert_string_equal(json_string_value(json_array_get(json_array_get(
+		json_object_get(dr, "Capabilities"), 0), 0)), "gpu");
+
+	json_t *e = json_object_get(c, "Env");
+	int seen = 0;
+	for (size_t i = 0; i < json_array_size(e); i++) {
+		const char *v = json_string_value(json_array_get(e, i));
+		seen |= !strcmp(v, "PYSTRIB_JOB_DIR=/pystrib/job") << 0;
+		seen |= !strcmp(v, "PYSTRIB_RESULTS=/pystrib/job/results") << 1;
+		seen |= !strcmp(v, "PYSTRIB_JOB_ID=20261123-000000-abcdef") << 2;
+		seen |= !strcmp(v, "PYSTRIB_GPUS=2") << 3;
+		seen |= !strcmp(v, "Q=$(touch MARKER) 'x'") << 4;
+	}
+	assert_int_equal(seen, 31);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(c, "Labels"),
+							      "pystrib.job")), s.id);
+	json_decref(c);
+
+	/* all, and a count. */
+	s.gpus = "all";
+	c = launch_engine_config(&s, "/j", "{}", "");
+	dr = json_array_get(json_object_get(json_object_get(c, "HostConfig"), "DeviceRequests"), 0);
+	assert_int_equal(json_integer_value(json_object_get(dr, "Count")), -1);
+	json_decref(c);
+	s.gpus = "2";
+	c = launch_engine_config(&s, "/j", "{}", "");
+	dr = json_array_get(json_object_get(json_object_get(c, "HostConfig"), "DeviceRequests"), 0);
+	assert_int_equal(json_integer_value(json_object_get(dr, "Count")), 2);
+	json_decref(c);
+	s.gpus = NULL;
+	c = launch_engine_config(&s, "/j", "{}", "");
+	assert_null(json_object_get(json_object_get(c, "HostConfig"), "DeviceRequests"));
+	json_decref(c);
+	buf_release(&script);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -481,6 +572,7 @@ int main(void)
 		cmocka_unit_test(test_gpu_specs),
 		cmocka_unit_test(test_missing_commands),
 		cmocka_unit_test(test_none_runs_for_real),
+		cmocka_unit_test(test_engine_config),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
