@@ -977,9 +977,15 @@ static int run_engine(struct run *r)
 		}
 	} else {
 		const char *socket = engine_socket(&r->cfg.remote);
+		long pid = 0;
 		init_follow(r);
 		announce(r);
-		int rc = follow_job_engine(r->conn, &r->f, socket, cid, "/pystrib/job");
+		/* The host's tools (jobctl.sh) signal the container's main process. */
+		if (engine_pid(r->conn, socket, cid, &pid) < 0) {
+			log_info("%s", error_message());
+			error_clear();
+		}
+		int rc = follow_job_engine(r->conn, &r->f, socket, cid, "/pystrib/job", pid);
 		/* The results are here: the container, which waits for that
 		 * (launch.c), can end. Ended from here, after the follower's
 		 * exec, never while an exec's stream is still open: the engine

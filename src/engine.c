@@ -318,6 +318,18 @@ int engine_start(struct ssh_conn *c, const char *socket, const char *id)
 	return ret;
 }
 
+int engine_pid(struct ssh_conn *c, const char *socket, const char *id, long *pid)
+{
+	json_t *j = NULL;
+	char *path = xstrfmt("/containers/%s/json", id);
+	int ret = call(c, socket, "GET", path, NULL, "did not describe the job's container", &j);
+	json_t *p = json_object_get(json_object_get(j, "State"), "Pid");
+	*pid = ret == 0 && json_is_integer(p) ? (long)json_integer_value(p) : 0;
+	json_decref(j);
+	free(path);
+	return ret;
+}
+
 int engine_kill(struct ssh_conn *c, const char *socket, const char *id)
 {
 	char *path = xstrfmt("/containers/%s/kill", id);

@@ -82,6 +82,8 @@ int engine_create(struct ssh_conn *c, const char *socket, const char *name,
 		  const json_t *config, char **id);
 int engine_start(struct ssh_conn *c, const char *socket, const char *id);
 int engine_kill(struct ssh_conn *c, const char *socket, const char *id);
+/* The container's main process as the host numbers it (0: not running). */
+int engine_pid(struct ssh_conn *c, const char *socket, const char *id, long *pid);
 int engine_remove(struct ssh_conn *c, const char *socket, const char *id);
 
 /*

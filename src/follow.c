@@ -489,24 +489,31 @@ int follow_job(struct ssh_conn *c, struct follow *f)
 }
 
 /*
- * The follower as the container runs it (docker exec): it waits for the
- * job's files, which the container's own command writes as it starts.
+ * The follower as the container runs it (docker exec): it writes the
+ * host's pid file (the container's main process as the host numbers it:
+ * jobctl.sh signals that one), waits for the job's files, which the
+ * container's own command writes as it starts, and runs follow.sh.
  */
 static const char engine_follower[] =
+	"hp=$1\n"
+	"shift\n"
+	"case $hp in ''|*[!0-9]*) ;; *) printf '%s\\n' \"$hp\" > \"$1/pid.tmp\" && mv -f \"$1/pid.tmp\" \"$1/pid\";; esac\n"
 	"i=0\n"
 	"while [ ! -f \"$1/job.json\" ] && [ \"$i\" -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done\n"
 	"exec sh -c \"$0\" follow.sh \"$@\"\n";
 
-static json_t *engine_follower_cmd(struct follow *f, const char *dir)
+static json_t *engine_follower_cmd(struct follow *f, const char *dir, long host_pid)
 {
 	const struct embedded *e = embedded_find("follow.sh");
-	char n[32];
+	char n[32], hp[32] = "";
 	snprintf(n, sizeof(n), "%d", f->np);
+	if (host_pid > 0)
+		snprintf(hp, sizeof(hp), "%ld", host_pid);
 	/* T: no .collected mark from in here; the container's end follows
 	 * the end of this exec (engine_kill), never the other way round. */
 	const char *mode = follower_mode(f);
-	json_t *cmd = json_pack("[s,s,s,s,s,s,s]", "sh", "-c", engine_follower,
-				e ? (const char *)e->data : "exit 127", dir,
+	json_t *cmd = json_pack("[s,s,s,s,s,s,s,s]", "sh", "-c", engine_follower,
+				e ? (const char *)e->data : "exit 127", hp, dir,
 				!strcmp(mode, "t") ? "T" : mode, n);
 	for (int r = 0; r < f->np; r++) {
 		long long o, e2;
@@ -522,7 +529,7 @@ static json_t *engine_follower_cmd(struct follow *f, const char *dir)
 }
 
 int follow_job_engine(struct ssh_conn *c, struct follow *f, const char *socket,
-		      const char *container, const char *dir)
+		      const char *container, const char *dir, long host_pid)
 {
 	struct ssh_exec_opts o = SSH_EXEC_OPTS_INIT;
 	int ret, code = -1;
@@ -535,7 +542,7 @@ int follow_job_engine(struct ssh_conn *c, struct follow *f, const char *socket,
 	o.on_output = on_output;
 	o.ctx = f;
 	o.deadline = f->deadline;
-	json_t *cmd = engine_follower_cmd(f, dir);
+	json_t *cmd = engine_follower_cmd(f, dir, host_pid);
 	ret = engine_exec(c, socket, container, cmd, &o, &code);
 	json_decref(cmd);
 	fflush(f->out);

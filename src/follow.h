@@ -108,11 +108,13 @@ int follow_job(struct ssh_conn *c, struct follow *f);
  * As follow_job, for a job whose container the engine started (runtime
  * docker without a remote shell): the follower runs in the container
  * (docker exec through the engine's socket), which has the job directory
- * at dir; if that cannot go on (the container went, the connection
+ * at dir, and first writes host_pid (the container's main process as the
+ * host numbers it; 0: unknown) as the job's pid file for the host's
+ * tools. If that cannot go on (the container went, the connection
  * dropped), follow_job goes on from the same offsets.
  */
 int follow_job_engine(struct ssh_conn *c, struct follow *f, const char *socket,
-		      const char *container, const char *dir);
+		      const char *container, const char *dir, long host_pid);
 
 /*
  * What to write to f->start_fd: the command "START && exec FOLLOWER" for

@@ -90,7 +90,7 @@ static const char prologue[] =
 	"mkdir -p \"$J/logs\" \"$J/results\"\n"
 	"set_state() { printf '%s\\n' \"$1\" > \"$J/state.tmp\" && mv -f \"$J/state.tmp\" \"$J/state\"; }\n"
 	"now() { date +%s.%N; }\n"
-	"printf '%s\\n' $$ > \"$J/pid.tmp\" && mv -f \"$J/pid.tmp\" \"$J/pid\"\n"
+	"printf '%s\\n' $$ > \"$J/$pidfile.tmp\" && mv -f \"$J/$pidfile.tmp\" \"$J/$pidfile\"\n"
 	"now > \"$J/started\"\n"
 	"stop=''\n"
 	"child=''\n"
@@ -463,7 +463,11 @@ static const char engine_main[] =
 	"else\n"
 	"\tsh run.sh </dev/null >> logs/job.err 2>&1 &\n"
 	"fi\n"
-	"wait $!\n"
+	"child=$!\n"
+	/* The host's pid file names this process: a cancel's TERM goes on to
+	 * the job script, which stops the ranks and writes the final state. */
+	"trap 'kill -TERM \"$child\" 2>/dev/null' TERM INT HUP\n"
+	"while kill -0 \"$child\" 2>/dev/null; do wait \"$child\"; done\n"
 	"i=0\n"
 	"while [ ! -f .collected ] && [ \"$i\" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n";
 
@@ -509,11 +513,10 @@ json_t *launch_engine_config(const struct launch_spec *s, const char *host_dir,
 	for (size_t i = 0; i < s->nenv; i++)
 		env_add(env, s->env[i], "");
 	char *bind = xstrfmt("%s:/pystrib/job", host_dir);
-	/* Host network and IPC as with `docker run`; host PIDs too, so that
-	 * the job's pid file means the same inside and on the host, where
-	 * jobctl.sh and follow.sh read it. */
-	json_t *host = json_pack("{s:[s],s:s,s:s,s:s,s:b}", "Binds", bind, "NetworkMode", "host",
-				 "IpcMode", "host", "PidMode", "host", "AutoRemove", 1);
+	/* Host network and IPC, as with `docker run` in run.sh; the
+	 * container's own PIDs (a cell's `pkill` stays in it). */
+	json_t *host = json_pack("{s:[s],s:s,s:s,s:b}", "Binds", bind, "NetworkMode", "host",
+				 "IpcMode", "host", "AutoRemove", 1);
 	if (s->gpus)
 		json_object_set_new(host, "DeviceRequests", device_requests(s->gpus));
 	free(bind);
@@ -548,6 +551,9 @@ int launch_script(const struct launch_spec *s, struct buf *out)
 	buf_addstr(out, ": written by pystrib (src/launch.c), every value shell-quoted.\n"
 		   "# Started in its job directory as `setsid sh run.sh`; the layout is\n"
 		   "# described in docs/remote-job.md.\n");
+	/* In the engine's container its pids are not the host's: cpid there,
+	 * and pid (the host's) comes from `run` (launch_engine_config). */
+	buf_addstr(out, s->in_engine ? "pidfile=cpid\n" : "pidfile=pid\n");
 	buf_addstr(out, prologue);
 	add_timeout(out, s->timeout);
 	if (s->runtime == RUNTIME_NONE)

@@ -27,10 +27,14 @@ while [ "$i" -lt "$np" ]; do
 	i=$((i + 1))
 done
 last='' lastl='' fast=0
+# In a job's container (MODE T), its processes' pids are those of the
+# container's own namespace: cpid; pid is the host's (docs/remote-job.md).
+pidf=pid
+[ "$mode" = T ] && pidf=cpid
 while :; do
 	alive=1
-	if [ -f pid ]; then
-		read -r p < pid && kill -0 "$p" 2>/dev/null || alive=0
+	if [ -f "$pidf" ]; then
+		read -r p < "$pidf" && kill -0 "$p" 2>/dev/null || alive=0
 	fi
 	st=''
 	[ -f state ] && read -r st < state

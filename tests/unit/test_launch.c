@@ -521,7 +521,9 @@ static void test_engine_config(void **state)
 			    "/work dir/jobs/20261123-000000-abcdef:/pystrib/job");
 	assert_string_equal(json_string_value(json_object_get(host, "NetworkMode")), "host");
 	assert_string_equal(json_string_value(json_object_get(host, "IpcMode")), "host");
-	assert_string_equal(json_string_value(json_object_get(host, "PidMode")), "host");
+	/* Its own PIDs: a cell's kill or pkill reaches nothing of the host's. */
+	assert_null(json_object_get(host, "PidMode"));
+	assert_non_null(strstr(script.ptr, "pidfile=cpid\n"));
 	assert_true(json_is_true(json_object_get(host, "AutoRemove")));
 	/* --gpus "device=0,2": those two, and PYSTRIB_GPUS counts them. */
 	json_t *dr = json_array_get(json_object_get(host, "DeviceRequests"), 0);
