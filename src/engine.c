@@ -310,12 +310,19 @@ int engine_create(struct ssh_conn *c, const char *socket, const char *name,
 	return ret;
 }
 
-int engine_start(struct ssh_conn *c, const char *socket, const char *id)
+/* A request about container id: METHOD /containers/ID<rest>, no answer kept. */
+static int container_call(struct ssh_conn *c, const char *socket, const char *method,
+			  const char *id, const char *rest, const char *what)
 {
-	char *path = xstrfmt("/containers/%s/start", id);
-	int ret = call(c, socket, "POST", path, NULL, "did not start the job's container", NULL);
+	char *path = xstrfmt("/containers/%s%s", id, rest);
+	int ret = call(c, socket, method, path, NULL, what, NULL);
 	free(path);
 	return ret;
+}
+
+int engine_start(struct ssh_conn *c, const char *socket, const char *id)
+{
+	return container_call(c, socket, "POST", id, "/start", "did not start the job's container");
 }
 
 int engine_pid(struct ssh_conn *c, const char *socket, const char *id, long *pid)
@@ -332,18 +339,13 @@ int engine_pid(struct ssh_conn *c, const char *socket, const char *id, long *pid
 
 int engine_kill(struct ssh_conn *c, const char *socket, const char *id)
 {
-	char *path = xstrfmt("/containers/%s/kill", id);
-	int ret = call(c, socket, "POST", path, NULL, "did not stop the job's container", NULL);
-	free(path);
-	return ret;
+	return container_call(c, socket, "POST", id, "/kill", "did not stop the job's container");
 }
 
 int engine_remove(struct ssh_conn *c, const char *socket, const char *id)
 {
-	char *path = xstrfmt("/containers/%s?force=1", id);
-	int ret = call(c, socket, "DELETE", path, NULL, "did not remove the job's container", NULL);
-	free(path);
-	return ret;
+	return container_call(c, socket, "DELETE", id, "?force=1",
+			      "did not remove the job's container");
 }
 
 void engine_mux_init(struct engine_mux *m, ssh_output_fn out, void *ctx)
