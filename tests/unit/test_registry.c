@@ -169,9 +169,14 @@ static void stop(pid_t *pid)
 	}
 }
 
+static pid_t proxy_pid;
+
 static int teardown(void **state)
 {
 	(void)state;
+	/* First the proxy a failed test left running: a registry stopping
+	 * waits for the connections it still holds to close. */
+	stop(&proxy_pid);
 	stop(&plain_pid);
 	stop(&tls_pid);
 	stop(&bearer_pid);
@@ -670,7 +675,6 @@ static void unreachable_and_refused_schemes(void **state)
 
 /* ---- faults, through integration/faultproxy.py ----------------------- */
 
-static pid_t proxy_pid;
 static char *proxy_host, *proxy_url;
 
 /* Starts the fault proxy in front of the plain registry with the given rules. */
