@@ -19,6 +19,13 @@
 #define HELPER_OUT_MAX (64 << 10)
 #define DOCKER_CONFIG_MAX (4 << 20)
 
+void secret_wipe(void *p, size_t n)
+{
+	volatile unsigned char *v = p;
+	while (n--)
+		*v++ = 0;
+}
+
 void secret_free(char *s)
 {
 	if (s) {

@@ -85,5 +85,7 @@ int auth_token_parse(const char *body, size_t len, char **token, long *expires_i
 
 /* Overwrites a secret string with zeroes and frees it (NULL is fine). */
 void secret_free(char *s);
+/* Overwrites n bytes of a secret with zeroes, in a way the compiler keeps. */
+void secret_wipe(void *p, size_t n);
 
 #endif

@@ -11,6 +11,8 @@
 #include "follow.h"
 #include "jobrec.h"
 #include "log.h"
+#include "outcome.h"
+#include "ref.h"
 #include "results.h"
 #include "ssh.h"
 #include "util.h"
@@ -40,58 +42,18 @@ const char cmd_attach_help[] =
 	"examples:\n"
 	"  pystrib run --detach train.py -n 4 && pystrib attach last\n";
 
-static int exit_code_of(const char *state)
+/* The job's outcome, as run tells it. */
+static int report(const struct jobrec *r, struct follow *f, const char *results)
 {
-	if (!strcmp(state, "succeeded"))
-		return 0;
-	if (!strcmp(state, "timeout"))
-		return PS_EXIT_TIMEOUT;
-	if (!strcmp(state, "lost"))
-		return PS_EXIT_REMOTE;
-	return PS_EXIT_RANK;
-}
-
-struct outcome {
-	const struct follow *f;
-	const char *results;
-};
-
-static int record(struct jobrec *r, void *ctx)
-{
-	const struct outcome *o = ctx;
-	const struct follow *f = o->f;
-
-	/* An outcome known before is kept if the directory went away since. */
-	if (!(jobrec_state_final(r->state) && strcmp(r->state, "lost") &&
-	      f->state && !strcmp(f->state, "lost")))
-		jobrec_set(&r->state, f->state);
-	jobrec_set(&r->state_reason, f->reason);
-	if (o->results)
-		jobrec_set(&r->results, o->results);
-	if (f->exit_code >= 0)
-		r->exit_code = f->exit_code;
-	if (f->started > 0)
-		r->started = f->started;
-	if (f->ended > 0)
-		r->ended = f->ended;
-	jobrec_set_np(r, f->np);
-	for (int i = 0; i < f->np; i++) {
-		if (f->ranks[i].exit_code >= 0)
-			r->ranks[i].exit_code = f->ranks[i].exit_code;
-		if (f->ranks[i].duration >= 0)
-			r->ranks[i].duration = f->ranks[i].duration;
-	}
-	r->checked = now_wall();
-	return 0;
-}
-
-static int summarize(const struct jobrec *r, struct follow *f, const char *results)
-{
-	const char *state = f->state ? f->state : "lost";
-	int bad = follow_failed_rank(f), code = exit_code_of(state);
-	const char *tail = bad >= 0 && code ? follow_err_tail(f, bad, 20) : NULL;
-
-	follow_summary(f, r->id, code, bad, r->image, results, tail);
+	char tag[256];
+	char *pinned = r->image ? ref_pinned(r->image) : NULL;
+	struct outcome o = {
+		.id = r->id, .f = f, .image = pinned,
+		.tag = r->image ? jobrec_image_tag(tag, sizeof(tag), r->image) : NULL,
+		.results = results,
+	};
+	int code = outcome_report(&o);
+	free(pinned);
 	return code;
 }
 
@@ -116,7 +78,7 @@ int cmd_attach(int argc, char **argv)
 	struct jobrec r;
 	struct config cfg;
 	struct follow f;
-	struct outcome o = { NULL, NULL };
+	const char *results = NULL;
 	struct ssh_conn *conn = NULL;
 	const char *want = NULL;
 	char *dir = NULL, *dest = NULL;
@@ -153,16 +115,11 @@ int cmd_attach(int argc, char **argv)
 		}
 		goto out;
 	}
-	o.f = &f;
 	/* A directory removed meanwhile has nothing left to fetch. */
 	if (!(f.state && !strcmp(f.state, "lost") && f.reason && strstr(f.reason, "job directory")) &&
 	    fetch(conn, dir, dest, cfg.remote.reconnect_timeout) == 0)
-		o.results = dest;
-	if (jobrec_update(r.id, record, &o) < 0) {
-		log_warn("%s", error_message());
-		error_clear();
-	}
-	ret = summarize(&r, &f, o.results);
+		results = dest;
+	ret = report(&r, &f, results);
 out:
 	if (have_follow)
 		follow_release(&f);

@@ -14,7 +14,8 @@
 #include "ref.h"
 
 const char cmd_push_help[] =
-	"usage: pystrib push FILE [-t TAG] [--project DIR | --no-project] [--input PATH]...\n"
+	"usage: pystrib push FILE [-t TAG] [--base IMAGE] [--platform P]\n"
+	"                    [--project DIR | --no-project] [--input PATH]...\n"
 	"\n"
 	"Builds the image of the cell FILE and pushes it to [registry] url and\n"
 	"repository, with no Docker daemon: the base image ([image] base; from a\n"
@@ -26,8 +27,9 @@ const char cmd_push_help[] =
 	"after every blob and the tag after the manifest, so an interrupted push\n"
 	"tags nothing. An unchanged cell pushed again sends no blob at all.\n"
 	"\n"
-	"Prints the image as REGISTRY/REPO:TAG@sha256:... on stdout. The default tag\n"
-	"is FILE's name without .py and the first 12 hex digits of the manifest\n"
+	"Prints the image pinned by digest, REGISTRY/REPO@sha256:..., on stdout (the\n"
+	"form docker, podman and skopeo all pull), and its tag on stderr. The default\n"
+	"tag is FILE's name without .py and the first 12 hex digits of the manifest\n"
 	"digest (train-1a2b3c4d5e6f): the same content always gets the same tag, and\n"
 	"a changed cell a new one.\n"
 	"\n"
@@ -125,8 +127,11 @@ int cmd_push(int argc, char **argv)
 		goto out;
 	}
 	have_img = 1;
-	if (!log_json)
-		printf("%s\n", img.reference);
+	if (!log_json) {
+		printf("%s\n", img.pinned);
+		fprintf(stderr, "pystrib: tagged %.*s\n", (int)strcspn(img.reference, "@"),
+			img.reference);
+	}
 	ret = 0;
 out:
 	if (have_img)

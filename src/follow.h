@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "buf.h"
+#include "reason.h"
 #include "ssh.h"
 
 /*
@@ -79,6 +80,7 @@ struct follow {
 	struct follow_rank *ranks;	/* np of them */
 	char *state;			/* the final state (succeeded failed timeout cancelled lost), or the last seen */
 	char *reason;			/* for "lost": why */
+	enum job_reason code;		/* why it could not run, as a code (reason.h) */
 	int exit_code;			/* the job's exit status, -1 unknown */
 	double started, launched, ended;	/* seconds since the epoch, 0 unknown */
 	int reconnects;			/* how many times the connection was re-made */

@@ -231,3 +231,37 @@ char *image_ref_string(const struct image_ref *r)
 	return xstrfmt("%s/%s%s%s%s%s", r->registry, r->repository, r->tag ? ":" : "",
 		       r->tag ? r->tag : "", r->digest ? "@" : "", r->digest ? r->digest : "");
 }
+
+char *ref_pull_reference(const char *pinned, const char *repository, const char *digest,
+			 const char *pull_registry)
+{
+	if (!pull_registry || !*pull_registry)
+		return xstrdup(pinned);
+	const char *p = strstr(pull_registry, "://");
+	p = p ? p + 3 : pull_registry;
+	size_t n = strlen(p);
+	while (n && p[n - 1] == '/')
+		n--;
+	return xstrfmt("%.*s/%s@%s", (int)n, p, repository, digest);
+}
+
+char *ref_registry_part(const char *ref)
+{
+	return xstrndup(ref, strcspn(ref, "/"));
+}
+
+char *ref_pinned(const char *reference)
+{
+	struct image_ref r;
+	if (image_ref_parse(&r, reference) < 0) {
+		error_clear();
+		return xstrdup(reference);
+	}
+	if (r.digest) {
+		free(r.tag);
+		r.tag = NULL;
+	}
+	char *s = image_ref_string(&r);
+	image_ref_release(&r);
+	return s;
+}

@@ -43,4 +43,24 @@ int ref_registry_valid(const char *s);
  */
 const char *ref_api_host(const char *registry);
 
+/*
+ * The reference a remote host pulls for the image pushed as
+ * "REPOSITORY@DIGEST": "PULL_REGISTRY/REPOSITORY@DIGEST" when the host
+ * reaches the registry by another name ([remote] pull_registry, which may
+ * carry a scheme and trailing slashes), else pinned as it is. Caller frees.
+ */
+char *ref_pull_reference(const char *pinned, const char *repository, const char *digest,
+			 const char *pull_registry);
+
+/* The registry part of "HOST[:PORT]/REPO...", what a login names. Caller frees. */
+char *ref_registry_part(const char *ref);
+
+/*
+ * "REGISTRY/REPO@DIGEST" of "REGISTRY/REPO:TAG@DIGEST": the form every
+ * tool pulls (skopeo and containers/image refuse a tag beside a digest).
+ * A reference without a digest, or one that does not parse, comes back
+ * as it is. Caller frees.
+ */
+char *ref_pinned(const char *reference);
+
 #endif
