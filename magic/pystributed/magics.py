@@ -11,7 +11,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from . import options, runner
 from .binary import find_binary
 from .errors import PystribError
-from .options import DEFAULT_CELL_FILE, JobOptions  # noqa: F401 (public names)
+from .options import DEFAULT_CELL_FILE
 
 OPTIONS_HELP = options.TABLE.help()
 

@@ -314,10 +314,14 @@ class OptionTable:
             lines += [indent + b for b in body]
         return "\n".join(lines)
 
+    def _in_order(self):
+        """The fields in the table's order, but -- ARGS last wherever it is."""
+        return sorted(self.fields(), key=lambda o: o.kind == REST)
+
     def flag_words(self, opts):
         """opts as magic flags, each option by its first spelling."""
         words = []
-        for o in self.fields():
+        for o in self._in_order():
             words += o.words(o.flags[0], getattr(opts, o.name))
         return words
 
@@ -326,7 +330,7 @@ class OptionTable:
         before_verb, those of pystrib itself. An option with a function
         of its own (pull, pull_all) counts once."""
         words, done = [], []
-        for o in self.fields():
+        for o in self._in_order():
             if o.pystrib is None or o.before_verb != before_verb or o.pystrib in done:
                 continue
             if callable(o.pystrib):
