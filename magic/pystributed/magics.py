@@ -1,6 +1,5 @@
 """The IPython magics: %%save_for_remote, %%remote and %pystrib."""
 
-import argparse
 import os
 import shlex
 import sys
@@ -9,78 +8,12 @@ import time
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from . import runner
+from . import options, runner
 from .binary import find_binary
 from .errors import PystribError
-from .runner import JobOptions
+from .options import DEFAULT_CELL_FILE
 
-DEFAULT_CELL_FILE = "user_code.py"
-
-OPTIONS_HELP = """\
-options (each default comes from the pystrib config):
-  -n N             ranks (mpirun -np)
-  --remote NAME    the [remote.NAME] host of the config
-  --gpus SPEC      all, a count, or a list of devices (0,1)
-  --timeout S      stop the job after S seconds (0: no limit)
-  --push a,b       notebook variables defined on every rank before the cell runs
-  --pull x,y       variables of rank 0 set in the notebook after the run ('*': all)
-  --pull-all       pull from every rank: each name becomes a list, one value per
-                   rank (alone: every variable the cell defined)
-  --env KEY=VALUE  an environment variable for the ranks (repeatable)
-  --input PATH     a file for the cell, in $PYSTRIB_INPUTS (repeatable)
-  --results DIR    where results come back to (DIR/<job id>/)
-  -c, --config F   the pystrib config file
-  --detach         submit and return; %pystrib attach JOB follows it
-  -q, --quiet      only the ranks' output and the summary
-  -v, --verbose    also show pystrib's own stderr
-  --file PATH      where to save the cell (default: ./user_code.py)
-  -- ARGS          arguments for the cell (sys.argv[1:])"""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError("%s: %s\n%s" % (self.prog, message, OPTIONS_HELP))
-
-
-def _positive(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("'%s' is not a whole number" % text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("needs at least 1 rank, not %d" % n)
-    return n
-
-
-def _seconds(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("'%s' is not a whole number of seconds" % text)
-    if n < 0:
-        raise argparse.ArgumentTypeError("cannot be negative")
-    return n
-
-
-def _make_parser(prog):
-    p = _Parser(prog=prog, add_help=False, allow_abbrev=False)
-    p.add_argument("-n", "--np", type=_positive)
-    p.add_argument("--remote")
-    p.add_argument("--gpus")
-    p.add_argument("--timeout", type=_seconds)
-    p.add_argument("--push")
-    p.add_argument("--pull")
-    p.add_argument("--pull-all", action="store_true")
-    p.add_argument("--env", action="append", default=[])
-    p.add_argument("--input", action="append", default=[], dest="inputs")
-    p.add_argument("--results")
-    p.add_argument("-c", "--config")
-    p.add_argument("--detach", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("--file")
-    p.add_argument("-h", "--help", action="store_true")
-    return p
+OPTIONS_HELP = options.TABLE.help()
 
 
 def parse_options(line, prog="%%remote"):
@@ -90,25 +23,24 @@ def parse_options(line, prog="%%remote"):
         words = shlex.split(line)
     except ValueError as e:
         raise UsageError("%s: %s" % (prog, e))
-    args = []
-    if "--" in words:
-        i = words.index("--")
-        words, args = words[:i], words[i + 1:]
-    ns = _make_parser(prog).parse_args(words)
-    if ns.help:
-        raise UsageError("usage: %s [options] [-- ARGS]\n%s" % (prog, OPTIONS_HELP))
-    for kv in ns.env:
-        if "=" not in kv or kv.startswith("="):
-            raise UsageError("%s: --env wants KEY=VALUE, not '%s'" % (prog, kv))
+    table = options.TABLE
     try:
-        opts = JobOptions(np=ns.np, remote=ns.remote, gpus=ns.gpus, timeout=ns.timeout,
-                          push=ns.push or [], pull=ns.pull, pull_all=ns.pull_all,
-                          env=ns.env, inputs=[os.path.abspath(os.path.expanduser(p)) for p in ns.inputs],
-                          results=ns.results, config=ns.config, detach=ns.detach,
-                          quiet=ns.quiet, verbose=ns.verbose, args=args)
+        opts, own, asked = table.parse(words, prog)
+    except options.OptionsError as e:
+        raise UsageError("%s: %s\n%s" % (prog, e, table.help()))
     except ValueError as e:
         raise UsageError("%s: %s" % (prog, e))
-    return opts, ns.file
+    if asked:
+        raise UsageError("usage: %s [options] [-- ARGS]\n%s" % (prog, table.help()))
+    return opts, own["file"]
+
+
+def _usage(magic, summary):
+    """A magic's docstring (what %%remote? shows): summary, usage, the options."""
+    def document(f):
+        f.__doc__ = "%s\n\n%s [options] [-- ARGS]\n\n%s\n" % (summary, magic, OPTIONS_HELP)
+        return f
+    return document
 
 
 class SavedCell:
@@ -227,12 +159,8 @@ class PystribMagics(Magics):
     """%%save_for_remote, %%remote and %pystrib (pystrib's --json events underneath)."""
 
     @cell_magic
+    @_usage("%%save_for_remote", "Saves the cell, which does not run here, for runner.main().")
     def save_for_remote(self, line, cell):
-        """Saves the cell, which does not run here, for runner.main().
-
-        %%save_for_remote [-n N] [--remote NAME] [--gpus SPEC] [--timeout S]
-                          [--push a,b] [--pull x,y] [--pull-all] [... -- ARGS]
-        """
         opts, path = parse_options(line, "%%save_for_remote")
         saved = save_cell(cell, opts, path)
         _warn_ipython_syntax(saved)
@@ -241,12 +169,8 @@ class PystribMagics(Magics):
             saved.path, (" (options: %s)" % flags) if flags else ""))
 
     @cell_magic
+    @_usage("%%remote", "Saves the cell and runs it remotely as N MPI ranks, in one step.")
     def remote(self, line, cell):
-        """Saves the cell and runs it remotely as N MPI ranks, in one step.
-
-        %%remote [-n N] [--remote NAME] [--gpus SPEC] [--timeout S]
-                 [--push a,b] [--pull x,y] [--pull-all] [... -- ARGS]
-        """
         __tracebackhide__ = True
         opts, path = parse_options(line, "%%remote")
         saved = save_cell(cell, opts, path)

@@ -4,7 +4,6 @@ EventHandler, and turns the end of a run into a RunResult or an exception."""
 import collections
 import os
 import queue
-import shlex
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from .display import Summary, show
 from .errors import (JobInterrupted, JobTimeout, PullError, PystribError,
                      RemoteError)
 from .events import EventHandler, default_err
+from .options import JobOptions
 
 # After an interrupt, how long to wait for pystrib to cancel the job and end.
 CANCEL_GRACE = 120.0
@@ -26,121 +26,15 @@ CANCEL_GRACE = 120.0
 PIPE_GRACE = 5.0
 
 
-class JobOptions:
-    """What %%save_for_remote / %%remote / runner.main() accept; None or
-    empty means the config's default."""
-
-    FIELDS = ("np", "remote", "gpus", "timeout", "push", "pull", "pull_all",
-              "env", "inputs", "results", "config", "detach", "quiet",
-              "verbose", "args")
-
-    def __init__(self, **kw):
-        self.np = None
-        self.remote = None
-        self.gpus = None
-        self.timeout = None
-        self.push = []          # names
-        self.pull = None        # list of names, "*" or None
-        self.pull_all = False
-        self.env = []           # "KEY=VALUE"
-        self.inputs = []        # paths
-        self.results = None
-        self.config = None
-        self.detach = False
-        self.quiet = False
-        self.verbose = False
-        self.args = []
-        self.update(**kw)
-
-    def update(self, **kw):
-        for key, value in kw.items():
-            if key == "n":
-                key = "np"
-            if key not in self.FIELDS:
-                raise TypeError("unknown option %r (known: %s)" % (key, ", ".join(self.FIELDS)))
-            if key == "push" and value is not None:
-                value = transfer.split_names(value, "--push")
-            elif key == "pull" and value is not None and value != "*":
-                value = transfer.split_names(value, "--pull") or None
-            elif key in ("env", "inputs", "args") and isinstance(value, str):
-                value = [value]
-            setattr(self, key, value)
-        return self
-
-    def copy(self, **kw):
-        new = JobOptions()
-        for f in self.FIELDS:
-            v = getattr(self, f)
-            setattr(new, f, list(v) if isinstance(v, list) else v)
-        return new.update(**kw)
-
-    def pull_spec(self):
-        """PYSTRIB_PULL's value, or None: --pull-all alone pulls every name."""
-        if self.pull == "*" or (self.pull_all and not self.pull):
-            return "*"
-        if self.pull:
-            return ",".join(self.pull)
-        return None
-
-    def flags(self):
-        """The options as %%remote flags ("-n 2 --push a"); "" for none."""
-        words = []
-        for flag, value in (("-n", self.np), ("--remote", self.remote), ("--gpus", self.gpus),
-                            ("--timeout", self.timeout), ("--results", self.results),
-                            ("--config", self.config)):
-            if value is not None:
-                words += [flag, str(value)]
-        if self.push:
-            words += ["--push", ",".join(self.push)]
-        if self.pull:
-            words += ["--pull", self.pull if self.pull == "*" else ",".join(self.pull)]
-        words += ["--pull-all"] if self.pull_all else []
-        for kv in self.env:
-            words += ["--env", kv]
-        for p in self.inputs:
-            words += ["--input", p]
-        words += ["--detach"] if self.detach else []
-        if self.args:
-            words += ["--"] + list(self.args)
-        return " ".join(shlex.quote(w) for w in words)
-
-    def __repr__(self):
-        return "JobOptions(%s)" % ", ".join(
-            "%s=%r" % (f, getattr(self, f)) for f in self.FIELDS
-            if getattr(self, f) not in (None, False, []))
-
-
 def global_args(opts):
-    return ["-c", opts.config] if opts.config else []
+    """pystrib's own options (before the verb) from opts."""
+    return opts.pystrib_args(before_verb=True)
 
 
 def run_argv(binary, cell, opts, push_file=None):
-    """pystrib's command line for running cell with opts."""
-    argv = [binary] + global_args(opts) + ["--json", "run", cell]
-    if opts.np is not None:
-        argv += ["-n", str(opts.np)]
-    if opts.remote:
-        argv += ["--remote", opts.remote]
-    if opts.gpus:
-        argv += ["--gpus", str(opts.gpus)]
-    if opts.timeout is not None:
-        argv += ["--timeout", str(opts.timeout)]
-    if opts.results:
-        argv += ["--results", opts.results]
-    for kv in opts.env:
-        argv += ["--env", kv]
-    spec = opts.pull_spec()
-    if spec:
-        argv += ["--env", "PYSTRIB_PULL=" + spec]
-    if push_file:
-        argv += ["--input", push_file]
-    for path in opts.inputs:
-        argv += ["--input", path]
-    if opts.detach:
-        argv.append("--detach")
-    if opts.args:
-        argv += ["--"] + [str(a) for a in opts.args]
-    return argv
+    """pystrib's command line for running cell with opts (push_file: the
+    pickle of the pushed variables, an input of the job)."""
+    return [binary] + global_args(opts) + ["--json", "run", cell] + opts.pystrib_args(push_file)
 
 
 def _reader(pipe, kind, q):
