@@ -275,7 +275,10 @@ int remote_job_parse(const char *text, size_t len, struct remote_job_state *st)
 	}
 	/* A job script writes its final state before it ends: dead and not
 	 * final (and past submitted: it may not have started yet) is lost. */
-	if (!remote_job_state_final(st->state) && !alive && strcmp(st->state, "submitted")) {
+	int dead = !remote_job_state_final(st->state) && !alive && strcmp(st->state, "submitted");
+	/* No remote script writes "lost" itself: one that is there is as good as dead. */
+	if (dead || (!strcmp(st->state, "lost") && st->code != REASON_DIED &&
+		     st->code != REASON_DIR_GONE)) {
 		free(st->state);
 		free(st->reason);
 		st->state = xstrdup("lost");
