@@ -38,6 +38,9 @@ seed() {	# seed NAME FILE CONTENT
 	[ -e "$build/corpus/$1/$2" ] || printf '%s' "$3" > "$build/corpus/$1/$2"
 }
 d64=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+seed fuzz_remote_job a "$(printf 'alive 1\nstate failed\nexit 1\nstarted 1.5\nlaunched 2\nended 3\nruntime none\ncontainer \nreason slots\nerror mpirun has not enough slots\nrank 0 -1 0\nrank 1 143 2.5\njson\n{"id": "x", "np": 2}')"
+seed fuzz_remote_job b "$(printf 'alive 0\nstate running\nreason\nerror\njson\n{"np": 1}')"
+seed fuzz_remote_job c gone
 seed fuzz_ref a "127.0.0.1:5000/pystrib/base:bookworm"
 seed fuzz_ref b "ghcr.io/org/img:v1@sha256:$d64"
 seed fuzz_ref c "[::1]:5000/a__b.c-d/e"

@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "error.h"
 #include "log.h"
+#include "reason.h"
 #include "shquote.h"
 #include "util.h"
 
@@ -167,6 +168,37 @@ static int protocol_error(struct follow *f)
 			 f->hdr.ptr);
 }
 
+/*
+ * "STATE EXIT STARTED ENDED [CODE [WHY]]": the job's end. CODE "-" (or
+ * none, from a follower that sends no code) is REASON_NONE.
+ */
+static int end_line(struct follow *f, const char *p)
+{
+	char st[32] = "";
+	int n = 0;
+	long code = -1;
+	double t0 = 0, t1 = 0;
+	if (sscanf(p, "%31s %ld %lf %lf %n", st, &code, &t0, &t1, &n) < 4)
+		return -1;
+	free(f->state);
+	f->state = xstrdup(st);
+	f->exit_code = (int)code;
+	if (t0 > 0)
+		f->started = t0;
+	if (t1 > 0)
+		f->ended = t1;
+	p += n;
+	size_t w = strcspn(p, " ");
+	f->code = reason_parse(p, w);
+	p += w;
+	p += strspn(p, " ");
+	if (*p) {
+		free(f->reason);
+		f->reason = xstrdup(p);
+	}
+	return 0;
+}
+
 static int header(struct follow *f)
 {
 	char *line = f->hdr.ptr, *end;
@@ -223,23 +255,8 @@ static int header(struct follow *f)
 			event_emit("status", "{s:s,s:s}", "message", st, "state", st);
 		}
 	} else if (kind == 'E') {
-		char st[32] = "";
-		int n = 0;
-		long code = -1;
-		double t0 = 0, t1 = 0;
-		if (sscanf(line + 2, "%31s %ld %lf %lf %n", st, &code, &t0, &t1, &n) < 4)
+		if (end_line(f, line + 2) < 0)
 			return protocol_error(f);
-		free(f->state);
-		f->state = xstrdup(st);
-		f->exit_code = (int)code;
-		if (t0 > 0)
-			f->started = t0;
-		if (t1 > 0)
-			f->ended = t1;
-		if (n > 0 && line[2 + n]) {
-			free(f->reason);
-			f->reason = xstrdup(line + 2 + n);
-		}
 		flush_partials(f);
 		f->done = 1;
 	} else if (kind == 'R' && !line[1] && f->done && f->on_tar) {

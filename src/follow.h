@@ -79,8 +79,11 @@ struct follow {
 	/* what was seen (valid after follow_job, also on failure) */
 	struct follow_rank *ranks;	/* np of them */
 	char *state;			/* the final state (succeeded failed timeout cancelled lost), or the last seen */
-	char *reason;			/* for "lost": why */
-	enum job_reason code;		/* why it could not run, as a code (reason.h) */
+	char *reason;			/* for "lost": why; else the job's `error` line
+					 * (why it could not run), or NULL */
+	enum job_reason code;		/* the code of that (REASON_NONE: none, e.g. a
+					 * rank's own failure); for lost REASON_DIR_GONE,
+					 * REASON_DIED or REASON_DISK_FULL */
 	int exit_code;			/* the job's exit status, -1 unknown */
 	double started, launched, ended;	/* seconds since the epoch, 0 unknown */
 	int reconnects;			/* how many times the connection was re-made */

@@ -10,10 +10,12 @@
 /*
  * The job script, run.sh: everything a remote job does, as one POSIX sh
  * script written into the job's directory (docs/remote-job.md) and started
- * there detached (`cd JOBDIR && setsid sh run.sh`, remote_job.h). Every
- * value in it is a shell-quoted word built from an argument vector
- * (shquote.h); the only text pasted verbatim is [remote] setup, which is the
- * user's own shell code for runtime none.
+ * there detached (`cd JOBDIR && setsid sh run.sh`, remote_job.h). It is a
+ * header of the job's values, `ps_NAME='value'`, each quoted (shquote.h),
+ * then the fixed text of src/remote/run.sh, built in; lists (the cell's
+ * arguments, --env) are words quoted once more, which run.sh reads back
+ * with eval. [remote] setup (runtime none) is the one value run.sh runs as
+ * shell code: the user's own.
  *
  * What it does, in order: records `pid` (its process group) and `started`;
  * traps TERM/INT/HUP (stops the container or mpirun, state `cancelled`, or
@@ -24,7 +26,8 @@
  * results/ bind-mounted at /pystrib/job/, host network and IPC (so the
  * host's /dev/shm), the --env values, the GPUs; none: unpacks the layers into cell/
  * and project/, runs the setup lines, then the host's mpirun and python.
- * Then it writes `exit`, `ended` and the final state.
+ * Then it writes `exit`, `ended` and the final state; when the job could
+ * not run, `reason` (a code of reason.h) and `error` (a line of text).
  */
 
 struct launch_spec {
@@ -69,8 +72,9 @@ int launch_script(const struct launch_spec *s, struct buf *out);
 /*
  * The body of the engine's container create for a job of runtime docker
  * that starts without a remote shell: s->image with the container's own
- * command (it writes job_json and script, run.sh for s with in_engine,
- * into the job directory and starts it as `jobctl.sh start` would), the
+ * command, `jobctl.sh engine` (it writes job_json and script, run.sh for s
+ * with in_engine, into the job directory and starts it as `jobctl.sh
+ * start` does, then waits for the results to be taken), the
  * job directory host_dir (absolute, on the host) mounted at /pystrib/job,
  * the environment and GPUs of `docker run` in run.sh, host network, IPC
  * and PIDs, removed when it ends. Caller decrefs.

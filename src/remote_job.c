@@ -8,6 +8,7 @@
 #include "error.h"
 #include "launch.h"
 #include "log.h"
+#include "reason.h"
 #include "shquote.h"
 #include "util.h"
 
@@ -174,36 +175,6 @@ int remote_job_state_final(const char *s)
 	return 0;
 }
 
-/* The value after "key " on its line of out, or NULL. */
-static const char *field(const char *out, const char *key, size_t *len)
-{
-	size_t k = strlen(key);
-	for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-		if (!strncmp(p, key, k) && p[k] == ' ') {
-			*len = strcspn(p + k + 1, "\n");
-			return p + k + 1;
-		}
-		if (!strncmp(p, "json\n", 5))
-			break;
-	}
-	return NULL;
-}
-
-static char *field_str(const char *out, const char *key)
-{
-	size_t n;
-	const char *v = field(out, key, &n);
-	return v ? xstrndup(v, n) : NULL;
-}
-
-static double field_num(const char *out, const char *key, double def)
-{
-	char *v = field_str(out, key);
-	double d = v && *v ? strtod(v, NULL) : def;
-	free(v);
-	return d;
-}
-
 /* np from job.json's "np": the reader needs no JSON library for one number. */
 static int json_np(const char *json)
 {
@@ -217,10 +188,113 @@ static int json_np(const char *json)
 	return n > 0 && n <= 65536 ? (int)n : 0;
 }
 
+/* One "KEY VALUE" line of jobctl.sh read (line: NUL-terminated, no newline). */
+static void parse_line(struct remote_job_state *st, const char *line, int *alive)
+{
+	const char *v = strchr(line, ' ');
+	size_t k = v ? (size_t)(v - line) : strlen(line);
+	v = v ? v + 1 : "";
+	if (k == 5 && !memcmp(line, "alive", 5)) {
+		*alive = *v ? atoi(v) : 1;
+	} else if (k == 5 && !memcmp(line, "state", 5)) {
+		free(st->state);
+		st->state = *v ? xstrdup(v) : NULL;
+	} else if (k == 4 && !memcmp(line, "exit", 4)) {
+		st->exit_code = *v ? (int)strtol(v, NULL, 10) : -1;
+	} else if (k == 7 && !memcmp(line, "started", 7)) {
+		st->started = strtod(v, NULL);
+	} else if (k == 5 && !memcmp(line, "ended", 5)) {
+		st->ended = strtod(v, NULL);
+	} else if (k == 6 && !memcmp(line, "reason", 6)) {
+		st->code = reason_parse(v, strlen(v));
+	} else if (k == 5 && !memcmp(line, "error", 5)) {
+		free(st->reason);
+		st->reason = *v ? xstrdup(v) : NULL;
+	}
+}
+
+/* "rank N CODE MTIME" lines: each rank's exit, once np is known. */
+static void parse_rank(struct remote_job_state *st, const char *line)
+{
+	char *end;
+	long r = strtol(line, &end, 10);
+	long code = strtol(end, &end, 10);
+	double t = strtod(end, NULL);
+	if (r >= 0 && r < st->np) {
+		st->rank_exit[r] = code < -1 || code > 255 ? -1 : (int)code;
+		st->rank_ended[r] = t;
+	}
+}
+
+int remote_job_parse(const char *text, size_t len, struct remote_job_state *st)
+{
+	const char *p = text, *end = text + len, *json = NULL;
+	int alive = 1;
+
+	memset(st, 0, sizeof(*st));
+	st->exit_code = -1;
+	if (len >= 4 && !memcmp(text, "gone", 4) && (len == 4 || text[4] == '\n')) {
+		st->state = xstrdup("lost");
+		st->code = REASON_DIR_GONE;
+		st->reason = xstrdup("the job directory is gone");
+		st->job_json = xstrdup("");
+		st->rank_exit = xcalloc(1, sizeof(int));
+		st->rank_ended = xcalloc(1, sizeof(double));
+		return 0;
+	}
+	/* First the files, up to the line "json"; job.json after it. */
+	for (const char *q = p; q < end; ) {
+		const char *nl = memchr(q, '\n', (size_t)(end - q));
+		size_t n = nl ? (size_t)(nl - q) : (size_t)(end - q);
+		if (n == 4 && !memcmp(q, "json", 4)) {
+			json = nl ? nl + 1 : end;
+			break;
+		}
+		char *line = xstrndup(q, n);
+		parse_line(st, line, &alive);
+		free(line);
+		q = nl ? nl + 1 : end;
+	}
+	st->job_json = json ? xstrndup(json, (size_t)(end - json)) : xstrdup("");
+	if (!st->state)
+		st->state = xstrdup("submitted");
+	st->np = json_np(st->job_json);
+	st->rank_exit = xcalloc((size_t)st->np + 1, sizeof(int));
+	st->rank_ended = xcalloc((size_t)st->np + 1, sizeof(double));
+	for (int i = 0; i < st->np; i++)
+		st->rank_exit[i] = -1;
+	for (const char *q = p; q < (json ? json : end); ) {
+		const char *nl = memchr(q, '\n', (size_t)(end - q));
+		size_t n = nl ? (size_t)(nl - q) : (size_t)(end - q);
+		if (n > 5 && !memcmp(q, "rank ", 5)) {
+			char *line = xstrndup(q + 5, n - 5);
+			parse_rank(st, line);
+			free(line);
+		}
+		q = nl ? nl + 1 : end;
+	}
+	/* A job script writes its final state before it ends: dead and not
+	 * final (and past submitted: it may not have started yet) is lost. */
+	int dead = !remote_job_state_final(st->state) && !alive && strcmp(st->state, "submitted");
+	/* No remote script writes "lost" itself: one that is there is as good as dead. */
+	if (dead || (!strcmp(st->state, "lost") && st->code != REASON_DIED &&
+		     st->code != REASON_DIR_GONE)) {
+		free(st->state);
+		free(st->reason);
+		st->state = xstrdup("lost");
+		st->code = REASON_DIED;
+		st->reason = xstrdup("the job script ended without a final state "
+				     "(killed, or the host restarted)");
+	} else if (st->reason && st->code == REASON_NONE) {
+		/* An error without a code: a job script of an older pystrib. */
+		st->code = strncmp(st->reason, "registry: ", 10) ? REASON_HOST : REASON_REGISTRY;
+	}
+	return 0;
+}
+
 int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state *st)
 {
 	struct buf cmd = BUF_INIT, out;
-	const char *json;
 	int ret;
 
 	memset(st, 0, sizeof(*st));
@@ -228,65 +302,14 @@ int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state
 	jobctl(&cmd, "read", dir);
 	if ((ret = ssh_conn_run(c, cmd.ptr, "sh", &out)) < 0)
 		goto out;
-	st->exit_code = -1;
-	if (!strncmp(out.ptr, "gone", 4)) {
-		st->state = xstrdup("lost");
+	remote_job_parse(out.ptr, out.len, st);
+	if (st->code == REASON_DIR_GONE) {
+		free(st->reason);
 		st->reason = xstrfmt("the job directory '%s' is gone", dir);
-		st->job_json = xstrdup("");
-		goto out;
-	}
-	json = strstr(out.ptr, "\njson\n");
-	st->job_json = xstrdup(json ? json + 6 : "");
-	st->state = field_str(out.ptr, "state");
-	if (!st->state || !*st->state) {
-		free(st->state);
-		st->state = xstrdup("submitted");
-	}
-	st->exit_code = (int)field_num(out.ptr, "exit", -1);
-	st->started = field_num(out.ptr, "started", 0);
-	st->ended = field_num(out.ptr, "ended", 0);
-	st->np = json_np(st->job_json);
-	st->rank_exit = xcalloc((size_t)st->np + 1, sizeof(int));
-	st->rank_ended = xcalloc((size_t)st->np + 1, sizeof(double));
-	for (int i = 0; i < st->np; i++)
-		st->rank_exit[i] = -1;
-	for (const char *p = out.ptr; p < (json ? json : out.ptr + out.len); ) {
-		long r, code;
-		double t;
-		char *end;
-		if (!strncmp(p, "rank ", 5)) {
-			r = strtol(p + 5, &end, 10);
-			code = strtol(end, &end, 10);
-			t = strtod(end, NULL);
-			if (r >= 0 && r < st->np) {
-				st->rank_exit[r] = (int)code;
-				st->rank_ended[r] = t;
-			}
-		}
-		const char *nl = strchr(p, '\n');
-		if (!nl)
-			break;
-		p = nl + 1;
-	}
-	/* Why the job could not run, when its script knew (launch.c's `error`). */
-	st->reason = field_str(out.ptr, "error");
-	if (st->reason && !*st->reason) {
-		free(st->reason);
-		st->reason = NULL;
-	}
-	if (!remote_job_state_final(st->state) && field_num(out.ptr, "alive", 1) == 0 &&
-	    strcmp(st->state, "submitted")) {
-		free(st->state);
-		free(st->reason);
-		st->state = xstrdup("lost");
-		st->reason = xstrdup("the job script ended without a final state "
-				     "(killed, or the host restarted)");
 	}
 out:
 	buf_release(&cmd);
 	buf_release(&out);
-	if (ret < 0)
-		remote_job_state_release(st);
 	return ret;
 }
 

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "reason.h"
 #include "ssh.h"
 
 /*
@@ -68,6 +69,10 @@ struct remote_job_state {
 	char *reason;		/* for "lost": why; else the job's `error` line (why it
 				 * could not run: "registry: ..." for the registry's
 				 * side, else the host's), or NULL */
+	enum job_reason code;	/* the code of that (the job's `reason` file,
+				 * docs/remote-job.md); REASON_DIR_GONE and
+				 * REASON_DIED for the two kinds of lost;
+				 * REASON_NONE: none (a rank's own failure) */
 	int exit_code;		/* mpirun's (or the job script's) exit; -1 unknown */
 	double started;		/* seconds since the epoch; 0 unknown */
 	double ended;
@@ -84,6 +89,14 @@ int remote_job_state_final(const char *state);
 
 /* Reads the job's files in one round trip. 0 or < 0 (SSH failures only). */
 int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state *st);
+
+/*
+ * Parses what `jobctl.sh read` printed (len bytes, need not end in NUL)
+ * into st (release it after, also on failure). Pure: no I/O; any bytes are
+ * taken (unknown lines skipped, rank numbers past job.json's np ignored).
+ * For "gone" the reason names no directory (remote_job_read adds it). 0.
+ */
+int remote_job_parse(const char *text, size_t len, struct remote_job_state *st);
 
 /*
  * Stops the job: TERM to its process group (the job script then stops

@@ -11,10 +11,12 @@
 #   D RANK o|e OFFSET LEN\n<LEN bytes of that file from OFFSET>
 #   X RANK EXIT_CODE MTIME            rank.N.exit appeared
 #   S STATE LAUNCHED                  the job's state changed
-#   E STATE EXIT STARTED ENDED [WHY]  the job ended (or MODE o: all shown)
-# WHY: for lost, what happened; else the job's `error` line, if any.
+#   E STATE EXIT STARTED ENDED CODE [WHY]  the job ended (or MODE o: all shown)
+# CODE: why it could not run, a word of src/reason.h (the job's `reason`;
+# dir-gone, died or disk-full for lost), "-" when none; WHY: for lost, what
+# happened, else the job's `error` line, if any.
 # Log files only grow, so OFFSET+LEN bytes are always there to send.
-cd "$1" 2>/dev/null || { echo "E lost -1 0 0 the job directory is gone"; exit 0; }
+cd "$1" 2>/dev/null || { echo "E lost -1 0 0 dir-gone the job directory is gone"; exit 0; }
 mode=$2 np=$3
 shift 3
 i=0
@@ -81,7 +83,7 @@ while :; do
 	done
 	[ "$moved" = 1 ] && continue
 	if [ ! -f job.json ]; then
-		echo "E lost -1 0 0 the job directory was removed"
+		echo "E lost -1 0 0 dir-gone the job directory was removed"
 		exit 0
 	fi
 	case $st in
@@ -90,10 +92,16 @@ while :; do
 		[ -f exit ] && read -r rc < exit
 		[ -f started ] && read -r t0 < started
 		[ -f ended ] && read -r t1 < ended
-		# Why it could not run, when the job script knew (launch.c).
-		why=''
+		# Why it could not run, when the job script knew (run.sh).
+		code='' why=''
+		[ -f reason ] && read -r code < reason
 		[ -f error ] && read -r why < error
-		printf 'E %s %s %s %s%s\n' "$st" "$rc" "$t0" "$t1" "${why:+ $why}"
+		case $code in ''|*[!a-z-]*) code=- ;; esac
+		# An error without a code: a job script of an older pystrib.
+		if [ -n "$why" ] && [ "$code" = - ]; then
+			case $why in "registry: "*) code=registry ;; *) code=host ;; esac
+		fi
+		printf 'E %s %s %s %s %s%s\n' "$st" "$rc" "$t0" "$t1" "$code" "${why:+ $why}"
 		if [ "$mode" = t ] || [ "$mode" = T ]; then
 			echo R
 			# 1: a file changed as it was read (logs of a job just ended).
@@ -108,20 +116,20 @@ while :; do
 		;;
 	esac
 	if [ "$mode" = o ]; then
-		printf 'E %s -1 0 0\n' "${st:-submitted}"
+		printf 'E %s -1 0 0 -\n' "${st:-submitted}"
 		exit 0
 	fi
 	if [ "$alive" = 0 ]; then
 		# It may have written its final state just before it ended.
 		[ -f state ] && read -r st < state
 		case $st in succeeded|failed|timeout|cancelled) continue;; esac
-		why="the job script ended without a final state (killed, or the host restarted)"
+		code=died why="the job script ended without a final state (killed, or the host restarted)"
 		# Or it could not write it: a full disk stops a job's bookkeeping too.
 		free=$(df -Pk . 2>/dev/null | awk 'NR == 2 { print $4 }')
 		case $free in
-		[0-9]*) [ "$free" -ge 64 ] || why="the job could not write its state: the disk is full (no space left on device)" ;;
+		[0-9]*) [ "$free" -ge 64 ] || code=disk-full why="the job could not write its state: the disk is full (no space left on device)" ;;
 		esac
-		echo "E lost -1 0 0 $why"
+		echo "E lost -1 0 0 $code $why"
 		exit 0
 	fi
 	# Every rank has exited: the job's end is moments away, so look more

@@ -3,6 +3,8 @@
 #   start DIR [JSON SCRIPT]  create DIR (with logs/ results/), write job.json
 #                      and run.sh when given, start run.sh detached
 #                      (setsid); stdin goes to it
+#   engine DIR JSON SCRIPT   the same as a job's container's main process
+#                      (launch.c), then wait for the job and its results
 #   read DIR           print the job's files as "KEY VALUE" lines, then
 #                      "json" and job.json
 #   cancel DIR FINAL [unstarted]   stop it; FINAL is cancelled or timeout;
@@ -17,25 +19,40 @@ alive() {
 	[ -f pid ] && read -r p < pid
 	[ -n "$p" ] && kill -0 "$p" 2>/dev/null
 }
+# The start of a job, in its directory (the current one), for `start` and
+# `engine`: claims it (atomic: either this or a cancel that came first),
+# writes job.json and run.sh when given ($1 $2), state submitted, and starts
+# run.sh in a session of its own, its stdin from descriptor 3 (an
+# asynchronous list's stdin is /dev/null unless redirected from another
+# descriptor: the job script reads the registry password there). Its pid
+# in $child. 3: claimed by a cancel first.
+launch() {
+	mkdir .claimed 2>/dev/null || return 3
+	if [ $# -ge 2 ]; then
+		printf '%s' "$1" > job.json.tmp && mv -f job.json.tmp job.json || return 1
+		printf '%s' "$2" > run.sh.tmp && chmod 755 run.sh.tmp && mv -f run.sh.tmp run.sh || return 1
+	fi
+	set_state submitted
+	if command -v setsid >/dev/null 2>&1; then
+		setsid sh run.sh <&3 3<&- >> logs/job.err 2>&1 &
+	else
+		sh run.sh <&3 3<&- >> logs/job.err 2>&1 &
+	fi
+	child=$!
+	exec 3<&-
+}
 case $action in
 start)
 	mkdir -p "$dir/logs" "$dir/results" || exit 1
 	cd "$dir" || exit 1
-	# Atomic: either this start or a cancel that came first claims the job.
-	if ! mkdir .claimed 2>/dev/null; then
-		echo "the job was cancelled before it started" >&2
-		exit 1
-	fi
-	if [ $# -ge 4 ]; then
-		printf '%s' "$3" > job.json.tmp && mv -f job.json.tmp job.json || exit 1
-		printf '%s' "$4" > run.sh.tmp && chmod 755 run.sh.tmp && mv -f run.sh.tmp run.sh || exit 1
-	fi
-	set_state submitted
-	# An asynchronous list's stdin is /dev/null unless redirected from
-	# another descriptor: the job script reads the registry password there.
+	shift 2
 	exec 3<&0
-	setsid sh run.sh <&3 3<&- >> logs/job.err 2>&1 &
-	exec 3<&-
+	launch "$@"
+	case $? in
+	0) ;;
+	3) echo "the job was cancelled before it started" >&2; exit 1 ;;
+	*) exit 1 ;;
+	esac
 	i=0
 	while [ ! -f pid ] && [ "$i" -lt 400 ]; do
 		sleep 0.01
@@ -47,6 +64,31 @@ start)
 		exit 1
 	fi
 	;;
+engine)
+	# The main process of a job's container the engine started
+	# (launch_engine_config), DIR its job directory: starts the job as
+	# `start` does and, once it ended, stays until the results were
+	# taken: `run` kills the container once its follower (in here) is
+	# done; a follower through a shell leaves .collected, so does a
+	# cancel; else a minute. The container's end takes its processes.
+	cd "$dir" || exit 1
+	umask 022
+	mkdir -p logs results || exit 1
+	shift 2
+	exec 3</dev/null
+	launch "$@"
+	case $? in
+	0) ;;
+	3) exit 0 ;;
+	*) exit 1 ;;
+	esac
+	# The host's pid file names this process: a cancel's TERM goes on to
+	# the job script, which stops the ranks and writes the final state.
+	trap 'kill -TERM "$child" 2>/dev/null' TERM INT HUP
+	while kill -0 "$child" 2>/dev/null; do wait "$child"; done
+	i=0
+	while [ ! -f .collected ] && [ "$i" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+	;;
 read)
 	if [ ! -f "$dir/job.json" ]; then
 		echo "gone"
@@ -56,7 +98,7 @@ read)
 	# Whether it lives, then the state: a job script writes its final
 	# state before it ends, so dead + not final means lost.
 	if alive; then echo "alive 1"; else echo "alive 0"; fi
-	for f in state exit started launched ended runtime container error; do
+	for f in state exit started launched ended runtime container reason error; do
 		v=''
 		[ -f "$f" ] && read -r v < "$f"
 		printf '%s %s\n' "$f" "$v"

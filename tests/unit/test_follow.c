@@ -20,12 +20,15 @@
 #include "error.h"
 #include "follow.h"
 #include "log.h"
+#include "remote_job.h"
 #include "testutil.h"
 
 #define NP 12
 
 /* Runs follow.sh over dir with MODE and every offset at 0; its stdout. */
-static char *run_follower(const char *dir, const char *mode, size_t *len)
+/* follow.sh (written into script_dir) run over the job directory dir. */
+static char *run_follower_in(const char *script_dir, const char *dir, const char *mode,
+			     size_t *len)
 {
 	const struct embedded *e = embedded_find("follow.sh");
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
@@ -33,7 +36,7 @@ static char *run_follower(const char *dir, const char *mode, size_t *len)
 	size_t n;
 
 	assert_non_null(e);
-	char *script = test_write_file(dir, "follow.sh", (const char *)e->data, 0644);
+	char *script = test_write_file(script_dir, "follow.sh", (const char *)e->data, 0644);
 	buf_addf(&cmd, "sh '%s' '%s' %s %d", script, dir, mode, NP);
 	for (int r = 0; r < NP; r++)
 		buf_addstr(&cmd, " 0 0 0");
@@ -45,6 +48,11 @@ static char *run_follower(const char *dir, const char *mode, size_t *len)
 	free(script);
 	buf_release(&cmd);
 	return buf_detach(&out, len);
+}
+
+static char *run_follower(const char *dir, const char *mode, size_t *len)
+{
+	return run_follower_in(dir, dir, mode, len);
 }
 
 static char *slurp(FILE *f)
@@ -64,7 +72,7 @@ static void test_follower_over_a_job(void **state)
 	char *dir = test_tmpdir("follow");
 	test_sh(dir, "mkdir logs results && echo '{\"np\": %d}' > job.json && echo failed > state"
 		" && echo 1 > exit && echo 100.5 > started && echo 101.0 > launched && echo 103 > ended"
-		" && echo 'registry: could not pull' > error", NP);
+		" && echo 'registry: could not pull' > error && echo registry > reason", NP);
 	/* Rank 1 and rank 11 both write; rank 1 fails without a final newline. */
 	test_sh(dir, "printf 'one\\n' > logs/rank.1.out && printf 'eleven\\nmore\\n' > logs/rank.11.out"
 		" && printf 'Traceback\\nValueError: x' > logs/rank.1.err && : > logs/rank.11.err"
@@ -92,6 +100,7 @@ static void test_follower_over_a_job(void **state)
 		assert_int_equal(f.exit_code, 1);
 		assert_non_null(f.reason);
 		assert_string_equal(f.reason, "registry: could not pull");
+		assert_int_equal(f.code, REASON_REGISTRY);
 		assert_int_equal(f.ranks[1].exit_code, 1);
 		assert_int_equal(f.ranks[11].exit_code, 0);
 		assert_int_equal(f.ranks[0].exit_code, -1);
@@ -135,11 +144,123 @@ static void test_follower_sends_results(void **state)
 	assert_int_equal(follow_feed(&f, proto, len), 0);
 	assert_true(f.done);
 	assert_null(f.reason);
+	assert_int_equal(f.code, REASON_NONE);
 	assert_true(got > 20000);	/* the tar, headers and all */
 	assert_true(got % 512 == 0);
 	follow_release(&f);
 	free(proto);
 	test_tmpdir_remove(dir);
+}
+
+/* The end line's reason code, from the job's files or the follower itself. */
+static void test_reason_codes(void **state)
+{
+	(void)state;
+	static const struct { const char *files; const char *code_name; enum job_reason code;
+			      const char *why; } cases[] = {
+		{ "echo failed > state && echo slots > reason && echo 'mpirun has not enough slots' > error",
+		  "slots", REASON_SLOTS, "mpirun has not enough slots" },
+		/* An older job script's error without a code. */
+		{ "echo failed > state && echo 'registry: refused' > error", NULL, REASON_REGISTRY,
+		  "registry: refused" },
+		{ "echo failed > state && echo 'the host is sad' > error", NULL, REASON_HOST,
+		  "the host is sad" },
+		/* A code this pystrib does not know: some failure of the host. */
+		{ "echo failed > state && echo newer-code > reason && echo 'what' > error", NULL,
+		  REASON_HOST, "what" },
+		{ "echo failed > state", NULL, REASON_NONE, NULL },
+		/* Its job script gone without a final state. */
+		{ "echo running > state && echo 999999 > pid", NULL, REASON_DIED,
+		  "the job script ended without a final state (killed, or the host restarted)" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *dir = test_tmpdir("follow-code");
+		test_sh(dir, "mkdir logs results && echo '{}' > job.json && echo 1 > exit && %s",
+			cases[i].files);
+		size_t len;
+		char *proto = run_follower(dir, "f", &len);
+		struct follow f;
+		follow_init(&f, dir, NP);
+		assert_int_equal(follow_feed(&f, proto, len), 0);
+		assert_true(f.done);
+		if (f.code != cases[i].code)
+			fail_msg("case %zu: code %d in '%s'", i, f.code, proto);
+		if (cases[i].why)
+			assert_string_equal(f.reason, cases[i].why);
+		else
+			assert_null(f.reason);
+		follow_release(&f);
+		free(proto);
+		test_tmpdir_remove(dir);
+	}
+	/* The directory gone. */
+	size_t len;
+	char *top = test_tmpdir("follow-gone");
+	char *proto = run_follower_in(top, "/nonexistent/pystrib-job", "f", &len);
+	test_tmpdir_remove(top);
+	struct follow f;
+	follow_init(&f, "/nonexistent/pystrib-job", NP);
+	assert_int_equal(follow_feed(&f, proto, len), 0);
+	assert_string_equal(f.state, "lost");
+	assert_int_equal(f.code, REASON_DIR_GONE);
+	assert_string_equal(f.reason, "the job directory is gone");
+	follow_release(&f);
+	free(proto);
+	/* The line as parsed: a code without text, and no code at all. */
+	follow_init(&f, "/nowhere", 1);
+	assert_int_equal(follow_feed(&f, "E failed 4 1.5 2.5 launch\n", 26), 0);
+	assert_int_equal(f.code, REASON_LAUNCH);
+	assert_null(f.reason);
+	assert_int_equal(f.exit_code, 4);
+	follow_release(&f);
+	follow_init(&f, "/nowhere", 1);
+	assert_int_equal(follow_feed(&f, "E succeeded 0 1.5 2.5\n", 22), 0);
+	assert_int_equal(f.code, REASON_NONE);
+	assert_null(f.reason);
+	follow_release(&f);
+}
+
+/* What `jobctl.sh read` prints, parsed (remote_job.c shares the codes). */
+static void test_remote_job_parse(void **state)
+{
+	(void)state;
+	static const char text[] =
+		"alive 1\nstate failed\nexit 1\nstarted 1.5\nlaunched 2\nended 3.25\nruntime none\n"
+		"container \nreason slots\nerror mpirun has not enough slots\n"
+		"rank 0 143 2.5\nrank 7 1 1\njson\n{\"id\": \"x\", \"np\": 2}\n";
+	struct remote_job_state st;
+	assert_int_equal(remote_job_parse(text, strlen(text), &st), 0);
+	assert_string_equal(st.state, "failed");
+	assert_int_equal(st.code, REASON_SLOTS);
+	assert_string_equal(st.reason, "mpirun has not enough slots");
+	assert_int_equal(st.exit_code, 1);
+	assert_true(st.ended > 3.2 && st.ended < 3.3);
+	assert_int_equal(st.np, 2);
+	assert_int_equal(st.rank_exit[0], 143);
+	assert_int_equal(st.rank_exit[1], -1);	/* rank 7 is past np */
+	assert_string_equal(st.job_json, "{\"id\": \"x\", \"np\": 2}\n");
+	remote_job_state_release(&st);
+
+	static const char dead[] = "alive 0\nstate running\nreason\nerror\njson\n{}";
+	assert_int_equal(remote_job_parse(dead, strlen(dead), &st), 0);
+	assert_string_equal(st.state, "lost");
+	assert_int_equal(st.code, REASON_DIED);
+	remote_job_state_release(&st);
+	/* Not started yet: submitted, not lost. */
+	assert_int_equal(remote_job_parse("alive 0\nstate submitted\njson\n", 29, &st), 0);
+	assert_string_equal(st.state, "submitted");
+	assert_int_equal(st.code, REASON_NONE);
+	assert_null(st.reason);
+	remote_job_state_release(&st);
+	assert_int_equal(remote_job_parse("gone\n", 5, &st), 0);
+	assert_string_equal(st.state, "lost");
+	assert_int_equal(st.code, REASON_DIR_GONE);
+	remote_job_state_release(&st);
+	/* An older job script's error without a code. */
+	static const char old[] = "alive 0\nstate failed\nerror registry: refused\njson\n{}";
+	assert_int_equal(remote_job_parse(old, strlen(old), &st), 0);
+	assert_int_equal(st.code, REASON_REGISTRY);
+	remote_job_state_release(&st);
 }
 
 /* A protocol line the follower never sends is refused, not guessed at. */
@@ -186,6 +307,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_follower_over_a_job),
 		cmocka_unit_test(test_follower_sends_results),
+		cmocka_unit_test(test_reason_codes),
+		cmocka_unit_test(test_remote_job_parse),
 		cmocka_unit_test(test_bad_protocol),
 		cmocka_unit_test(test_start_message),
 	};

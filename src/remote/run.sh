@@ -1,0 +1,379 @@
+# The fixed part of pystrib's job script, run.sh (src/launch.c writes the
+# values above it, each one shell-quoted, then this text). Started in its
+# job directory as `setsid sh run.sh` (jobctl.sh start); the layout is
+# docs/remote-job.md. The values:
+#   ps_id ps_np ps_timeout     the job's id, ranks, --timeout (0: none)
+#   ps_mode                    docker | podman (run the image here) | engine
+#                              (this script runs in the job's container) |
+#                              none (the host's own mpirun and python)
+#   ps_pidfile                 pid, or cpid in the engine's container
+#   ps_image ps_image_present  what to run; 1: it is on the host already
+#   ps_login_registry ps_login_user ps_tls_verify_off   the login before the
+#                              pull ('': none); the password is stdin's first line
+#   ps_gpus                    '', all, a count or device indexes (0,1)
+#   ps_env ps_image_env        KEY=VALUE words, each quoted ([remote] --env;
+#                              the image's Env, for none)
+#   ps_mpirun_args ps_args     mpirun's extra words, the cell's arguments,
+#                              each quoted
+#   ps_python ps_bootstrap ps_cell   the interpreter and the two files it runs
+#   ps_workdir                 the directory the ranks start in
+#   ps_cell_layer ps_project_layer   none: the layers to unpack here
+#   ps_setup                   none: [remote] setup, the user's own shell lines
+# Lists are words quoted by pystrib, read back with eval "set -- ...":
+# nothing in them is expanded or run.
+
+J=$(pwd -P) || exit 1
+umask 022
+mkdir -p "$J/logs" "$J/results"
+set_state() { printf '%s\n' "$1" > "$J/state.tmp" && mv -f "$J/state.tmp" "$J/state"; }
+now() { date +%s.%N; }
+printf '%s\n' $$ > "$J/$ps_pidfile.tmp" && mv -f "$J/$ps_pidfile.tmp" "$J/$ps_pidfile"
+now > "$J/started"
+stop=''
+child=''
+SHM=''
+C=''
+stop_container() { :; }
+cleanup() { :; }
+
+# Why the job could not run, for pystrib's summary and exit code: a code
+# (src/reason.h, docs/remote-job.md) in `reason`, one line of text in
+# `error`.
+record() {
+	printf '%s\n' "$1" > "$J/reason.tmp" && mv -f "$J/reason.tmp" "$J/reason"
+	printf '%s\n' "$2" | cut -c1-300 > "$J/error.tmp" && mv -f "$J/error.tmp" "$J/error"
+}
+disk_full() { grep -qi 'no space left on device' "$J/logs/job.err" 2>/dev/null; }
+# host_error CODE TEXT EXIT: records why, ends the job with EXIT. A full
+# disk is the reason whatever failed of it.
+host_error() {
+	c=$1 m=$2
+	if disk_full; then
+		c=disk-full m="the disk is full (no space left on device): ${m#registry: }"
+	fi
+	printf 'pystrib: %s\n' "$m" >&2
+	record "$c" "$m"
+	finish "$3"
+}
+need() {
+	command -v "$1" >/dev/null 2>&1 ||
+		host_error not-installed "'$1' is not installed on this host (or not on the PATH of its SSH sessions: $PATH)" 127
+}
+# The last line of job.err that says something (not blank, not a rule of
+# dashes), at most 300 characters.
+last_err() {
+	grep -v '^[[:space:]-]*$' "$J/logs/job.err" 2>/dev/null | tail -n 1 | cut -c1-300
+}
+# step_failed EXIT CODE TEXT: a step failed (unless the job was stopped).
+step_failed() {
+	[ -z "$stop" ] || finish "$1"
+	host_error "$2" "$3: $(last_err)" "$1"
+}
+
+# A trapped signal interrupts `wait`, never a foreground command: every long
+# step runs in the background and is waited for here.
+on_signal() {
+	[ -n "$stop" ] || stop=cancelled
+	[ -f "$J/timedout" ] && stop=timeout
+	[ -z "$child" ] || kill -TERM "$child" 2>/dev/null
+	stop_container
+}
+trap on_signal TERM INT HUP
+run_bg() {
+	[ -z "$stop" ] || return 143
+	"$@" &
+	child=$!
+	while :; do
+		wait "$child"
+		rc=$?
+		kill -0 "$child" 2>/dev/null || break
+	done
+	child=''
+	return "$rc"
+}
+finish() {
+	rc=$1
+	cleanup
+	[ -z "$SHM" ] || [ "$SHM" = /dev/shm ] || rm -rf "$SHM"
+	if [ "$rc" -ne 0 ] && [ -z "$stop" ] && [ ! -f "$J/error" ] && disk_full; then
+		record disk-full 'the disk is full (no space left on device)'
+	fi
+	printf '%s\n' "$rc" > "$J/exit.tmp" && mv -f "$J/exit.tmp" "$J/exit"
+	now > "$J/ended"
+	[ ! -f "$J/timedout" ] || stop=timeout
+	if [ -n "$stop" ]; then set_state "$stop"
+	elif [ "$rc" -eq 0 ]; then set_state succeeded
+	else set_state failed; fi
+	# The container goes after the final state, so that nobody waits for
+	# its removal to learn how the job ended.
+	stop_container
+	# Whatever is left of the job's process group (the watchdog, a rank
+	# mpirun left behind) goes with it.
+	trap '' TERM
+	kill -TERM -$$ 2>/dev/null
+	exit "$rc"
+}
+
+# The --timeout watchdog: `timedout` holds when it sent the TERM.
+if [ "$ps_timeout" -gt 0 ] 2>/dev/null; then
+	( trap - TERM; sleep "$ps_timeout"; now > "$J/timedout"; kill -TERM $$ ) </dev/null >/dev/null 2>&1 &
+fi
+
+# "/pystrib/rest" as it lies in the job directory for runtime none, in $P.
+jpath() {
+	case $1 in
+	/pystrib) P=$J ;;
+	/pystrib/*) P=$J${1#/pystrib} ;;
+	*) P=$J/${1#"${1%%[!/]*}"} ;;
+	esac
+}
+
+# Why mpirun failed (status $1) when the job was not stopped and no rank
+# says: too few slots, or no rank ever ran (a rank leaves its files in
+# logs/ as it starts). Else a rank's own failure: nothing to record.
+mpirun_failed() {
+	[ "$1" -ne 0 ] && [ -z "$stop" ] || return 0
+	if grep -q 'There are not enough slots available' "$J/logs/job.err" 2>/dev/null; then
+		cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
+		line=$(sed -n '/There are not enough slots available/{N;s/\n/ /;s/:[[:space:]]*$//;p;q;}' "$J/logs/job.err" | cut -c1-200)
+		host_error slots "mpirun has not enough slots for $ps_np ranks (the host has $cores cores; --oversubscribe allows more): $line" "$1"
+	fi
+	ls "$J"/logs/rank.* >/dev/null 2>&1 && return 0
+	host_error launch "mpirun failed before any rank ran: $(last_err)" "$1"
+}
+
+# ranks FLAG BOOTSTRAP CELL [COMMAND...]: runs COMMAND mpirun FLAG -np N
+# MPIRUN_ARGS PYTHON BOOTSTRAP CELL ARGS (COMMAND: docker run ..., or
+# nothing), waits for it, and ends the job with its status.
+ranks() {
+	r_flag=$1 r_boot=$2 r_cell=$3
+	shift 3
+	eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
+	run_bg "$@"
+	rc=$?
+	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
+	mpirun_failed "$rc"
+	finish "$rc"
+}
+
+# --- docker, podman: the image, run here -------------------------------
+
+# Logs in (the password in $PW) and pulls, unless the image is here.
+pull_image() {
+	if [ "$RT" = docker ]; then
+		docker image inspect --format . "$ps_image" >/dev/null 2>&1 && return 0
+	else
+		podman image exists "$ps_image" >/dev/null 2>&1 && return 0
+	fi
+	tls=''
+	[ -z "$ps_tls_verify_off" ] || [ "$RT" = docker ] || tls=--tls-verify=false
+	if [ -n "$ps_login_registry" ]; then
+		(umask 077; mkdir -p "$AUTH")
+		if [ "$RT" = docker ]; then
+			printf '%s\n' "$PW" | DOCKER_CONFIG="$AUTH" docker login --password-stdin \
+				--username "$ps_login_user" "$ps_login_registry" >/dev/null
+		else
+			printf '%s\n' "$PW" | podman login --authfile "$AUTH/auth.json" $tls --password-stdin \
+				--username "$ps_login_user" "$ps_login_registry" >/dev/null
+		fi || { PW=''; step_failed 125 registry "registry: the registry refused the login of $RT on this host"; }
+	fi
+	set_state pulling
+	if [ "$RT" = docker ] && [ -n "$ps_login_registry" ]; then
+		run_bg env DOCKER_CONFIG="$AUTH" docker pull -q "$ps_image" >/dev/null
+	elif [ "$RT" = docker ]; then
+		run_bg docker pull -q "$ps_image" >/dev/null
+	elif [ -n "$ps_login_registry" ]; then
+		run_bg podman pull -q $tls --authfile "$AUTH/auth.json" "$ps_image" >/dev/null
+	else
+		run_bg podman pull -q $tls "$ps_image" >/dev/null
+	fi || step_failed $? registry "registry: $RT could not pull the image"
+	PW=''
+}
+
+# GPUS inside a container given the devices $ps_gpus: all, or how many.
+container_gpus() {
+	case $ps_gpus in
+	*,*) n=$(printf '%s' "$ps_gpus" | tr -cd , | wc -c); G=$((n + 1)) ;;
+	*) G=$ps_gpus ;;
+	esac
+}
+
+# docker run --gpus, podman's CDI devices (nvidia.com/gpu=N), as words in $cmd.
+gpu_flags() {
+	cmd=''
+	[ -n "$ps_gpus" ] || return 0
+	if [ "$RT" = docker ]; then
+		case $ps_gpus in
+		*,*) cmd="--gpus '\"device=$ps_gpus\"'" ;;
+		*) cmd="--gpus '$ps_gpus'" ;;
+		esac
+		return 0
+	fi
+	case $ps_gpus in
+	all) cmd="--device 'nvidia.com/gpu=all'" ;;
+	*,*)
+		for i in $(printf '%s' "$ps_gpus" | tr , ' '); do
+			cmd="$cmd --device 'nvidia.com/gpu=$i'"
+		done ;;
+	*)
+		i=0
+		while [ "$i" -lt "$ps_gpus" ]; do
+			cmd="$cmd --device 'nvidia.com/gpu=$i'"
+			i=$((i + 1))
+		done ;;
+	esac
+}
+
+# The container could not run (status $1: 125 the engine's, 127 no mpirun
+# in the image before any rank ran).
+container_failed() {
+	[ -z "$stop" ] || return 0
+	if [ "$1" -eq 125 ] && [ -n "$ps_gpus" ] &&
+	   grep -qi 'could not select device driver\|CDI device' "$J/logs/job.err" 2>/dev/null; then
+		line=$(grep -i 'could not select device driver\|CDI device' "$J/logs/job.err" | tail -n 1 | cut -c1-200)
+		host_error no-gpu "$RT on this host cannot give the container the GPUs asked for ($ps_gpus): $line" 125
+	fi
+	[ "$1" -ne 125 ] || step_failed 125 container "$RT could not start the container"
+	if [ "$1" -eq 127 ] && ! ls "$J"/logs/rank.* >/dev/null 2>&1; then
+		host_error no-mpirun "the image has no 'mpirun' (Open MPI) on its PATH" 127
+	fi
+}
+
+run_container() {
+	RT=$ps_mode
+	C=$ps_container
+	need "$RT"
+	printf '%s\n' "$RT" > "$J/runtime"
+	printf '%s\n' "$C" > "$J/container"
+	if [ "$RT" = docker ]; then
+		stop_container() { docker rm -f "$C" >/dev/null 2>&1; }
+	else
+		stop_container() { podman rm -f -t 0 "$C" >/dev/null 2>&1; }
+	fi
+	if [ -n "$ps_login_registry" ] && [ -z "$ps_image_present" ]; then
+		# The password: first line of stdin, into a file of our own only
+		# for as long as the pull takes.
+		IFS= read -r PW || PW=''
+		AUTH="$J/.auth"
+		cleanup() { rm -rf "$AUTH"; }
+	fi
+	exec </dev/null
+	# Pinned by digest: an image already there (pulled through the
+	# engine's socket by `run`, or by an earlier job) is this one, and
+	# neither login nor pull is needed.
+	[ -n "$ps_image_present" ] || pull_image
+	# Host IPC puts every container's Open MPI shared-memory files in the
+	# host's /dev/shm, named after mpirun's pid: 1 in every container.
+	# Two jobs at once would unlink each other's files (and hang): each
+	# job gets a directory of its own there. (podman refuses --shm-size
+	# with host IPC; docker ignores it.)
+	SHM=/dev/shm/$C
+	mkdir -p "$SHM" 2>/dev/null || SHM=/dev/shm
+	cleanup
+	now > "$J/launched"
+	set_state running
+	set -- "$RT" run --name "$C" --network host --ipc host \
+		-v "$J/logs:/pystrib/job/logs" -v "$J/results:/pystrib/job/results" \
+		-e PYSTRIB_JOB_DIR=/pystrib/job -e PYSTRIB_RESULTS=/pystrib/job/results \
+		-e "PYSTRIB_JOB_ID=$ps_id" -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+		-e "OMPI_MCA_btl_vader_backing_directory=$SHM"
+	if [ -n "$ps_gpus" ]; then
+		# Inside, CUDA numbers the devices it was given from 0: the
+		# bootstrap deals out that many, not the host's indexes.
+		container_gpus
+		gpu_flags
+		eval "set -- \"\$@\" -e \"PYSTRIB_GPUS=\$G\" $cmd"
+	fi
+	env_flags
+	eval "set -- \"\$@\" $E"
+	set -- "$@" "$ps_image"
+	ranks --allow-run-as-root "$ps_bootstrap" "$ps_cell" "$@"
+}
+
+# The words of $ps_env in $e1, $e2 ..., and E: -e "$e1" -e "$e2" ... for eval.
+env_flags() {
+	eval "set -- $ps_env"
+	E='' i=0
+	for kv; do
+		i=$((i + 1))
+		eval "e$i=\$kv"
+		E="$E -e \"\$e$i\""
+	done
+}
+
+# --- engine: in the job's container, which the engine started ----------
+
+# The environment and mounts are the container's own
+# (launch_engine_config); this script runs mpirun itself.
+run_inside() {
+	exec </dev/null
+	printf 'docker\n' > "$J/runtime"
+	C=$ps_container
+	printf '%s\n' "$C" > "$J/container"
+	SHM=/dev/shm/$C
+	mkdir -p "$SHM" 2>/dev/null || SHM=/dev/shm
+	export OMPI_MCA_btl_vader_backing_directory="$SHM"
+	root_flag=''
+	if [ "$(id -u)" = 0 ]; then
+		root_flag=--allow-run-as-root
+		export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+	fi
+	cd "${ps_workdir:-/}" || host_error workdir "the image's working directory is missing" 125
+	command -v mpirun >/dev/null 2>&1 ||
+		host_error no-mpirun "the image has no 'mpirun' (Open MPI) on its PATH" 127
+	now > "$J/launched"
+	set_state running
+	ranks "$root_flag" "$ps_bootstrap" "$ps_cell"
+}
+
+# --- none: the host's own mpirun and python ----------------------------
+
+run_host() {
+	exec </dev/null
+	printf 'none\n' > "$J/runtime"
+	set_state running
+	tar -xzf "$ps_cell_layer" --strip-components=1 ||
+		step_failed 125 setup "cannot unpack the cell's layer '$ps_cell_layer'"
+	if [ -n "$ps_project_layer" ]; then
+		tar -xzf "$ps_project_layer" --strip-components=1 ||
+			step_failed 125 setup "cannot unpack the project's layer '$ps_project_layer'"
+	fi
+	export PYSTRIB_JOB_DIR="$J" PYSTRIB_RESULTS="$J/results" PYSTRIB_JOB_ID="$ps_id"
+	eval "set -- $ps_image_env"
+	for kv; do
+		v=${kv#*=}
+		case $v in /pystrib*) jpath "$v"; v=$P ;; esac
+		export "${kv%%=*}=$v"
+	done
+	[ -z "$ps_gpus" ] || export PYSTRIB_GPUS="$ps_gpus"
+	eval "set -- $ps_env"
+	for kv; do export "$kv"; done
+	root_flag=''
+	if [ "$(id -u)" = 0 ]; then
+		root_flag=--allow-run-as-root
+		export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+	fi
+	if [ -n "$ps_setup" ]; then
+		sh -n -c "$ps_setup" 2>>"$J/logs/job.err" ||
+			host_error setup "[remote] setup is not valid shell: $(last_err)" 2
+		# [remote] setup, as written in the configuration, in this shell:
+		# what it exports or where it goes, the ranks get.
+		eval "$ps_setup"
+	fi
+	jpath "${ps_workdir:-/pystrib/cell}"
+	cd "$P" || host_error workdir "the image's working directory '${ps_workdir:-/pystrib/cell}' is missing" 125
+	need mpirun
+	need "$ps_python"
+	now > "$J/launched"
+	jpath "$ps_bootstrap"
+	boot=$P
+	jpath "$ps_cell"
+	ranks "$root_flag" "$boot" "$P"
+}
+
+case $ps_mode in
+docker|podman) run_container ;;
+engine) run_inside ;;
+none) run_host ;;
+*) host_error host "unknown runtime '$ps_mode'" 2 ;;
+esac
