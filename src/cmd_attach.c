@@ -116,7 +116,7 @@ int cmd_attach(int argc, char **argv)
 		goto out;
 	}
 	/* A directory removed meanwhile has nothing left to fetch. */
-	if (!(f.state && !strcmp(f.state, "lost") && f.reason && strstr(f.reason, "job directory")) &&
+	if (f.code != REASON_DIR_GONE &&
 	    fetch(conn, dir, dest, cfg.remote.reconnect_timeout) == 0)
 		results = dest;
 	ret = report(&r, &f, results);

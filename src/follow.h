@@ -142,21 +142,4 @@ int follow_feed(struct follow *f, const char *data, size_t len);
  */
 const char *follow_err_tail(struct follow *f, int rank, int lines);
 
-/*
- * The rank to blame for a failed job: the first that failed on its own
- * (an exit code above 0 that is not 130, 137 or 143, the codes of a rank
- * mpirun or a stop killed), else the first with any other code, else -1.
- */
-int follow_failed_rank(const struct follow *f);
-
-/*
- * The end of `run` and `attach`: with --json the `done` event, else on
- * stderr the job's state, each rank's exit code and duration, the image
- * and the results (each when not NULL) and, for a failure (code 1, or 3
- * or 4 when the job is not lost), `tail`: the end of rank `bad`'s stderr,
- * or of logs/job.err when bad < 0.
- */
-void follow_summary(const struct follow *f, const char *id, int code, int bad,
-		    const char *image, const char *results, const char *tail);
-
 #endif
