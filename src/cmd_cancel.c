@@ -6,7 +6,10 @@
 #include "commands.h"
 #include "config.h"
 #include "error.h"
+#include "jobarg.h"
 #include "jobrec.h"
+#include "jobremote.h"
+#include "jobstate.h"
 #include "log.h"
 #include "remote_job.h"
 #include "ssh.h"
@@ -59,7 +62,7 @@ int cmd_cancel(int argc, char **argv)
 		ret = error_report();
 		goto out;
 	}
-	if (jobrec_state_final(r.state)) {
+	if (job_state_final(r.state)) {
 		if (!log_json)
 			printf("job %s had already ended: %s%s%s%s\n", r.id, r.state,
 			       r.state_reason ? " (" : "", r.state_reason ? r.state_reason : "",

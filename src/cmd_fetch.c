@@ -8,7 +8,10 @@
 #include "commands.h"
 #include "config.h"
 #include "error.h"
+#include "jobarg.h"
 #include "jobrec.h"
+#include "jobremote.h"
+#include "jobstate.h"
 #include "log.h"
 #include "results.h"
 #include "ssh.h"
@@ -75,7 +78,7 @@ int cmd_fetch(int argc, char **argv)
 		ret = error_report();
 		goto out;
 	}
-	if (!jobrec_state_final(r.state))
+	if (!job_state_final(r.state))
 		log_warn("job '%s' is still %s: fetching what it has written so far", r.id,
 			 r.state ? r.state : "running");
 	dest = jobrec_results_dir(&r, &cfg, want);

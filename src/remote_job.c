@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "embedded.h"
 #include "error.h"
+#include "jobstate.h"
 #include "launch.h"
 #include "log.h"
 #include "shquote.h"
@@ -165,15 +166,6 @@ void remote_job_state_release(struct remote_job_state *st)
 	memset(st, 0, sizeof(*st));
 }
 
-int remote_job_state_final(const char *s)
-{
-	static const char *const finals[] = { "succeeded", "failed", "timeout", "cancelled", "lost" };
-	for (size_t i = 0; s && i < ARRAY_SIZE(finals); i++)
-		if (!strcmp(s, finals[i]))
-			return 1;
-	return 0;
-}
-
 /* The value after "key " on its line of out, or NULL. */
 static const char *field(const char *out, const char *key, size_t *len)
 {
@@ -274,7 +266,7 @@ int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state
 		free(st->reason);
 		st->reason = NULL;
 	}
-	if (!remote_job_state_final(st->state) && field_num(out.ptr, "alive", 1) == 0 &&
+	if (!job_state_final(st->state) && field_num(out.ptr, "alive", 1) == 0 &&
 	    strcmp(st->state, "submitted")) {
 		free(st->state);
 		free(st->reason);

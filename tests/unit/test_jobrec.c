@@ -1,6 +1,7 @@
 /*
  * Unit tests for jobrec.c: ids, save/load round trips (unknown fields
- * kept), listing newest first, resolving JOB arguments with their errors,
+ * kept), listing newest first; jobarg.c: resolving JOB arguments with their
+ * errors; jobremote.c: applying a remote's state, the job's target;
  * and several processes writing records at once (fork): every record must
  * be complete and valid JSON afterwards, and read-modify-write updates of
  * one record must lose none of the changes.
@@ -23,7 +24,9 @@
 #include "buf.h"
 #include "config.h"
 #include "error.h"
+#include "jobarg.h"
 #include "jobrec.h"
+#include "jobremote.h"
 #include "remote_job.h"
 #include "ssh.h"
 #include "testutil.h"
