@@ -21,7 +21,7 @@ const char cmd_config_help[] =
 	"\n"
 	"options:\n"
 	"  -r, --remote NAME   resolve the [remote.NAME] section instead of [remote]\n"
-	"      --json          print the settings as JSON (also a global option)\n"
+	"      --json          print the settings as JSON (the global option)\n"
 	"  -h, --help          show this help\n"
 	"\n"
 	"examples:\n"
@@ -32,7 +32,6 @@ int cmd_config(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "remote", required_argument, 0, 'r' },
-		{ "json", no_argument, 0, 'J' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -45,7 +44,6 @@ int cmd_config(int argc, char **argv)
 		case CLI_HELP: return 0;
 		case CLI_ERROR: return PS_EXIT_USAGE;
 		case 'r': remote = optarg; break;
-		case 'J': log_json = 1; break;
 		}
 	}
 	const char *verb = optind < argc ? argv[optind] : NULL;
