@@ -3,6 +3,8 @@
 
 #include <getopt.h>
 
+struct cmd_ctx;
+
 /*
  * The command table lives in main.c, built from commands.h. Each
  * subcommand is one file, src/cmd_<verb>.c, exporting `int
@@ -14,13 +16,15 @@
 struct cli_command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
+	unsigned needs;		/* enum cmd_needs (cmdctx.h): what cmd_setup provides */
 	const char *summary;	/* one line for `pystrib --help` */
 	const char *help;	/* the full text */
 };
 
-/* Global options, set by main and cli_getopt before the command acts. */
+/* Global options and the running command's context, set by main. */
 struct cli_globals {
 	const char *config_file;	/* -c FILE */
+	struct cmd_ctx *ctx;		/* the running command's, from its needs */
 };
 extern struct cli_globals cli;
 

@@ -5,11 +5,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
 #include "follow.h"
-#include "jobarg.h"
 #include "jobrec.h"
 #include "jobremote.h"
 #include "log.h"
@@ -115,40 +115,30 @@ int cmd_attach(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct jobrec r;
-	struct config cfg;
+	struct cmd_ctx *ctx = cli.ctx;
+	struct jobrec *r = &ctx->rec;
 	struct follow f;
 	struct outcome o = { NULL, NULL };
-	struct ssh_conn *conn = NULL;
 	const char *want = NULL;
-	char *dir = NULL, *dest = NULL;
-	const char *arg;
-	int c, ret, have_follow = 0;
+	char *dest = NULL;
+	int c, ret;
 
-	jobrec_init(&r);
-	memset(&cfg, 0, sizeof(cfg));
 	while ((c = cli_getopt(argc, argv, "r:", opts, cmd_attach_help)) != -1) {
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
 		if (c == 'r')
 			want = optarg;
 	}
-	if (!(arg = jobrec_job_arg(argc, argv, "attach", cmd_attach_help)))
-		return PS_EXIT_USAGE;
-	if (jobrec_open(&r, arg, cli.config_file, &cfg, &conn) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	dir = jobrec_remote_dir(&r, &cfg);
-	dest = jobrec_results_dir(&r, &cfg, want);
-	follow_init(&f, dir, r.np > 0 ? r.np : 1);
-	have_follow = 1;
-	f.reconnect_timeout = cfg.remote.reconnect_timeout;
-	if (follow_job(conn, &f) < 0) {
+	if (cmd_setup(ctx, argc, argv) < 0)
+		return cmd_report(ctx);
+	dest = jobrec_results_dir(r, &ctx->cfg, want);
+	follow_init(&f, ctx->dir, r->np > 0 ? r->np : 1);
+	f.reconnect_timeout = ctx->cfg.remote.reconnect_timeout;
+	if (follow_job(ctx->conn, &f) < 0) {
 		if (error_kind() == PS_EXIT_INTERRUPTED) {
 			error_clear();
 			fprintf(stderr, "\npystrib: detached from job %s; it goes on "
-				"(pystrib attach %s, pystrib cancel %s)\n", r.id, r.id, r.id);
+				"(pystrib attach %s, pystrib cancel %s)\n", r->id, r->id, r->id);
 			ret = PS_EXIT_INTERRUPTED;
 		} else {
 			ret = error_report();
@@ -158,20 +148,15 @@ int cmd_attach(int argc, char **argv)
 	o.f = &f;
 	/* A directory removed meanwhile has nothing left to fetch. */
 	if (!(f.state && !strcmp(f.state, "lost") && f.reason && strstr(f.reason, "job directory")) &&
-	    fetch(conn, dir, dest, cfg.remote.reconnect_timeout) == 0)
+	    fetch(ctx->conn, ctx->dir, dest, ctx->cfg.remote.reconnect_timeout) == 0)
 		o.results = dest;
-	if (jobrec_update(r.id, record, &o) < 0) {
+	if (jobrec_update(r->id, record, &o) < 0) {
 		log_warn("%s", error_message());
 		error_clear();
 	}
-	ret = summarize(&r, &f, o.results);
+	ret = summarize(r, &f, o.results);
 out:
-	if (have_follow)
-		follow_release(&f);
-	free(dir);
+	follow_release(&f);
 	free(dest);
-	ssh_conn_free(conn);
-	config_release(&cfg);
-	jobrec_release(&r);
 	return ret;
 }

@@ -4,7 +4,6 @@
 
 #include "config.h"
 #include "error.h"
-#include "jobarg.h"
 #include "jobrec.h"
 #include "jobremote.h"
 #include "jobstate.h"
@@ -254,14 +253,3 @@ void jobrec_conns_free(struct jobrec_conns *cc)
 	free(cc);
 }
 
-
-int jobrec_open(struct jobrec *r, const char *arg, const char *config_file,
-		struct config *cfg, struct ssh_conn **conn)
-{
-	if (jobrec_resolve(r, arg) < 0 || jobrec_connect(r, config_file, cfg, conn) < 0 ||
-	    jobrec_check(*conn, cfg, r) < 0)
-		return -1;
-	if (jobrec_dir_gone(r))
-		return jobrec_gone_error(r);
-	return 0;
-}

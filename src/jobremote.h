@@ -85,15 +85,6 @@ int jobrec_dir_gone(const struct jobrec *r);
 int jobrec_gone_error(const struct jobrec *r);
 
 /*
- * What attach, fetch and logs do first: jobrec_resolve(arg),
- * jobrec_connect, jobrec_check, and an error (jobrec_gone_error) when the
- * job's remote directory is gone. 0, or -1 with the error set. The caller
- * releases r, cfg and *conn either way.
- */
-int jobrec_open(struct jobrec *r, const char *arg, const char *config_file,
-		struct config *cfg, struct ssh_conn **conn);
-
-/*
  * Connections by remote, for the commands that go over many jobs (jobs,
  * gc): one connection per remote, opened on first use, a failure
  * remembered so that a remote down is tried once.

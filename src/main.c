@@ -10,13 +10,14 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
 #include "error.h"
 #include "log.h"
 #include "util.h"
 
 static const struct cli_command commands[] = {
-#define X(verb, summary) { #verb, cmd_##verb, summary, cmd_##verb##_help },
+#define X(verb, needs, summary) { #verb, cmd_##verb, needs, summary, cmd_##verb##_help },
 	PYSTRIB_COMMANDS(X)
 #undef X
 };
@@ -109,6 +110,20 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
+/* Runs the command with its context (cmdctx.h), released after it. */
+static int run_command(const struct cli_command *cmd, int argc, char **argv)
+{
+	struct cmd_ctx ctx;
+	int ret;
+
+	cmd_ctx_init(&ctx, cmd->name, cmd->help, cmd->needs);
+	cli.ctx = &ctx;
+	ret = cmd->fn(argc, argv);
+	cli.ctx = NULL;
+	cmd_ctx_release(&ctx);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -157,5 +172,5 @@ int main(int argc, char **argv)
 	if (!cmd)
 		return unknown_command(argv[0]);
 	install_interrupt_handler();
-	return cmd->fn(argc, argv);
+	return run_command(cmd, argc, argv);
 }

@@ -254,7 +254,7 @@ static void globals_cannot_be_hidden(void **state)
 static void every_command_help_needs_nothing(void **state)
 {
 	(void)state;
-#define X(verb, summary) #verb,
+#define X(verb, needs, summary) #verb,
 	static const char *const verbs[] = { PYSTRIB_COMMANDS(X) };
 #undef X
 	struct buf out = BUF_INIT, err = BUF_INIT;
