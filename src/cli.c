@@ -6,9 +6,65 @@
 #include <string.h>
 
 #include "error.h"
+#include "log.h"
 #include "util.h"
 
 struct cli_globals cli;
+
+static const char global_shorts[] = "c:v";
+static const struct option global_longs[] = {
+	{ "config", required_argument, 0, 'c' },
+	{ "verbose", no_argument, 0, 'v' },
+	{ "json", no_argument, 0, CLI_OPT_JSON },
+};
+
+int cli_global(int c, const char *arg)
+{
+	switch (c) {
+	case 'c': cli.config_file = arg; return 1;
+	case 'v': log_verbosity++; return 1;
+	case CLI_OPT_JSON: log_json = 1; return 1;
+	}
+	return 0;
+}
+
+/* The global option that the option letter or long option hides, or NULL. */
+static const char *hidden_global(int letter, const struct option *lo)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(global_longs); i++) {
+		const struct option *g = &global_longs[i];
+		if (letter ? letter == g->val
+			   : lo->val == g->val || !strcmp(lo->name, g->name))
+			return g->name;
+	}
+	return NULL;
+}
+
+int cli_opts_merge(struct cli_opts *o, const char *shorts, const struct option *longopts)
+{
+	size_t n = 0;
+	const char *g;
+
+	for (const char *p = shorts; *p; p++)
+		if (*p != ':' && *p != '+' && (g = hidden_global((unsigned char)*p, NULL)))
+			return error_set(PS_EXIT_USAGE, "internal error: option '-%c' hides the "
+					 "global '--%s'", *p, g);
+	if ((size_t)snprintf(o->shorts, sizeof(o->shorts), "%s%s", shorts, global_shorts) >=
+	    sizeof(o->shorts))
+		return error_set(PS_EXIT_USAGE, "internal error: too many options");
+	for (const struct option *lo = longopts; lo && lo->name; lo++) {
+		if ((g = hidden_global(0, lo)))
+			return error_set(PS_EXIT_USAGE, "internal error: option '--%s' hides the "
+					 "global '--%s'", lo->name, g);
+		if (n + ARRAY_SIZE(global_longs) + 1 >= ARRAY_SIZE(o->longs))
+			return error_set(PS_EXIT_USAGE, "internal error: too many options");
+		o->longs[n++] = *lo;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(global_longs); i++)
+		o->longs[n++] = global_longs[i];
+	memset(&o->longs[n], 0, sizeof(o->longs[n]));
+	return 0;
+}
 
 /* The first line of a help text, which is its usage line. */
 static void print_usage_line(const char *help)
@@ -49,15 +105,22 @@ int cli_getopt(int argc, char **argv, const char *shortopts,
 	       const struct option *longopts, const char *help)
 {
 	static const struct option help_only[] = { { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	struct cli_opts o;
 	char shorts[128];
-	/* Leading ':' makes getopt report a missing argument as ':'; '+' stops at the first operand only after "--". */
-	snprintf(shorts, sizeof(shorts), ":%sh", shortopts);
-	const struct option *lo = longopts ? longopts : help_only;
+	int c, idx;
 
+	/* Leading ':' makes getopt report a missing argument as ':'. */
+	snprintf(shorts, sizeof(shorts), ":%sh", shortopts);
+	if (cli_opts_merge(&o, shorts, longopts ? longopts : help_only) < 0) {
+		error_report();
+		return CLI_ERROR;
+	}
 	opterr = 0;
-	int idx = -1;
-	int c = getopt_long(argc, argv, shorts, lo, &idx);
-	if (c == 'h' || (c == 0 && idx >= 0 && !strcmp(lo[idx].name, "help"))) {
+	do {
+		idx = -1;
+		c = getopt_long(argc, argv, o.shorts, o.longs, &idx);
+	} while (cli_global(c, optarg));
+	if (c == 'h' || (c == 0 && idx >= 0 && !strcmp(o.longs[idx].name, "help"))) {
 		fputs(help, stdout);
 		return CLI_HELP;
 	}
@@ -70,7 +133,7 @@ int cli_getopt(int argc, char **argv, const char *shortopts,
 			else
 				cli_usage_error(help, "option '-%c' needs a value", optopt);
 		} else if (is_long) {
-			const char *near = nearest_option(arg, lo);
+			const char *near = nearest_option(arg, o.longs);
 			if (near)
 				cli_usage_error(help, "unknown option '%s'; did you mean '--%s'?", arg, near);
 			else

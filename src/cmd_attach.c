@@ -5,11 +5,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
 #include "follow.h"
+#include "jobfmt.h"
 #include "jobrec.h"
+#include "jobremote.h"
 #include "log.h"
 #include "outcome.h"
 #include "ref.h"
@@ -33,9 +36,10 @@ const char cmd_attach_help[] =
 	"                      results went before, else [job] results/<id>)\n"
 	"  -h, --help          show this help\n"
 	"\n"
-	"exit codes: 0 the job succeeded, 1 a rank failed (or it was cancelled),\n"
-	"4 the job is lost or its host cannot be reached, 5 it timed out,\n"
-	"130 detached with Ctrl-C.\n"
+	"exit codes, as run's for the same job: 0 the job succeeded, 1 a rank\n"
+	"failed, 3 the host's pull was refused by the registry, 4 the host could\n"
+	"not run it, the job is lost or its host cannot be reached, 5 it timed out,\n"
+	"130 it was cancelled, or Ctrl-C detached from it.\n"
 	"\n"
 	"With the global --json: output, rank_exit, status, results and done events.\n"
 	"\n"
@@ -75,40 +79,29 @@ int cmd_attach(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct jobrec r;
-	struct config cfg;
+	struct cmd_ctx *ctx = cli.ctx;
+	struct jobrec *r = &ctx->rec;
 	struct follow f;
-	const char *results = NULL;
-	struct ssh_conn *conn = NULL;
-	const char *want = NULL;
-	char *dir = NULL, *dest = NULL;
-	const char *arg;
-	int c, ret, have_follow = 0;
+	const char *want = NULL, *results = NULL;
+	char *dest = NULL;
+	int c, ret;
 
-	jobrec_init(&r);
-	memset(&cfg, 0, sizeof(cfg));
 	while ((c = cli_getopt(argc, argv, "r:", opts, cmd_attach_help)) != -1) {
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
 		if (c == 'r')
 			want = optarg;
 	}
-	if (!(arg = jobrec_job_arg(argc, argv, "attach", cmd_attach_help)))
-		return PS_EXIT_USAGE;
-	if (jobrec_open(&r, arg, cli.config_file, &cfg, &conn) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	dir = jobrec_remote_dir(&r, &cfg);
-	dest = jobrec_results_dir(&r, &cfg, want);
-	follow_init(&f, dir, r.np > 0 ? r.np : 1);
-	have_follow = 1;
-	f.reconnect_timeout = cfg.remote.reconnect_timeout;
-	if (follow_job(conn, &f) < 0) {
+	if (cmd_setup(ctx, argc, argv) < 0)
+		return cmd_report(ctx);
+	dest = jobrec_results_dir(r, &ctx->cfg, want);
+	follow_init(&f, ctx->dir, r->np > 0 ? r->np : 1);
+	f.reconnect_timeout = ctx->cfg.remote.reconnect_timeout;
+	if (follow_job(ctx->conn, &f) < 0) {
 		if (error_kind() == PS_EXIT_INTERRUPTED) {
 			error_clear();
 			fprintf(stderr, "\npystrib: detached from job %s; it goes on "
-				"(pystrib attach %s, pystrib cancel %s)\n", r.id, r.id, r.id);
+				"(pystrib attach %s, pystrib cancel %s)\n", r->id, r->id, r->id);
 			ret = PS_EXIT_INTERRUPTED;
 		} else {
 			ret = error_report();
@@ -117,16 +110,11 @@ int cmd_attach(int argc, char **argv)
 	}
 	/* A directory removed meanwhile has nothing left to fetch. */
 	if (f.code != REASON_DIR_GONE &&
-	    fetch(conn, dir, dest, cfg.remote.reconnect_timeout) == 0)
+	    fetch(ctx->conn, ctx->dir, dest, ctx->cfg.remote.reconnect_timeout) == 0)
 		results = dest;
-	ret = report(&r, &f, results);
+	ret = report(r, &f, results);
 out:
-	if (have_follow)
-		follow_release(&f);
-	free(dir);
+	follow_release(&f);
 	free(dest);
-	ssh_conn_free(conn);
-	config_release(&cfg);
-	jobrec_release(&r);
 	return ret;
 }

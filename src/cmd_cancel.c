@@ -3,13 +3,14 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
-#include "config.h"
 #include "error.h"
 #include "jobrec.h"
+#include "jobremote.h"
+#include "jobstate.h"
 #include "log.h"
 #include "remote_job.h"
-#include "ssh.h"
 #include "util.h"
 
 const char cmd_cancel_help[] =
@@ -35,62 +36,39 @@ int cmd_cancel(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct jobrec r;
-	struct config cfg;
-	struct ssh_conn *conn = NULL;
-	char *dir = NULL, *final = NULL;
-	const char *arg;
-	int c, ret;
+	struct cmd_ctx *ctx = cli.ctx;
+	struct jobrec *r = &ctx->rec;
+	char *final = NULL;
+	int c;
 
-	jobrec_init(&r);
-	memset(&cfg, 0, sizeof(cfg));
 	while ((c = cli_getopt(argc, argv, "", opts, cmd_cancel_help)) != -1)
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
-	if (!(arg = jobrec_job_arg(argc, argv, "cancel", cmd_cancel_help)))
-		return PS_EXIT_USAGE;
-	if (jobrec_resolve(&r, arg) < 0)
-		return error_report();
-	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	if (jobrec_check(conn, &cfg, &r) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	if (jobrec_state_final(r.state)) {
+	/* A job whose directory is gone is `lost`: ended, said so below. */
+	if (cmd_setup(ctx, argc, argv) < 0)
+		return cmd_report(ctx);
+	if (job_state_final(r->state)) {
 		if (!log_json)
-			printf("job %s had already ended: %s%s%s%s\n", r.id, r.state,
-			       r.state_reason ? " (" : "", r.state_reason ? r.state_reason : "",
-			       r.state_reason ? ")" : "");
-		event_emit("done", "{s:s,s:s,s:i}", "id", r.id, "state", r.state, "exit_code",
-			   r.exit_code);
-		ret = 0;
-		goto out;
+			printf("job %s had already ended: %s%s%s%s\n", r->id, r->state,
+			       r->state_reason ? " (" : "", r->state_reason ? r->state_reason : "",
+			       r->state_reason ? ")" : "");
+		event_emit("done", "{s:s,s:s,s:i}", "id", r->id, "state", r->state, "exit_code",
+			   r->exit_code);
+		return 0;
 	}
-	dir = jobrec_remote_dir(&r, &cfg);
-	if (remote_job_cancel(conn, dir, "cancelled", &final) < 0) {
-		ret = error_report();
-		goto out;
-	}
+	if (remote_job_cancel(ctx->conn, ctx->dir, "cancelled", &final) < 0)
+		return error_report();
 	/* The record gets the whole final picture: exit codes, times. */
-	if (jobrec_check(conn, &cfg, &r) < 0) {
+	if (jobrec_check(ctx->conn, &ctx->cfg, r) < 0) {
 		log_warn("%s", error_message());
 		error_clear();
 	}
 	if (!log_json && !strcmp(final, "cancelled"))
-		printf("job %s cancelled\n", r.id);
+		printf("job %s cancelled\n", r->id);
 	else if (!log_json)
-		printf("job %s ended meanwhile: %s\n", r.id, final);
-	event_emit("done", "{s:s,s:s,s:i}", "id", r.id, "state", final, "exit_code",
-		   r.exit_code);
-	ret = 0;
-out:
+		printf("job %s ended meanwhile: %s\n", r->id, final);
+	event_emit("done", "{s:s,s:s,s:i}", "id", r->id, "state", final, "exit_code",
+		   r->exit_code);
 	free(final);
-	free(dir);
-	ssh_conn_free(conn);
-	config_release(&cfg);
-	jobrec_release(&r);
-	return ret;
+	return 0;
 }

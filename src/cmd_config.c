@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
@@ -21,7 +22,7 @@ const char cmd_config_help[] =
 	"\n"
 	"options:\n"
 	"  -r, --remote NAME   resolve the [remote.NAME] section instead of [remote]\n"
-	"      --json          print the settings as JSON (also a global option)\n"
+	"      --json          print the settings as JSON (the global option)\n"
 	"  -h, --help          show this help\n"
 	"\n"
 	"examples:\n"
@@ -32,20 +33,17 @@ int cmd_config(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "remote", required_argument, 0, 'r' },
-		{ "json", no_argument, 0, 'J' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	const char *remote = NULL;
-	int c, ret;
-	struct config cfg;
+	struct cmd_ctx *ctx = cli.ctx;
+	int c, ret = 0;
 
 	while ((c = cli_getopt(argc, argv, "r:", opts, cmd_config_help)) != -1) {
 		switch (c) {
 		case CLI_HELP: return 0;
 		case CLI_ERROR: return PS_EXIT_USAGE;
-		case 'r': remote = optarg; break;
-		case 'J': log_json = 1; break;
+		case 'r': ctx->remote = optarg; break;
 		}
 	}
 	const char *verb = optind < argc ? argv[optind] : NULL;
@@ -54,20 +52,16 @@ int cmd_config(int argc, char **argv)
 						     : "config needs a verb: show or get", verb);
 	if (!strcmp(verb, "get") && optind + 2 != argc)
 		return cli_usage_error(cmd_config_help, "config get takes one SECTION.KEY");
-
-	if (config_load(&cfg, cli.config_file, remote) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	ret = 0;
+	if (cmd_setup(ctx, argc, argv) < 0)
+		return cmd_report(ctx);
 	if (!strcmp(verb, "show")) {
-		config_show(&cfg, stdout, log_json);
+		config_show(&ctx->cfg, stdout, log_json);
 	} else {
 		const char *name = argv[optind + 1];
-		if (!config_origin(&cfg, name)) {
+		if (!config_origin(&ctx->cfg, name)) {
 			ret = cli_usage_error(cmd_config_help, "unknown setting '%s'", name);
 		} else {
-			const char *v = config_get(&cfg, name);
+			const char *v = config_get(&ctx->cfg, name);
 			/* Secrets are not printed here either: only whether one is set. */
 			if (!strcmp(name, "registry.password") && v)
 				v = "***";
@@ -77,7 +71,5 @@ int cmd_config(int argc, char **argv)
 				ret = 1;
 		}
 	}
-out:
-	config_release(&cfg);
 	return ret;
 }

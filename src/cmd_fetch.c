@@ -5,13 +5,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
 #include "jobrec.h"
+#include "jobremote.h"
+#include "jobstate.h"
 #include "log.h"
 #include "results.h"
-#include "ssh.h"
 #include "util.h"
 
 const char cmd_fetch_help[] =
@@ -51,54 +53,42 @@ int cmd_fetch(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct jobrec r;
-	struct config cfg;
-	struct ssh_conn *conn = NULL;
+	struct cmd_ctx *ctx = cli.ctx;
+	struct jobrec *r = &ctx->rec;
 	struct results_stats st = { 0 };
 	const char *want = NULL;
-	char *dest = NULL, *dir = NULL;
-	const char *arg;
+	char *dest = NULL;
 	int c, ret;
 
-	jobrec_init(&r);
-	memset(&cfg, 0, sizeof(cfg));
 	while ((c = cli_getopt(argc, argv, "r:", opts, cmd_fetch_help)) != -1) {
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
 		if (c == 'r')
 			want = optarg;
 	}
-	if (!(arg = jobrec_job_arg(argc, argv, "fetch", cmd_fetch_help)))
-		return PS_EXIT_USAGE;
 	/* A job lost otherwise (its script killed) still has files to fetch. */
-	if (jobrec_open(&r, arg, cli.config_file, &cfg, &conn) < 0) {
+	if (cmd_setup(ctx, argc, argv) < 0)
+		return cmd_report(ctx);
+	if (!job_state_final(r->state))
+		log_warn("job '%s' is still %s: fetching what it has written so far", r->id,
+			 r->state ? r->state : "running");
+	dest = jobrec_results_dir(r, &ctx->cfg, want);
+	if (results_fetch_retry(ctx->conn, ctx->dir, dest, NULL, &st,
+				ctx->cfg.remote.reconnect_timeout) < 0) {
 		ret = error_report();
 		goto out;
 	}
-	if (!jobrec_state_final(r.state))
-		log_warn("job '%s' is still %s: fetching what it has written so far", r.id,
-			 r.state ? r.state : "running");
-	dest = jobrec_results_dir(&r, &cfg, want);
-	dir = jobrec_remote_dir(&r, &cfg);
-	if (results_fetch_retry(conn, dir, dest, NULL, &st, cfg.remote.reconnect_timeout) < 0) {
-		ret = error_report();
-		goto out;
-	}
-	if (jobrec_update(r.id, set_results, dest) < 0) {
+	if (jobrec_update(r->id, set_results, dest) < 0) {
 		log_warn("%s", error_message());
 		error_clear();
 	}
 	if (!log_json)
-		printf("results of job %s in %s (%llu file%s, %llu bytes%s)\n", r.id, dest,
+		printf("results of job %s in %s (%llu file%s, %llu bytes%s)\n", r->id, dest,
 		       (unsigned long long)st.files, st.files == 1 ? "" : "s",
 		       (unsigned long long)st.bytes,
 		       st.rejected ? ", some entries refused: see the warnings" : "");
 	ret = 0;
 out:
 	free(dest);
-	free(dir);
-	ssh_conn_free(conn);
-	config_release(&cfg);
-	jobrec_release(&r);
 	return ret;
 }

@@ -9,7 +9,10 @@
 #include "config.h"
 #include "context.h"
 #include "error.h"
+#include "jobfmt.h"
 #include "jobrec.h"
+#include "jobremote.h"
+#include "jobstate.h"
 #include "log.h"
 #include "shquote.h"
 #include "ssh.h"
@@ -97,16 +100,16 @@ static int gc_one(struct gc *g, struct jobrec *r)
 	int kind, ret = -1;
 
 	/* Ended recently: not a candidate, and no connection needed. */
-	if (jobrec_state_final(r->state) && ended_at(r) > g->cutoff)
+	if (job_state_final(r->state) && ended_at(r) > g->cutoff)
 		return 0;
 	conn = jobrec_conns_get(g->cc, r, &cfg, &why, &kind);
-	if (conn && !jobrec_state_final(r->state) && jobrec_check(conn, cfg, r) < 0) {
+	if (conn && !job_state_final(r->state) && jobrec_check(conn, cfg, r) < 0) {
 		log_warn("kept job '%s': %s", r->id, error_message());
 		error_clear();
 		g->kept_unreachable++;
 		return 0;
 	}
-	if (!jobrec_state_final(r->state)) {
+	if (!job_state_final(r->state)) {
 		if (!conn) {
 			log_warn("kept job '%s' (last known %s): %s", r->id,
 				 r->state ? r->state : "unknown", why);

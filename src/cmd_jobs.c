@@ -7,7 +7,10 @@
 #include "commands.h"
 #include "config.h"
 #include "error.h"
+#include "jobfmt.h"
 #include "jobrec.h"
+#include "jobremote.h"
+#include "jobstate.h"
 #include "buf.h"
 #include "log.h"
 #include "util.h"
@@ -46,7 +49,7 @@ static double duration_of(const struct jobrec *r)
 		return -1;
 	if (r->ended > 0)
 		return r->ended - r->started;
-	if (jobrec_state_final(r->state))
+	if (job_state_final(r->state))
 		return -1;
 	return now_wall() - r->started;
 }
@@ -116,7 +119,7 @@ int cmd_jobs(int argc, char **argv)
 			continue;
 		}
 		shown++;
-		if (!jobrec_state_final(r->state)) {
+		if (!job_state_final(r->state)) {
 			conn = jobrec_conns_get(cc, r, &cfg, &why, &kind);
 			if (conn && jobrec_check(conn, cfg, r) < 0) {
 				why = error_message();

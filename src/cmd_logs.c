@@ -3,13 +3,13 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
-#include "config.h"
 #include "error.h"
 #include "follow.h"
 #include "jobrec.h"
+#include "jobremote.h"
 #include "log.h"
-#include "ssh.h"
 #include "util.h"
 
 const char cmd_logs_help[] =
@@ -44,17 +44,12 @@ int cmd_logs(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct jobrec r;
-	struct config cfg;
+	struct cmd_ctx *ctx = cli.ctx;
+	struct jobrec *r = &ctx->rec;
 	struct follow f;
-	struct ssh_conn *conn = NULL;
-	char *dir = NULL;
 	long rank = -1;
-	const char *arg;
-	int c, ret, follow = 0, streams = 0, have_follow = 0;
+	int c, ret, follow = 0, streams = 0;
 
-	jobrec_init(&r);
-	memset(&cfg, 0, sizeof(cfg));
 	while ((c = cli_getopt(argc, argv, "fr:eo", opts, cmd_logs_help)) != -1) {
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
@@ -67,34 +62,21 @@ int cmd_logs(int argc, char **argv)
 		else if (c == 'o')
 			streams |= FOLLOW_STDOUT;
 	}
-	if (!(arg = jobrec_job_arg(argc, argv, "logs", cmd_logs_help)))
-		return PS_EXIT_USAGE;
-	if (jobrec_open(&r, arg, cli.config_file, &cfg, &conn) < 0) {
-		if (jobrec_dir_gone(&r) && r.results)
-			error_hint("the logs fetched before are in '%s/logs'", r.results);
-		ret = error_report();
-		goto out;
+	if (cmd_setup(ctx, argc, argv) < 0) {
+		if (jobrec_dir_gone(r) && r->results)
+			error_hint("the logs fetched before are in '%s/logs'", r->results);
+		return cmd_report(ctx);
 	}
-	if (rank >= r.np && r.np > 0) {
-		ret = cli_usage_error(cmd_logs_help, "job '%s' has ranks 0 to %d, not %ld", r.id,
-				      r.np - 1, rank);
-		goto out;
-	}
-	dir = jobrec_remote_dir(&r, &cfg);
-	follow_init(&f, dir, r.np > 0 ? r.np : 1);
-	have_follow = 1;
+	if (rank >= r->np && r->np > 0)
+		return cli_usage_error(cmd_logs_help, "job '%s' has ranks 0 to %d, not %ld", r->id,
+				       r->np - 1, rank);
+	follow_init(&f, ctx->dir, r->np > 0 ? r->np : 1);
 	f.once = !follow;
 	f.only_rank = (int)rank;
 	f.no_prefix = rank >= 0;
 	f.streams = streams;
-	f.reconnect_timeout = cfg.remote.reconnect_timeout;
-	ret = follow_job(conn, &f) < 0 ? error_report() : 0;
-out:
-	if (have_follow)
-		follow_release(&f);
-	free(dir);
-	ssh_conn_free(conn);
-	config_release(&cfg);
-	jobrec_release(&r);
+	f.reconnect_timeout = ctx->cfg.remote.reconnect_timeout;
+	ret = follow_job(ctx->conn, &f) < 0 ? error_report() : 0;
+	follow_release(&f);
 	return ret;
 }

@@ -4,12 +4,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
-#include "config.h"
 #include "error.h"
+#include "jobfmt.h"
 #include "jobrec.h"
 #include "log.h"
-#include "ssh.h"
 #include "util.h"
 
 const char cmd_status_help[] =
@@ -111,35 +111,20 @@ int cmd_status(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct jobrec r;
-	struct config cfg;
-	struct ssh_conn *conn = NULL;
-	char *stale = NULL;
-	const char *arg;
+	struct cmd_ctx *ctx = cli.ctx;
 	int c, ret = 0;
 
-	jobrec_init(&r);
-	memset(&cfg, 0, sizeof(cfg));
 	while ((c = cli_getopt(argc, argv, "", opts, cmd_status_help)) != -1)
 		if (c == CLI_HELP || c == CLI_ERROR)
 			return c == CLI_HELP ? 0 : PS_EXIT_USAGE;
-	if (!(arg = jobrec_job_arg(argc, argv, "status", cmd_status_help)))
-		return PS_EXIT_USAGE;
-	if (jobrec_resolve(&r, arg) < 0)
-		return error_report();
-	if (jobrec_connect(&r, cli.config_file, &cfg, &conn) < 0 ||
-	    jobrec_check(conn, &cfg, &r) < 0) {
-		/* Shown anyway: the last known state is worth having. */
-		stale = xstrdup(error_message());
+	/* CONN_MAY_FAIL: a host not reached still shows the last known state. */
+	if (cmd_setup(ctx, argc, argv) < 0)
+		return cmd_report(ctx);
+	if (ctx->stale)
 		ret = error_report();
-	}
 	if (log_json)
-		emit(&r, stale);
+		emit(&ctx->rec, ctx->stale);
 	else
-		show(&r, stale);
-	free(stale);
-	ssh_conn_free(conn);
-	config_release(&cfg);
-	jobrec_release(&r);
+		show(&ctx->rec, ctx->stale);
 	return ret;
 }

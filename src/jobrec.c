@@ -12,13 +12,9 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "cli.h"
-#include "config.h"
 #include "error.h"
 #include "jobrec.h"
 #include "log.h"
-#include "remote_job.h"
-#include "ssh.h"
 
 /* A record is small; anything bigger is not ours. */
 #define JOBREC_MAX_FILE (4u << 20)
@@ -44,6 +40,7 @@ void jobrec_release(struct jobrec *r)
 	free(r->results);
 	free(r->state);
 	free(r->state_reason);
+	free(r->state_code);
 	free(r->ranks);
 	json_decref(r->extra);
 	jobrec_init(r);
@@ -81,18 +78,6 @@ void jobrec_set_np(struct jobrec *r, int np)
 	r->np = np;
 }
 
-int jobrec_state_final(const char *state)
-{
-	static const char *const finals[] = {
-		"succeeded", "failed", "timeout", "cancelled", "lost",
-	};
-	if (!state)
-		return 0;
-	for (size_t i = 0; i < ARRAY_SIZE(finals); i++)
-		if (!strcmp(state, finals[i]))
-			return 1;
-	return 0;
-}
 
 static int make_id(char *out)
 {
@@ -247,6 +232,7 @@ static json_t *to_json(const struct jobrec *r)
 	set_string(o, "results", r->results);
 	set_string(o, "state", r->state);
 	set_string(o, "state_reason", r->state_reason);
+	set_string(o, "state_code", r->state_code);
 	json_object_set_new(o, "np", json_integer(r->np));
 	set_int_or_null(o, "exit_code", r->exit_code);
 	set_time(o, "created", r->created);
@@ -313,6 +299,7 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 	r->results = get_string(o, "results");
 	r->state = get_string(o, "state");
 	r->state_reason = get_string(o, "state_reason");
+	r->state_code = get_string(o, "state_code");
 	r->exit_code = get_int(o, "exit_code", -1);
 	r->created = get_number(o, "created", 0);
 	r->started = get_number(o, "started", 0);
@@ -501,8 +488,7 @@ static int cmp_desc(const void *a, const void *b)
 	return strcmp(*(char *const *)b, *(char *const *)a);
 }
 
-/* The ids of every record file, newest first. Caller frees each and the array. */
-static int list_ids(char ***out, size_t *n)
+int jobrec_ids(char ***out, size_t *n)
 {
 	char *dir = jobrec_dir();
 	DIR *d = opendir(dir);
@@ -544,7 +530,7 @@ static int list_ids(char ***out, size_t *n)
 	return 0;
 }
 
-static void free_ids(char **ids, size_t n)
+void jobrec_ids_free(char **ids, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(ids[i]);
@@ -577,7 +563,7 @@ int jobrec_list(struct jobrec **out, size_t *n)
 	size_t nids, count = 0;
 	struct jobrec *v;
 
-	if (list_ids(&ids, &nids) < 0)
+	if (jobrec_ids(&ids, &nids) < 0)
 		return -1;
 	v = xcalloc(nids ? nids : 1, sizeof(*v));
 	for (size_t i = 0; i < nids; i++) {
@@ -590,7 +576,7 @@ int jobrec_list(struct jobrec **out, size_t *n)
 		}
 		count++;
 	}
-	free_ids(ids, nids);
+	jobrec_ids_free(ids, nids);
 	if (count > 1)
 		qsort(v, count, sizeof(*v), cmp_newest_qsort);
 	*out = v;
@@ -605,17 +591,6 @@ void jobrec_list_free(struct jobrec *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		jobrec_release(&v[i]);
 	free(v);
-}
-
-static void add_candidates(struct buf *msg, char **ids, size_t n, const char *prefix)
-{
-	size_t shown = 0;
-	for (size_t i = 0; i < n && shown < 10; i++) {
-		if (prefix && strncmp(ids[i], prefix, strlen(prefix)))
-			continue;
-		buf_addf(msg, "%s%s", shown ? ", " : "", ids[i]);
-		shown++;
-	}
 }
 
 /*
@@ -645,373 +620,23 @@ static int load_newest(struct jobrec *r, char **ids, size_t n)
 	return have ? 0 : jobrec_load(r, ids[0]);
 }
 
-int jobrec_resolve(struct jobrec *r, const char *arg)
+
+int jobrec_load_newest(struct jobrec *r)
 {
-	char **ids = NULL;
-	size_t n = 0, matches = 0, len, match = 0;
-	struct buf msg = BUF_INIT;
-	int ret = -1;
+	char **ids;
+	size_t n;
+	int ret;
 
 	jobrec_init(r);
-	if (list_ids(&ids, &n) < 0)
-		goto out;
-	if (!arg || !*arg) {
-		error_set(PS_EXIT_USAGE, "an empty job id");
-		goto hint;
-	}
-	if (!strcmp(arg, "last")) {
-		if (!n) {
-			error_set(PS_EXIT_USAGE, "no jobs yet: 'last' means nothing");
-			error_hint("submit one with 'pystrib run FILE'");
-			goto out;
-		}
-		ret = load_newest(r, ids, n);
-		goto out;
-	}
-	len = strlen(arg);
-	for (size_t i = 0; i < n; i++) {
-		if (!strncmp(ids[i], arg, len)) {
-			if (!strcmp(ids[i], arg)) {	/* exact wins */
-				matches = 1;
-				match = i;
-				break;
-			}
-			if (!matches++)
-				match = i;
-		}
-	}
-	if (matches == 1) {
-		ret = jobrec_load(r, ids[match]);
-		goto out;
-	}
-	if (matches > 1) {
-		add_candidates(&msg, ids, n, arg);
-		error_set(PS_EXIT_USAGE, "job '%s' is ambiguous: %zu jobs match (%s%s)", arg,
-			  matches, msg.ptr, matches > 10 ? ", ..." : "");
-		error_hint("give more characters of the id");
-		goto out;
-	}
-	error_set(PS_EXIT_USAGE, "no job '%s'", arg);
-hint:
+	if (jobrec_ids(&ids, &n) < 0)
+		return -1;
 	if (n) {
-		add_candidates(&msg, ids, n, NULL);
-		error_hint("known jobs, newest first: %s%s; 'last' is the newest", msg.ptr,
-			   n > 10 ? ", ..." : "");
+		ret = load_newest(r, ids, n);
 	} else {
 		char *dir = jobrec_dir();
-		error_hint("there are no job records in '%s'", dir);
+		ret = error_set(PS_EXIT_USAGE, "no job records in '%s'", dir);
 		free(dir);
 	}
-out:
-	buf_release(&msg);
-	free_ids(ids, n);
+	jobrec_ids_free(ids, n);
 	return ret;
-}
-
-int jobrec_target(const struct jobrec *r, const char *config_file,
-		  struct config *cfg, struct ssh_target *t)
-{
-	if (config_load(cfg, config_file, NULL) < 0)
-		return -1;
-	if (r->remote) {
-		const char **names = config_remote_names(cfg);
-		int found = 0;
-		for (size_t i = 0; names[i] && !found; i++)
-			found = !strcmp(names[i], r->remote);
-		free(names);
-		if (!found) {
-			error_set(PS_EXIT_USAGE,
-				  "job '%s' ran on remote '%s', which is no longer configured in %s",
-				  r->id, r->remote, cfg->file ? cfg->file : "any config file");
-			return error_hint("add a [remote.%s] section back to reach the job%s%s%s",
-					  r->remote, r->host_name ? " (it was on " : "",
-					  r->host_name ? r->host_name : "",
-					  r->host_name ? ")" : "");
-		}
-		config_release(cfg);
-		if (config_load(cfg, config_file, r->remote) < 0)
-			return -1;
-	}
-	if (r->host) {
-		/* Identity and known_hosts still come from the configuration. */
-		if (ssh_target_from_config(t, cfg) < 0)
-			error_clear();
-		return ssh_target_parse(t, r->host);
-	}
-	return ssh_target_from_config(t, cfg);
-}
-
-char *jobrec_remote_dir(const struct jobrec *r, const struct config *cfg)
-{
-	if (r->jobdir && *r->jobdir)
-		return xstrdup(r->jobdir);
-	return remote_job_dir(cfg ? cfg->remote.workdir : NULL, r->id);
-}
-
-/* An absolute form of path (relative to the working directory). Caller frees. */
-static char *absolute(const char *path)
-{
-	char cwd[4096];
-	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
-		return xstrdup(path);
-	return xstrfmt("%s/%s", cwd, path);
-}
-
-char *jobrec_results_dir(const struct jobrec *r, const struct config *cfg, const char *want)
-{
-	char *rel, *home, *dest;
-
-	if (want)
-		return absolute(want);
-	if (r->results)
-		return xstrdup(r->results);
-	rel = xstrfmt("%s/%s", cfg->job.results ? cfg->job.results : "pystrib-results", r->id);
-	home = expand_home(rel);
-	dest = absolute(home);
-	free(home);
-	free(rel);
-	return dest;
-}
-
-int jobrec_connect(const struct jobrec *r, const char *config_file, struct config *cfg,
-		   struct ssh_conn **out)
-{
-	struct ssh_target t = SSH_TARGET_INIT;
-	int ret;
-
-	ret = jobrec_target(r, config_file, cfg, &t);
-	if (ret == 0)
-		ret = ssh_conn_open(out, &t, 0);
-	ssh_target_release(&t);
-	return ret;
-}
-
-void jobrec_apply_state(struct jobrec *r, const struct remote_job_state *st)
-{
-	/*
-	 * A job known to have ended keeps its outcome when its directory is
-	 * removed afterwards; only the reason says it is gone. And a state
-	 * never goes back from an outcome: a read that began before another
-	 * process recorded the end (`jobs` beside `run`) may be applied after
-	 * it. (`lost` is no outcome: a directory seen again is followed again.)
-	 */
-	int ended = jobrec_state_final(r->state) && strcmp(r->state, "lost");
-	int gone = ended && !strcmp(st->state, "lost");
-	int stale = ended && !jobrec_state_final(st->state);
-
-	if (stale)
-		return;
-	if (!gone)
-		jobrec_set(&r->state, st->state);
-	jobrec_set(&r->state_reason, st->reason);
-	if (st->exit_code >= 0)
-		r->exit_code = st->exit_code;
-	if (st->started > 0)
-		r->started = st->started;
-	if (st->ended > 0)
-		r->ended = st->ended;
-	if (st->np > r->np)
-		jobrec_set_np(r, st->np);
-	for (int i = 0; i < st->np && i < r->np; i++) {
-		if (st->rank_exit[i] < 0)
-			continue;
-		r->ranks[i].exit_code = st->rank_exit[i];
-		if (st->rank_ended[i] > 0 && r->started > 0 && st->rank_ended[i] >= r->started)
-			r->ranks[i].duration = st->rank_ended[i] - r->started;
-	}
-	r->checked = now_wall();
-}
-
-int jobrec_dir_gone(const struct jobrec *r)
-{
-	const char *why = r->state_reason;
-	return why && strstr(why, "job directory") &&
-	       (strstr(why, "is gone") || strstr(why, "was removed"));
-}
-
-int jobrec_gone_error(const struct jobrec *r)
-{
-	if (r->state && strcmp(r->state, "lost"))
-		error_set(PS_EXIT_REMOTE, "job '%s' (%s) has no directory on the remote any more: %s",
-			  r->id, r->state, r->state_reason);
-	else
-		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r->id,
-			  r->state_reason ? r->state_reason : "its directory is gone");
-	if (r->results)
-		error_hint("what was fetched before is in '%s'", r->results);
-	return -1;
-}
-
-static int apply_cb(struct jobrec *r, void *ctx)
-{
-	jobrec_apply_state(r, ctx);
-	return 0;
-}
-
-int jobrec_refresh(const char *id, const struct remote_job_state *st)
-{
-	return jobrec_update(id, apply_cb, (void *)st);
-}
-
-int jobrec_check(struct ssh_conn *c, const struct config *cfg, struct jobrec *r)
-{
-	struct remote_job_state st;
-	char *dir = jobrec_remote_dir(r, cfg);
-	int ret;
-
-	ret = remote_job_read(c, dir, &st);
-	free(dir);
-	if (ret < 0)
-		return ret;
-	jobrec_apply_state(r, &st);
-	if (jobrec_refresh(r->id, &st) < 0) {
-		/* The table still shows the fresh state; the record stays as it was. */
-		log_warn("%s", error_message());
-		error_clear();
-	}
-	remote_job_state_release(&st);
-	return 0;
-}
-
-struct conn_slot {
-	char *remote, *host;
-	struct config cfg;
-	struct ssh_conn *conn;
-	char *why;
-	int kind;
-};
-
-struct jobrec_conns {
-	char *config_file;
-	struct conn_slot *v;
-	size_t n;
-};
-
-struct jobrec_conns *jobrec_conns_new(const char *config_file)
-{
-	struct jobrec_conns *cc = xcalloc(1, sizeof(*cc));
-	cc->config_file = config_file ? xstrdup(config_file) : NULL;
-	return cc;
-}
-
-static int same(const char *a, const char *b)
-{
-	return (!a && !b) || (a && b && !strcmp(a, b));
-}
-
-struct ssh_conn *jobrec_conns_get(struct jobrec_conns *cc, const struct jobrec *r,
-				  const struct config **cfg, const char **why, int *kind)
-{
-	struct conn_slot *s = NULL;
-
-	for (size_t i = 0; i < cc->n && !s; i++)
-		if (same(cc->v[i].remote, r->remote) && same(cc->v[i].host, r->host))
-			s = &cc->v[i];
-	if (!s) {
-		cc->v = xrealloc(cc->v, (cc->n + 1) * sizeof(*cc->v));
-		s = &cc->v[cc->n++];
-		memset(s, 0, sizeof(*s));
-		s->remote = r->remote ? xstrdup(r->remote) : NULL;
-		s->host = r->host ? xstrdup(r->host) : NULL;
-		if (jobrec_connect(r, cc->config_file, &s->cfg, &s->conn) < 0) {
-			s->conn = NULL;
-			s->kind = error_kind();
-			s->why = xstrdup(error_message());
-			error_clear();
-		}
-	}
-	*cfg = &s->cfg;
-	*why = s->why;
-	*kind = s->kind;
-	return s->conn;
-}
-
-void jobrec_conns_free(struct jobrec_conns *cc)
-{
-	if (!cc)
-		return;
-	for (size_t i = 0; i < cc->n; i++) {
-		ssh_conn_free(cc->v[i].conn);
-		config_release(&cc->v[i].cfg);
-		free(cc->v[i].remote);
-		free(cc->v[i].host);
-		free(cc->v[i].why);
-	}
-	free(cc->v);
-	free(cc->config_file);
-	free(cc);
-}
-
-const char *jobrec_fmt_time(char *out, size_t n, double t)
-{
-	time_t secs = (time_t)t;
-	struct tm tm;
-
-	if (t <= 0 || !localtime_r(&secs, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm))
-		snprintf(out, n, "-");
-	return out;
-}
-
-const char *jobrec_fmt_duration(char *out, size_t n, double secs)
-{
-	long s = (long)(secs + 0.5);
-
-	if (secs < 0)
-		snprintf(out, n, "-");
-	else if (secs < 60)
-		snprintf(out, n, "%.1fs", secs);
-	else if (s < 3600)
-		snprintf(out, n, "%ldm%02lds", s / 60, s % 60);
-	else
-		snprintf(out, n, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
-	return out;
-}
-
-const char *jobrec_image_tag(char *out, size_t n, const char *image)
-{
-	const char *at, *slash, *colon;
-	size_t len;
-
-	if (!image || !*image) {
-		snprintf(out, n, "-");
-		return out;
-	}
-	at = strchr(image, '@');
-	len = at ? (size_t)(at - image) : strlen(image);
-	slash = memrchr(image, '/', len);
-	colon = memrchr(slash ? slash : image, ':', len - (size_t)(slash ? slash - image : 0));
-	if (colon)
-		snprintf(out, n, "%.*s", (int)(len - (size_t)(colon + 1 - image)), colon + 1);
-	else if (at && !strncmp(at + 1, "sha256:", 7))
-		snprintf(out, n, "%.12s", at + 8);
-	else
-		snprintf(out, n, "-");
-	return out;
-}
-
-const char *jobrec_remote_label(const struct jobrec *r)
-{
-	return r->remote ? r->remote : r->host ? r->host : "default";
-}
-
-const char *jobrec_job_arg(int argc, char **argv, const char *verb, const char *help)
-{
-	if (optind + 1 == argc)
-		return argv[optind];
-	if (optind < argc)
-		cli_usage_error(help, "%s takes one JOB", verb);
-	else
-		cli_usage_error(help, "%s needs a JOB (an id, a prefix, or 'last')", verb);
-	return NULL;
-}
-
-int jobrec_open(struct jobrec *r, const char *arg, const char *config_file,
-		struct config *cfg, struct ssh_conn **conn)
-{
-	if (jobrec_resolve(r, arg) < 0 || jobrec_connect(r, config_file, cfg, conn) < 0 ||
-	    jobrec_check(*conn, cfg, r) < 0)
-		return -1;
-	if (jobrec_dir_gone(r))
-		return jobrec_gone_error(r);
-	return 0;
 }

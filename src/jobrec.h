@@ -3,10 +3,7 @@
 
 #include <stddef.h>
 
-struct config;
-struct remote_job_state;
-struct ssh_conn;
-struct ssh_target;
+#include "jobstate.h"
 
 /*
  * Local job records: one JSON file per job (jansson) in
@@ -19,6 +16,10 @@ struct ssh_target;
  * <dir>/.lock, so several pystrib processes at once (two notebook cells, a
  * CI job beside a shell) never lose or corrupt a record; readers need no
  * lock. Fields this version does not know are kept on rewrite.
+ *
+ * This file is the records only. Beside it: jobarg.h (the JOB argument of
+ * a command), jobremote.h (reaching the job on its remote host) and
+ * jobfmt.h (a record's fields for display).
  */
 
 /* "YYYYMMDD-HHMMSS-XXXXXX" and its NUL. */
@@ -46,6 +47,7 @@ struct jobrec {
 	char *state;		/* last known state: submitted pulling running succeeded
 				 * failed timeout cancelled lost; NULL: unknown */
 	char *state_reason;	/* why, for `lost` (and other failures); may be NULL */
+	char *state_code;	/* the code of that (reason.h's names: "dir-gone", ...), or NULL */
 	int np;			/* ranks */
 	int exit_code;		/* mpirun's exit status; -1: unknown */
 	double created;		/* submission time, seconds since the epoch; 0: unknown */
@@ -68,9 +70,6 @@ void jobrec_set_np(struct jobrec *r, int np);
 
 /* Replaces the string field *field by a copy of value (NULL allowed). */
 void jobrec_set(char **field, const char *value);
-
-/* 1 for the final states (succeeded failed timeout cancelled lost), else 0. */
-int jobrec_state_final(const char *state);
 
 /*
  * A new job id for a job submitted now: the UTC time and 6 random lowercase
@@ -120,122 +119,22 @@ int jobrec_load(struct jobrec *r, const char *id);
 int jobrec_list(struct jobrec **out, size_t *n);
 void jobrec_list_free(struct jobrec *v, size_t n);
 
-/*
- * Finds the job a JOB argument means: "last" (the newest record), an exact
- * id, or a unique prefix of one. On 0, r holds the record (initialised
- * here). An empty argument, no match or several matches are PS_EXIT_USAGE
- * errors listing the candidates (at most 10, newest first). 0 or -1.
- */
-int jobrec_resolve(struct jobrec *r, const char *arg);
-
 /* Removes the record of id (under the lock). Missing is fine. 0 or -1. */
 int jobrec_remove(const char *id);
 
 /*
- * Loads the configuration of the job's remote and fills t with where to
- * connect: the configuration of r->remote, with r->host (when set) on top.
- * cfg is loaded here (the caller releases it either way). A remote that is
- * no longer configured is PS_EXIT_USAGE: "job 'ID' ran on remote 'NAME',
- * which is no longer configured in FILE", with a hint. 0 or -1.
+ * The ids of every record file, sorted by id, newest first (no record is
+ * read). *out is an array of *n strings (free with jobrec_ids_free); an
+ * empty or missing directory gives 0 ids. 0 or -1.
  */
-int jobrec_target(const struct jobrec *r, const char *config_file,
-		  struct config *cfg, struct ssh_target *t);
+int jobrec_ids(char ***out, size_t *n);
+void jobrec_ids_free(char **ids, size_t n);
 
 /*
- * The job's remote directory: r->jobdir, else "<workdir>/jobs/<id>" with
- * the configured workdir (remote_job_dir). Caller frees.
+ * Reads the newest record (the first jobrec_list would give) into r
+ * (initialised here). 0, or -1: no record at all (PS_EXIT_USAGE), or none
+ * readable.
  */
-char *jobrec_remote_dir(const struct jobrec *r, const struct config *cfg);
-
-/*
- * Where the job's results come back here, as an absolute path: want (a
- * --results flag) when given, else where they went before (r->results),
- * else "<[job] results>/<id>". Caller frees.
- */
-char *jobrec_results_dir(const struct jobrec *r, const struct config *cfg, const char *want);
-
-/*
- * jobrec_target, then ssh_conn_open (a new host key is never accepted
- * here: the job's host was known when it was submitted). On 0, *out is
- * the connection (ssh_conn_free) and cfg is loaded; the caller releases
- * cfg either way. 0, -1 (configuration) or an ssh_result.
- */
-int jobrec_connect(const struct jobrec *r, const char *config_file, struct config *cfg,
-		   struct ssh_conn **out);
-
-/*
- * Copies what remote_job_read said into r: state and reason, exit code,
- * started/ended, per-rank exit codes and durations (rank ended - started),
- * and `checked` = now. Ranks the record does not know yet are added.
- */
-void jobrec_apply_state(struct jobrec *r, const struct remote_job_state *st);
-
-/*
- * 1 when the job's remote directory is known to be gone (removed by hand,
- * or by gc elsewhere): the reason jobrec_apply_state recorded says so.
- * The state is then `lost`, or the final state it had reached before.
- */
-int jobrec_dir_gone(const struct jobrec *r);
-
-/*
- * Sets the error for a job whose directory is gone (PS_EXIT_REMOTE):
- * "job 'ID' is lost: REASON", or for a job that had ended before,
- * "job 'ID' (STATE) has no directory on the remote any more: REASON";
- * with a hint naming what was fetched before, if anything. Returns -1.
- */
-int jobrec_gone_error(const struct jobrec *r);
-
-/*
- * The one JOB argument of `pystrib VERB [options] JOB`, after cli_getopt:
- * argv[optind], or NULL after a usage error (printed; exit PS_EXIT_USAGE)
- * when there is none or more than one.
- */
-const char *jobrec_job_arg(int argc, char **argv, const char *verb, const char *help);
-
-/*
- * What attach, fetch and logs do first: jobrec_resolve(arg),
- * jobrec_connect, jobrec_check, and an error (jobrec_gone_error) when the
- * job's remote directory is gone. 0, or -1 with the error set. The caller
- * releases r, cfg and *conn either way.
- */
-int jobrec_open(struct jobrec *r, const char *arg, const char *config_file,
-		struct config *cfg, struct ssh_conn **conn);
-
-/* jobrec_update with jobrec_apply_state(st). 0 or -1. */
-int jobrec_refresh(const char *id, const struct remote_job_state *st);
-
-/*
- * Asks the remote for the job's state (remote_job_read on
- * jobrec_remote_dir), applies it to r and to the record on disk. 0 or < 0
- * (the record is then untouched).
- */
-int jobrec_check(struct ssh_conn *c, const struct config *cfg, struct jobrec *r);
-
-/*
- * Connections by remote, for the commands that go over many jobs (jobs,
- * gc): one connection per remote, opened on first use, a failure
- * remembered so that a remote down is tried once.
- */
-struct jobrec_conns;
-struct jobrec_conns *jobrec_conns_new(const char *config_file);
-/*
- * The connection (and its configuration) for r's remote, or NULL with
- * *why set to the reason (owned by the cache) when it cannot be reached
- * or is no longer configured; *kind then gets the exit kind.
- */
-struct ssh_conn *jobrec_conns_get(struct jobrec_conns *cc, const struct jobrec *r,
-				  const struct config **cfg, const char **why, int *kind);
-void jobrec_conns_free(struct jobrec_conns *cc);
-
-/* Display helpers: local time "YYYY-MM-DD HH:MM:SS" ("-" for 0), a
- * duration "4.2s" "3m05s" "2h03m" ("-" for < 0), the tag of an image
- * reference ("REG/REPO:TAG@sha256:..." gives "TAG"; without a tag the
- * first 12 hex digits of the digest; "-" for NULL). Into out[n]. */
-const char *jobrec_fmt_time(char *out, size_t n, double t);
-const char *jobrec_fmt_duration(char *out, size_t n, double secs);
-const char *jobrec_image_tag(char *out, size_t n, const char *image);
-
-/* The display name of the job's remote: NAME, the --host given, or "default". */
-const char *jobrec_remote_label(const struct jobrec *r);
+int jobrec_load_newest(struct jobrec *r);
 
 #endif

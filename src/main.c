@@ -10,13 +10,14 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmdctx.h"
 #include "commands.h"
 #include "error.h"
 #include "log.h"
 #include "util.h"
 
 static const struct cli_command commands[] = {
-#define X(verb, summary) { #verb, cmd_##verb, summary, cmd_##verb##_help },
+#define X(verb, needs, summary) { #verb, cmd_##verb, needs, summary, cmd_##verb##_help },
 	PYSTRIB_COMMANDS(X)
 #undef X
 };
@@ -49,7 +50,7 @@ static void print_help(void)
 	       "host inside a container image, streams each rank's output back, and\n"
 	       "fetches the files it wrote. No Docker daemon is needed on this machine.\n"
 	       "\n"
-	       "global options:\n"
+	       "global options (before or after the command, not after a '--'):\n"
 	       "  -c, --config FILE   read settings from FILE\n"
 	       "  -v, --verbose       say more (-vv: debug)\n"
 	       "      --json          machine-readable output: one JSON event per line\n"
@@ -109,24 +110,38 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
+/* Runs the command with its context (cmdctx.h), released after it. */
+static int run_command(const struct cli_command *cmd, int argc, char **argv)
+{
+	struct cmd_ctx ctx;
+	int ret;
+
+	cmd_ctx_init(&ctx, cmd->name, cmd->help, cmd->needs);
+	cli.ctx = &ctx;
+	ret = cmd->fn(argc, argv);
+	cli.ctx = NULL;
+	cmd_ctx_release(&ctx);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, 0, 'c' },
-		{ "verbose", no_argument, 0, 'v' },
-		{ "json", no_argument, 0, 'J' },
 		{ "version", no_argument, 0, 'V' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
+	struct cli_opts o;
 	int c;
+
+	/* '+': stop at the command; the global options may come again among its own. */
+	if (cli_opts_merge(&o, "+:h", opts) < 0)
+		return error_report();
 	opterr = 0;
-	/* '+': stop at the command; its own options are its own. */
-	while ((c = getopt_long(argc, argv, "+:c:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, o.shorts, o.longs, NULL)) != -1) {
+		if (cli_global(c, optarg))
+			continue;
 		switch (c) {
-		case 'c': cli.config_file = optarg; break;
-		case 'v': log_verbosity++; break;
-		case 'J': log_json = 1; break;
 		case 'V': print_version(); return 0;
 		case 'h': print_help(); return 0;
 		case ':':
@@ -157,5 +172,5 @@ int main(int argc, char **argv)
 	if (!cmd)
 		return unknown_command(argv[0]);
 	install_interrupt_handler();
-	return cmd->fn(argc, argv);
+	return run_command(cmd, argc, argv);
 }

@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "error.h"
 #include "jobrec.h"
+#include "jobstate.h"
 #include "log.h"
 #include "outcome.h"
 #include "util.h"
@@ -252,10 +253,10 @@ static int to_record(struct jobrec *r, void *ctx)
 	const struct follow *f = rc->o->f;
 
 	/* An outcome known before is kept if the directory went away since. */
-	if (!(jobrec_state_final(r->state) && strcmp(r->state, "lost") &&
-	      !strcmp(rc->state, "lost")))
+	if (!(job_state_outcome(r->state) && !strcmp(rc->state, "lost")))
 		jobrec_set(&r->state, rc->state);
 	jobrec_set(&r->state_reason, f->reason);
+	jobrec_set(&r->state_code, f->code ? reason_name(f->code) : NULL);
 	if (rc->o->results)
 		jobrec_set(&r->results, rc->o->results);
 	if (f->exit_code >= 0)

@@ -1,3 +1,4 @@
+#include "jobstate.h"
 #include "remote_job.h"
 
 #include <stdlib.h>
@@ -166,15 +167,6 @@ void remote_job_state_release(struct remote_job_state *st)
 	memset(st, 0, sizeof(*st));
 }
 
-int remote_job_state_final(const char *s)
-{
-	static const char *const finals[] = { "succeeded", "failed", "timeout", "cancelled", "lost" };
-	for (size_t i = 0; s && i < ARRAY_SIZE(finals); i++)
-		if (!strcmp(s, finals[i]))
-			return 1;
-	return 0;
-}
-
 /* np from job.json's "np": the reader needs no JSON library for one number. */
 static int json_np(const char *json)
 {
@@ -275,7 +267,7 @@ int remote_job_parse(const char *text, size_t len, struct remote_job_state *st)
 	}
 	/* A job script writes its final state before it ends: dead and not
 	 * final (and past submitted: it may not have started yet) is lost. */
-	int dead = !remote_job_state_final(st->state) && !alive && strcmp(st->state, "submitted");
+	int dead = !job_state_final(st->state) && !alive && strcmp(st->state, "submitted");
 	/* No remote script writes "lost" itself: one that is there is as good as dead. */
 	if (dead || (!strcmp(st->state, "lost") && st->code != REASON_DIED &&
 		     st->code != REASON_DIR_GONE)) {

@@ -84,9 +84,6 @@ struct remote_job_state {
 
 void remote_job_state_release(struct remote_job_state *st);
 
-/* 1 for succeeded, failed, timeout, cancelled and lost. */
-int remote_job_state_final(const char *state);
-
 /* Reads the job's files in one round trip. 0 or < 0 (SSH failures only). */
 int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state *st);
 

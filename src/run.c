@@ -5,6 +5,8 @@
 
 #include "auth.h"
 #include "error.h"
+#include "jobfmt.h"
+#include "jobremote.h"
 #include "launch.h"
 #include "log.h"
 #include "outcome.h"

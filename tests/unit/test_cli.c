@@ -1,4 +1,8 @@
-/* The command line as users meet it: runs the built binary ($PYSTRIB_BIN). */
+/*
+ * The command line as users meet it: runs the built binary, $PYSTRIB_BIN
+ * (set by CTest), else the `pystrib` beside this test's executable (run by
+ * hand from the build directory).
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,17 +16,51 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cli.h"
+#include "commands.h"
+#include "error.h"
 
-/* Runs `pystrib ARGS` through sh, capturing stdout and stderr; returns the exit code. */
+static char *bin;
+
+static int find_bin(void **state)
+{
+	(void)state;
+	const char *env = getenv("PYSTRIB_BIN");
+	char self[4096];
+	ssize_t n;
+
+	if (env && *env) {
+		bin = xstrdup(env);
+		return 0;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	assert_true(n > 0);
+	self[n] = 0;
+	*strrchr(self, '/') = 0;
+	bin = xstrfmt("%s/pystrib", self);
+	if (access(bin, X_OK) < 0)
+		fail_msg("no pystrib binary at '%s': set PYSTRIB_BIN", bin);
+	return 0;
+}
+
+static int free_bin(void **state)
+{
+	(void)state;
+	free(bin);
+	return 0;
+}
+
+/*
+ * Runs `pystrib ARGS` through sh, capturing stdout and stderr; returns the
+ * exit code. No config file and no job records are found.
+ */
 static int run(const char *args, struct buf *out, struct buf *err)
 {
-	const char *bin = getenv("PYSTRIB_BIN");
-	assert_non_null(bin);
 	char outp[] = "/tmp/pystrib-cli-out-XXXXXX", errp[] = "/tmp/pystrib-cli-err-XXXXXX";
 	int fo = mkstemp(outp), fe = mkstemp(errp);
 	assert_true(fo >= 0 && fe >= 0);
-	char *cmd = xstrfmt("cd /tmp && env -u PYSTRIB_CONFIG XDG_CONFIG_HOME=/nonexistent '%s' %s >%s 2>%s",
-			    bin, args, outp, errp);
+	char *cmd = xstrfmt("cd /tmp && env -u PYSTRIB_CONFIG XDG_CONFIG_HOME=/nonexistent "
+			    "XDG_STATE_HOME=/nonexistent '%s' %s >%s 2>%s", bin, args, outp, errp);
 	int status = system(cmd);
 	free(cmd);
 	buf_reset(out);
@@ -126,6 +164,132 @@ static void config_errors_exit_2(void **state)
 	buf_release(&err);
 }
 
+/* -c, -v and --json after the command, where people type them, as before it. */
+static void global_options_after_the_command(void **state)
+{
+	(void)state;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	char ini[] = "/tmp/pystrib-cli-ini-XXXXXX";
+	int fd = mkstemp(ini);
+	char *args;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "[job]\nnp = 3\n", 13), 13);
+	close(fd);
+	args = xstrfmt("config get job.np -c %s", ini);
+	assert_int_equal(run(args, &out, &err), 0);
+	assert_string_equal(out.ptr, "3\n");
+	free(args);
+	args = xstrfmt("config get --config=%s job.np -v", ini);
+	assert_int_equal(run(args, &out, &err), 0);
+	assert_string_equal(out.ptr, "3\n");
+	free(args);
+	args = xstrfmt("-c /nonexistent.ini config get job.np --config %s", ini);
+	assert_int_equal(run(args, &out, &err), 0);	/* the last one given */
+	assert_string_equal(out.ptr, "3\n");
+	free(args);
+	unlink(ini);
+
+	assert_int_equal(run("config show --json", &out, &err), 0);
+	assert_non_null(strstr(out.ptr, "\"settings\""));
+	assert_int_equal(run("jobs --json", &out, &err), 0);
+	assert_string_equal(out.ptr, "");	/* no jobs: no event, not the table's "no jobs" */
+	assert_int_equal(run("jobs -v", &out, &err), 0);
+	assert_string_equal(out.ptr, "no jobs\n");
+	assert_int_equal(run("jobs -vv --json", &out, &err), 0);
+	assert_int_equal(run("status last -v", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "no jobs yet"));
+	assert_null(strstr(err.ptr, "unknown option"));
+	assert_int_equal(run("run cell.py -c /nonexistent.ini", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "cannot read config file '/nonexistent.ini'"));
+	assert_int_equal(run("jobs --jsn", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "did you mean '--json'?"));
+	assert_int_equal(run("jobs -c", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "option '-c' needs a value"));
+	buf_release(&out);
+	buf_release(&err);
+}
+
+/* After "--" the words are operands: the command's (a cell's arguments), never global options. */
+static void after_double_dash_words_are_operands(void **state)
+{
+	(void)state;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+
+	assert_int_equal(run("jobs -- -v", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "jobs takes no arguments"));
+	assert_int_equal(run("config get job.np -- -c /nonexistent.ini", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "config get takes one SECTION.KEY"));
+	/* run passes them to the cell: not options, so the config is what fails. */
+	assert_int_equal(run("run cell.py -c /nonexistent.ini -- -v --bogus", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "cannot read config file '/nonexistent.ini'"));
+	assert_null(strstr(err.ptr, "unknown option"));
+	buf_release(&out);
+	buf_release(&err);
+}
+
+/* No command can define a global option's letter or name for itself. */
+static void globals_cannot_be_hidden(void **state)
+{
+	(void)state;
+	static const struct option mine[] = { { "results", required_argument, 0, 'r' }, { 0, 0, 0, 0 } };
+	static const struct option named[] = { { "verbose", no_argument, 0, 'V' }, { 0, 0, 0, 0 } };
+	static const struct option valued[] = { { "cell", required_argument, 0, 'c' }, { 0, 0, 0, 0 } };
+	struct cli_opts o;
+
+	assert_int_equal(cli_opts_merge(&o, ":n:r:e:dh", mine), 0);
+	assert_string_equal(o.shorts, ":n:r:e:dhc:v");
+	assert_string_equal(o.longs[0].name, "results");
+	assert_non_null(o.longs[3].name);	/* results config verbose json */
+	assert_null(o.longs[4].name);
+	assert_int_equal(cli_opts_merge(&o, ":c:h", NULL), -1);
+	assert_non_null(strstr(error_message(), "option '-c' hides the global '--config'"));
+	assert_int_equal(cli_opts_merge(&o, ":vh", NULL), -1);
+	assert_int_equal(cli_opts_merge(&o, ":h", named), -1);
+	assert_int_equal(cli_opts_merge(&o, ":h", valued), -1);
+	error_clear();
+}
+
+/* Every command's --help works with no config file and no job, global options around it. */
+static void every_command_help_needs_nothing(void **state)
+{
+	(void)state;
+#define X(verb, needs, summary) #verb,
+	static const char *const verbs[] = { PYSTRIB_COMMANDS(X) };
+#undef X
+	struct buf out = BUF_INIT, err = BUF_INIT;
+
+	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
+		char *args = xstrfmt("%s -v --help --json -c /nonexistent.ini", verbs[i]);
+		char *usage = xstrfmt("usage: pystrib %s", verbs[i]);
+		if (run(args, &out, &err) != 0 || strncmp(out.ptr, usage, strlen(usage)))
+			fail_msg("'pystrib %s': %s%s", args, out.ptr, err.ptr);
+		free(usage);
+		free(args);
+	}
+	buf_release(&out);
+	buf_release(&err);
+}
+
+/* The JOB argument of the commands that need one: usage errors, before any config. */
+static void job_argument_errors_exit_2(void **state)
+{
+	(void)state;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+
+	assert_int_equal(run("status", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "pystrib: status needs a JOB (an id, a prefix, or 'last')\n"
+				   "usage: pystrib status JOB\n"));
+	assert_int_equal(run("fetch a b", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "pystrib: fetch takes one JOB"));
+	assert_int_equal(run("cancel 2026", &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "no job '2026'"));
+	assert_int_equal(run("--json attach last", &out, &err), 2);
+	assert_non_null(strstr(out.ptr, "\"event\""));	/* the error as an event */
+	buf_release(&out);
+	buf_release(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -135,6 +299,11 @@ int main(void)
 		cmocka_unit_test(unknown_command_suggests_and_exits_2),
 		cmocka_unit_test(unknown_option_suggests_and_exits_2),
 		cmocka_unit_test(config_errors_exit_2),
+		cmocka_unit_test(global_options_after_the_command),
+		cmocka_unit_test(after_double_dash_words_are_operands),
+		cmocka_unit_test(globals_cannot_be_hidden),
+		cmocka_unit_test(every_command_help_needs_nothing),
+		cmocka_unit_test(job_argument_errors_exit_2),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, find_bin, free_bin);
 }

@@ -1,6 +1,7 @@
 /*
  * Unit tests for jobrec.c: ids, save/load round trips (unknown fields
- * kept), listing newest first, resolving JOB arguments with their errors,
+ * kept), listing newest first; jobarg.c: resolving JOB arguments with their
+ * errors; jobremote.c: applying a remote's state, the job's target;
  * and several processes writing records at once (fork): every record must
  * be complete and valid JSON afterwards, and read-modify-write updates of
  * one record must lose none of the changes.
@@ -23,7 +24,9 @@
 #include "buf.h"
 #include "config.h"
 #include "error.h"
+#include "jobarg.h"
 #include "jobrec.h"
+#include "jobremote.h"
 #include "remote_job.h"
 #include "ssh.h"
 #include "testutil.h"
@@ -449,6 +452,7 @@ static void test_apply_gone(void **state)
 	struct remote_job_state gone = { 0 };
 	gone.state = "lost";
 	gone.reason = "the job directory '/w/jobs/x' is gone";
+	gone.code = REASON_DIR_GONE;
 	gone.exit_code = -1;
 	jobrec_apply_state(&r, &gone);
 	assert_string_equal(r.state, "failed");	/* the outcome is kept */
@@ -477,6 +481,7 @@ static void test_apply_gone(void **state)
 	struct remote_job_state killed = { 0 };
 	killed.state = "lost";
 	killed.reason = "the job script ended without a final state (killed, or the host restarted)";
+	killed.code = REASON_DIED;
 	killed.exit_code = -1;
 	jobrec_apply_state(&r, &killed);
 	assert_string_equal(r.state, "lost");
