@@ -177,7 +177,7 @@ static int header(struct follow *f)
 	if (kind == 'D') {
 		long r = strtol(line + 2, &end, 10);
 		char s = end[0] == ' ' ? end[1] : 0;
-		unsigned long long off = strtoull(end + 2, &end, 10);
+		unsigned long long off = s ? strtoull(end + 2, &end, 10) : 0;
 		unsigned long long n = strtoull(end, &end, 10);
 		if (r < 0 || r >= f->np || (s != 'o' && s != 'e'))
 			return protocol_error(f);
