@@ -52,6 +52,30 @@ seed fuzz_dockercfg b '1{"credsStore":"desktop","credHelpers":{"127.0.0.1:5000":
 seed fuzz_manifest a "2{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\",\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\",\"size\":7,\"digest\":\"sha256:$d64\"},\"layers\":[{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"size\":9,\"digest\":\"sha256:$d64\"}]}"
 seed fuzz_manifest b "5{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"size\":5,\"digest\":\"sha256:$d64\",\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}},{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"size\":5,\"digest\":\"sha256:$d64\",\"platform\":{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}}]}"
 seed fuzz_imageconfig a "$(printf '\301')"'{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin"],"Cmd":["bash"]},"rootfs":{"type":"layers","diff_ids":["sha256:'$d64'"]},"history":[{"created_by":"base"}]}'
+# fuzz_follow: np, then the settings byte, then what follow.sh prints.
+seed fuzz_follow a "$(printf '\002\040')S running 1700000000.5
+D 0 o 0 6
+hello
+D 1 e 0 4
+oops
+X 0 0 1700000001.25
+X 1 3 1700000002
+E failed 3 1700000000 1700000002 rank 1 failed
+"
+seed fuzz_follow b "$(printf '\001\003')S pulling
+S running 1700000000
+D 0 o 0 12
+no newline yD 0 o 12 2
+z
+X 0 0 0
+E succeeded 0 0 0
+R
+tar bytes"
+seed fuzz_follow c "$(printf '\003\024')D 2 e 0 0
+D 2 e 0 3
+a
+bE lost -1 0 0 the job's pid is gone
+"
 
 mkdir -p "$build/crashes"
 failed=()

@@ -19,6 +19,7 @@
 #include "error.h"
 #include "gitrepo.h"
 #include "log.h"
+#include "strvec.h"
 #include "tarball.h"
 #include "util.h"
 
@@ -41,8 +42,7 @@ struct gathered {
 	uint64_t *input_sizes;
 	int ninputs;
 	char *workdir;
-	char **env;
-	size_t nenv;
+	struct strvec env;	/* "PYSTRIB_...=value" */
 };
 
 static void gathered_release(struct gathered *g)
@@ -54,10 +54,9 @@ static void gathered_release(struct gathered *g)
 	free(g->inputs);
 	free(g->input_sizes);
 	free(g->workdir);
-	for (size_t i = 0; i < g->nenv; i++)
-		free(g->env[i]);
-	free(g->env);
+	strvec_release(&g->env);
 	memset(g, 0, sizeof(*g));
+	strvec_init(&g->env);
 }
 
 static const char *base_name(const char *path)
@@ -140,12 +139,6 @@ static void drop_excluded(struct gathered *g, const struct context_options *o, c
 	}
 }
 
-static void add_env(struct gathered *g, char *kv)
-{
-	g->env = xrealloc(g->env, (g->nenv + 1) * sizeof(*g->env));
-	g->env[g->nenv++] = kv;
-}
-
 /* Finds and lists the project (if any), and works out WorkingDir and Env. */
 static int gather(struct gathered *g, const struct context_options *o, const char *extra_exclude)
 {
@@ -153,6 +146,7 @@ static int gather(struct gathered *g, const struct context_options *o, const cha
 	int ret = -1;
 
 	memset(g, 0, sizeof(*g));
+	strvec_init(&g->env);
 	if (!o->cell)
 		return error_set(PS_EXIT_USAGE, "no cell file given");
 	if (o->project_dir && o->no_project)
@@ -185,12 +179,12 @@ static int gather(struct gathered *g, const struct context_options *o, const cha
 	} else {
 		g->workdir = xstrdup("/pystrib/cell");
 	}
-	add_env(g, xstrdup("PYSTRIB_CELL=/pystrib/cell/user_code.py"));
-	add_env(g, xstrdup("PYSTRIB_INPUTS=/pystrib/cell/inputs"));
+	strvec_push(&g->env, "PYSTRIB_CELL=/pystrib/cell/user_code.py");
+	strvec_push(&g->env, "PYSTRIB_INPUTS=/pystrib/cell/inputs");
 	if (g->has_project)
-		add_env(g, xstrdup("PYSTRIB_PROJECT=/pystrib/project"));
+		strvec_push(&g->env, "PYSTRIB_PROJECT=/pystrib/project");
 	if (g->proj.revision)
-		add_env(g, xstrfmt("PYSTRIB_REVISION=%s", g->proj.revision));
+		strvec_pushf(&g->env, "PYSTRIB_REVISION=%s", g->proj.revision);
 	ret = 0;
 out:
 	free(dir);
@@ -359,7 +353,7 @@ static int layer_key(const struct tar_list *l, char key[DIGEST_LEN], int *racy)
 			if (lstat(e->source, &st) < 0) {
 				digest_release(&d);
 				buf_release(&b);
-				return error_set(PS_EXIT_USAGE, "cannot examine '%s': %s", e->source,
+				return error_set(PS_EXIT_IO, "cannot examine '%s': %s", e->source,
 						 strerror(errno));
 			}
 			buf_addf(&b, " %s %llu %lld.%09ld %lld.%09ld %llu %llu", e->source,
@@ -419,31 +413,18 @@ out:
 	return found;
 }
 
-/* Writes content to path through a temporary file and a rename. 0 or -1 (errno). */
-static int write_atomic(const char *path, const char *content)
-{
-	char *tmp = xstrfmt("%s.tmp-XXXXXX", path);
-	int fd = mkstemp(tmp), ret = -1;
-	if (fd < 0)
-		goto out;
-	size_t len = strlen(content);
-	ret = write(fd, content, len) == (ssize_t)len ? 0 : -1;
-	if (close(fd) < 0 || ret < 0 || rename(tmp, path) < 0) {
-		unlink(tmp);
-		ret = -1;
-	}
-out:
-	free(tmp);
-	return ret;
-}
-
 static void remember_layer(const char *cache_dir, const char *key, const struct layer *l)
 {
 	char *dir = xstrfmt("%s/index", cache_dir);
 	char *idx = xstrfmt("%s/%s", dir, key + 7);
 	char *line = xstrfmt("%s %s %llu\n", l->digest, l->diff_id, (unsigned long long)l->size);
-	if (mkdir_p(dir, 0755) < 0 || write_atomic(idx, line) < 0)
+	/* Only a speed-up: a layer not recorded is compressed again next time. */
+	if (mkdir_p(dir, 0755) < 0) {
 		log_debug("cannot record layer %s in '%s': %s", l->digest, dir, strerror(errno));
+	} else if (write_file_atomic(idx, line, strlen(line), 0600) < 0) {
+		log_debug("cannot record layer %s: %s", l->digest, error_message());
+		error_clear();
+	}
 	free(dir);
 	free(idx);
 	free(line);
@@ -455,11 +436,13 @@ static void remember_layer(const char *cache_dir, const char *key, const struct 
  */
 static int write_layer(struct tar_list *l, const char *cache_dir, struct layer *out)
 {
+	struct atomic_file f = ATOMIC_FILE_INIT;
 	struct tarball_result res;
 	char key[DIGEST_LEN];
 	int racy = 0, ret = -1;
-	char *tmp = xstrfmt("%s/.tmp-layer-XXXXXX", cache_dir);
-	int fd = -1;
+	/* The name is the digest, known once written: "layer" names the temporary. */
+	char *tmp_name = xstrfmt("%s/layer", cache_dir);
+	char *path = NULL;
 
 	if (tar_list_finish(l) < 0 || layer_key(l, key, &racy) < 0)
 		goto out;
@@ -468,28 +451,13 @@ static int write_layer(struct tar_list *l, const char *cache_dir, struct layer *
 		ret = 0;
 		goto out;
 	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot write in the layer cache '%s': %s", cache_dir,
-			  strerror(errno));
+	if (atomic_file_open(&f, tmp_name, 0600) < 0 || tarball_write(l, f.fd, 1, &res) < 0)
 		goto out;
-	}
-	if (tarball_write(l, fd, 1, &res) < 0)
+	path = blob_path(cache_dir, res.digest);
+	if (atomic_file_commit_as(&f, path) < 0)
 		goto out;
-	if (close(fd) < 0) {
-		fd = -1;
-		error_set(PS_EXIT_USAGE, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	out->path = blob_path(cache_dir, res.digest);
-	if (rename(tmp, out->path) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot rename '%s' to '%s': %s", tmp, out->path,
-			  strerror(errno));
-		free(out->path);
-		out->path = NULL;
-		goto out;
-	}
+	out->path = path;
+	path = NULL;
 	memcpy(out->digest, res.digest, DIGEST_LEN);
 	memcpy(out->diff_id, res.diff_id, DIGEST_LEN);
 	out->size = res.size;
@@ -497,11 +465,9 @@ static int write_layer(struct tar_list *l, const char *cache_dir, struct layer *
 		remember_layer(cache_dir, key, out);
 	ret = 0;
 out:
-	if (fd >= 0)
-		close(fd);
-	if (ret < 0)
-		unlink(tmp);
-	free(tmp);
+	atomic_file_abort(&f);
+	free(path);
+	free(tmp_name);
 	return ret;
 }
 
@@ -540,7 +506,7 @@ int context_build(struct context *ctx, const struct context_options *opts,
 	if (g.has_project)
 		warn_if_large(&g.proj);
 	if (mkdir_p(cache_dir, 0755) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot create the layer cache '%s': %s", cache_dir,
+		error_set(PS_EXIT_IO, "cannot create the layer cache '%s': %s", cache_dir,
 			  strerror(errno));
 		goto out;
 	}
@@ -559,10 +525,7 @@ int context_build(struct context *ctx, const struct context_options *opts,
 				       g.ninputs == 1 ? "" : "s");
 	ctx->workdir = g.workdir;
 	g.workdir = NULL;
-	ctx->env = g.env;
-	ctx->nenv = g.nenv;
-	g.env = NULL;
-	g.nenv = 0;
+	ctx->env = strvec_detach(&g.env, &ctx->nenv);
 	ctx->revision = g.proj.revision ? xstrdup(g.proj.revision) : NULL;
 	ctx->source = g.proj.source ? xstrdup(g.proj.source) : NULL;
 	ctx->commit_time = g.proj.commit_time;
@@ -609,9 +572,9 @@ static void fill(struct buf *out, const char *name, const struct gathered *g, co
 		if (g->has_project)
 			buf_addstr(out, "COPY project/ /pystrib/project/");
 	} else if (!strcmp(name, "ENV")) {
-		for (size_t i = 0; i < g->nenv; i++) {
-			const char *eq = strchr(g->env[i], '=');
-			buf_addf(out, "%sENV %.*s=", i ? "\n" : "", (int)(eq - g->env[i]), g->env[i]);
+		for (size_t i = 0; i < g->env.nr; i++) {
+			const char *kv = g->env.v[i], *eq = strchr(kv, '=');
+			buf_addf(out, "%sENV %.*s=", i ? "\n" : "", (int)(eq - kv), kv);
 			add_quoted(out, eq + 1);
 		}
 	} else if (!strcmp(name, "LABELS")) {
@@ -669,7 +632,8 @@ static int render_dockerfile(struct buf *out, const struct gathered *g, const ch
 	return 0;
 }
 
-static int open_output(const char *out_path, char **tmp, int *fd)
+/* Standard output, or a temporary file committed over out_path once written. */
+static int open_output(const char *out_path, struct atomic_file *f, int *fd)
 {
 	if (!strcmp(out_path, "-")) {
 		if (isatty(1)) {
@@ -679,15 +643,9 @@ static int open_output(const char *out_path, char **tmp, int *fd)
 		*fd = 1;
 		return 0;
 	}
-	*tmp = xstrfmt("%s.tmp-XXXXXX", out_path);
-	*fd = mkstemp(*tmp);
-	if (*fd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot create '%s': %s", *tmp, strerror(errno));
-		free(*tmp);
-		*tmp = NULL;
+	if (atomic_file_open(f, out_path, 0644) < 0)
 		return -1;
-	}
-	fchmod(*fd, 0644);
+	*fd = f->fd;
 	return 0;
 }
 
@@ -697,7 +655,7 @@ int context_write_build_tar(const struct context_options *opts, const char *out_
 	struct tar_list l = TAR_LIST_INIT;
 	struct buf dockerfile = BUF_INIT;
 	struct tarball_result res;
-	char *tmp = NULL;
+	struct atomic_file f = ATOMIC_FILE_INIT;
 	int fd = -1, ret = -1;
 
 	if (gather(&g, opts, strcmp(out_path, "-") ? out_path : NULL) < 0)
@@ -717,31 +675,16 @@ int context_write_build_tar(const struct context_options *opts, const char *out_
 		/* The WorkingDir, as in the project layer. */
 		tar_list_add_dir(&l, g.workdir + strlen("/pystrib/"));
 	}
-	if (add_cell_entries(&l, &g, "cell") < 0 || open_output(out_path, &tmp, &fd) < 0)
+	if (add_cell_entries(&l, &g, "cell") < 0 || open_output(out_path, &f, &fd) < 0)
 		goto out;
-	if (tarball_write(&l, fd, 0, &res) < 0)
+	if (tarball_write(&l, fd, 0, &res) < 0 || (f.path && atomic_file_commit(&f) < 0))
 		goto out;
-	if (tmp) {
-		int e = close(fd);
-		fd = -1;
-		if (e < 0 || rename(tmp, out_path) < 0) {
-			error_set(PS_EXIT_USAGE, "cannot write '%s': %s", out_path, strerror(errno));
-			goto out;
-		}
-		free(tmp);
-		tmp = NULL;
-	}
 	emit_context_event(&g);
 	log_info("wrote '%s': %zu project files (%.1f MiB), %llu bytes", out_path, g.proj.nfiles,
 		 (double)g.proj.bytes / (1 << 20), (unsigned long long)res.size);
 	ret = 0;
 out:
-	if (fd > 1)
-		close(fd);
-	if (tmp) {
-		unlink(tmp);
-		free(tmp);
-	}
+	atomic_file_abort(&f);
 	buf_release(&dockerfile);
 	tar_list_release(&l);
 	gathered_release(&g);
@@ -836,12 +779,15 @@ static void prune_dir(const char *dir, int (*match)(const char *name), time_t cu
 		closedir(d);
 }
 
-/* A layer ("sha256-<hex>.tar.gz") or one a build left half-written. */
+/*
+ * A layer ("sha256-<hex>.tar.gz") or one a build left half-written
+ * ("layer.tmp-*", or ".tmp-layer-*" as an earlier pystrib named it).
+ */
 static int is_layer_file(const char *name)
 {
 	size_t n = strlen(name);
 	return (!strncmp(name, "sha256-", 7) && n == 7 + 64 + 7 && !strcmp(name + n - 7, ".tar.gz")) ||
-	       !strncmp(name, ".tmp-layer-", 11);
+	       !strncmp(name, "layer.tmp-", 10) || !strncmp(name, ".tmp-layer-", 11);
 }
 
 /* An index entry: 64 hex digits, or one being written. */

@@ -14,6 +14,7 @@ enum ps_exit {
 	PS_EXIT_REGISTRY = 3,	/* registry error */
 	PS_EXIT_REMOTE = 4,	/* SSH or remote-host error */
 	PS_EXIT_TIMEOUT = 5,	/* the job ran past --timeout */
+	PS_EXIT_IO = 6,		/* local I/O error: a file, pipe or write on this machine failed */
 	PS_EXIT_INTERRUPTED = 130,
 };
 

@@ -209,7 +209,7 @@ static int header(struct follow *f)
 	if (kind == 'D') {
 		long r = strtol(line + 2, &end, 10);
 		char s = end[0] == ' ' ? end[1] : 0;
-		unsigned long long off = strtoull(end + 2, &end, 10);
+		unsigned long long off = s ? strtoull(end + 2, &end, 10) : 0;
 		unsigned long long n = strtoull(end, &end, 10);
 		if (r < 0 || r >= f->np || (s != 'o' && s != 'e'))
 			return protocol_error(f);
@@ -391,16 +391,6 @@ char *follow_start_message(struct follow *f, const char *start_cmd, const void *
 	return buf_detach(&msg, len);
 }
 
-/* Sleeps up to secs, waking early when interrupted. */
-static void nap(double secs)
-{
-	double until = now_monotonic() + secs;
-	while (!interrupted && now_monotonic() < until) {
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-}
-
 static int reconnect(struct ssh_conn *c, struct follow *f)
 {
 	int limit = f->reconnect_timeout > 0 ? f->reconnect_timeout : 600;
@@ -413,7 +403,7 @@ static int reconnect(struct ssh_conn *c, struct follow *f)
 		error_message(), ssh_conn_name(c), limit);
 	error_clear();
 	for (;;) {
-		if (interrupted)
+		if (interrupt_requested())
 			return error_set(PS_EXIT_INTERRUPTED, "interrupted"), SSH_R_INTERRUPTED;
 		r = ssh_conn_reconnect(c);
 		if (r == 0) {
@@ -433,7 +423,8 @@ static int reconnect(struct ssh_conn *c, struct follow *f)
 		}
 		log_info("reconnecting: %s", error_message());
 		error_clear();
-		nap(wait);
+		if (sleep_interruptible(wait) < 0)
+			return SSH_R_INTERRUPTED;
 		wait = wait * 2 > 10 ? 10 : wait * 2;
 	}
 }

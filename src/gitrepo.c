@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "error.h"
 #include "log.h"
+#include "strvec.h"
 #include "util.h"
 
 /* ---- wildmatch ---------------------------------------------------------- */
@@ -251,7 +252,7 @@ int ignore_rules_add_file(struct ignore_rules *r, const char *base, const char *
 	if (buf_read_file(&b, path) < 0) {
 		int e = errno;
 		buf_release(&b);
-		return error_set(PS_EXIT_USAGE, "cannot read '%s': %s", path, strerror(e));
+		return error_set(PS_EXIT_IO, "cannot read '%s': %s", path, strerror(e));
 	}
 	ignore_rules_add_text(r, base, b.ptr);
 	buf_release(&b);
@@ -352,7 +353,7 @@ static int add_file(struct gitrepo *r, const char *rel)
 		if (errno == ENOENT || errno == ENOTDIR)
 			ret = 0;
 		else
-			error_set(PS_EXIT_USAGE, "cannot examine '%s': %s", full, strerror(errno));
+			error_set(PS_EXIT_IO, "cannot examine '%s': %s", full, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
@@ -370,7 +371,7 @@ static int add_file(struct gitrepo *r, const char *rel)
 	if (S_ISLNK(st.st_mode)) {
 		f->link = read_link(full, (size_t)st.st_size);
 		if (!f->link) {
-			error_set(PS_EXIT_USAGE, "cannot read the symlink '%s': %s", full, strerror(errno));
+			error_set(PS_EXIT_IO, "cannot read the symlink '%s': %s", full, strerror(errno));
 			goto out;
 		}
 		f->kind = PROJECT_SYMLINK;
@@ -392,49 +393,9 @@ out:
 	return ret;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmp_file(const void *a, const void *b)
 {
 	return strcmp(((const struct project_file *)a)->path, ((const struct project_file *)b)->path);
-}
-
-struct strvec {
-	char **v;
-	size_t n, alloc;
-};
-
-static void strvec_push(struct strvec *s, char *owned)
-{
-	if (s->n == s->alloc) {
-		s->alloc = s->alloc ? 2 * s->alloc : 64;
-		s->v = xrealloc(s->v, s->alloc * sizeof(*s->v));
-	}
-	s->v[s->n++] = owned;
-}
-
-static void strvec_sort_uniq(struct strvec *s)
-{
-	size_t out = 0;
-	qsort(s->v, s->n, sizeof(*s->v), cmp_str);
-	for (size_t i = 0; i < s->n; i++) {
-		if (out && !strcmp(s->v[out - 1], s->v[i]))
-			free(s->v[i]);
-		else
-			s->v[out++] = s->v[i];
-	}
-	s->n = out;
-}
-
-static void strvec_release(struct strvec *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->v[i]);
-	free(s->v);
-	memset(s, 0, sizeof(*s));
 }
 
 static int has_git_component(const char *path)
@@ -453,7 +414,7 @@ static int has_git_component(const char *path)
 static int walk(struct gitrepo *r, struct ignore_rules *rules, const char *rel)
 {
 	int ret = -1;
-	struct strvec names = { 0 };
+	struct strvec names = STRVEC_INIT;
 	char *full = join(r->root, rel);
 	char *ign = xstrfmt("%s/.gitignore", full);
 	char *pign = xstrfmt("%s/.pystribignore", full);
@@ -464,7 +425,7 @@ static int walk(struct gitrepo *r, struct ignore_rules *rules, const char *rel)
 		goto out;
 	d = opendir(full);
 	if (!d) {
-		error_set(PS_EXIT_USAGE, "cannot list '%s': %s", full, strerror(errno));
+		error_set(PS_EXIT_IO, "cannot list '%s': %s", full, strerror(errno));
 		goto out;
 	}
 	struct dirent *de;
@@ -472,18 +433,18 @@ static int walk(struct gitrepo *r, struct ignore_rules *rules, const char *rel)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		    !strcmp(de->d_name, ".git"))
 			continue;
-		strvec_push(&names, xstrdup(de->d_name));
+		strvec_push(&names, de->d_name);
 	}
 	strvec_sort_uniq(&names);
-	for (size_t i = 0; i < names.n; i++) {
+	for (size_t i = 0; i < names.nr; i++) {
 		struct stat st;
 		char *child = *rel ? xstrfmt("%s/%s", rel, names.v[i]) : xstrdup(names.v[i]);
 		char *cfull = join(r->root, child);
 		int ok = 0;
-		if (interrupted)
+		if (interrupt_requested())
 			ok = error_set(PS_EXIT_INTERRUPTED, "interrupted");
 		else if (lstat(cfull, &st) < 0)
-			ok = errno == ENOENT ? 0 : error_set(PS_EXIT_USAGE, "cannot examine '%s': %s",
+			ok = errno == ENOENT ? 0 : error_set(PS_EXIT_IO, "cannot examine '%s': %s",
 							       cfull, strerror(errno));
 		else if (S_ISDIR(st.st_mode))
 			ok = ignore_rules_excluded(rules, child, 1) ? 0 : walk(r, rules, child);
@@ -544,7 +505,7 @@ int gitrepo_find_worktree(const char *path, char **root)
 	const char *wd = git_repository_workdir(repo);
 	char *real = wd ? realpath(wd, NULL) : NULL;
 	if (wd && !real) {
-		error_set(PS_EXIT_USAGE, "cannot resolve '%s': %s", wd, strerror(errno));
+		error_set(PS_EXIT_IO, "cannot resolve '%s': %s", wd, strerror(errno));
 		goto out;
 	}
 	*root = real;
@@ -586,7 +547,7 @@ static int list_index(struct gitrepo *r, git_repository *repo, const char *prefi
 			note_skipped(r, "the submodule", rel);
 			continue;
 		}
-		strvec_push(paths, xstrdup(e->path));
+		strvec_push(paths, e->path);
 	}
 	git_index_free(index);
 	return 0;
@@ -613,9 +574,9 @@ static int list_status(struct gitrepo *r, git_repository *repo, const char *pref
 		const char *path = d->new_file.path ? d->new_file.path : d->old_file.path;
 		if (!under(path, prefix))
 			continue;
-		strvec_push(changed, xstrdup(path));
+		strvec_push(changed, path);
 		if (s->status & GIT_STATUS_WT_NEW)
-			strvec_push(paths, xstrdup(path));
+			strvec_push(paths, path);
 	}
 	git_status_list_free(list);
 	return 0;
@@ -625,16 +586,16 @@ static int list_status(struct gitrepo *r, git_repository *repo, const char *pref
 static int load_pystribignore(struct gitrepo *r, const struct strvec *paths, size_t plen,
 			      struct ignore_rules *rules)
 {
-	struct strvec dirs = { 0 };
+	struct strvec dirs = STRVEC_INIT;
 	int ret = 0;
-	strvec_push(&dirs, xstrdup(""));
-	for (size_t i = 0; i < paths->n; i++) {
+	strvec_push(&dirs, "");
+	for (size_t i = 0; i < paths->nr; i++) {
 		const char *rel = paths->v[i] + plen;
 		for (const char *s = strchr(rel, '/'); s; s = strchr(s + 1, '/'))
-			strvec_push(&dirs, xstrndup(rel, (size_t)(s - rel)));
+			strvec_push_nodup(&dirs, xstrndup(rel, (size_t)(s - rel)));
 	}
 	strvec_sort_uniq(&dirs);
-	for (size_t i = 0; i < dirs.n && ret == 0; i++) {
+	for (size_t i = 0; i < dirs.nr && ret == 0; i++) {
 		char *dir = join(r->root, dirs.v[i]);
 		char *file = xstrfmt("%s/.pystribignore", dir);
 		ret = ignore_rules_add_file(rules, dirs.v[i], file);
@@ -681,7 +642,7 @@ static void read_origin(struct gitrepo *r, git_repository *repo)
 static int scan_git(struct gitrepo *r)
 {
 	git_repository *repo = NULL;
-	struct strvec paths = { 0 }, changed = { 0 };
+	struct strvec paths = STRVEC_INIT, changed = STRVEC_INIT;
 	struct ignore_rules rules = IGNORE_RULES_INIT;
 	char *prefix = NULL;
 	int ret = -1, dirty = 0;
@@ -701,7 +662,7 @@ static int scan_git(struct gitrepo *r)
 	strvec_sort_uniq(&paths);
 	if (load_pystribignore(r, &paths, plen, &rules) < 0)
 		goto out;
-	for (size_t i = 0; i < paths.n; i++) {
+	for (size_t i = 0; i < paths.nr; i++) {
 		const char *rel = paths.v[i] + plen;
 		size_t len = strlen(rel);
 		if (len && rel[len - 1] == '/') {
@@ -717,7 +678,7 @@ static int scan_git(struct gitrepo *r)
 		if (add_file(r, rel) < 0)
 			goto out;
 	}
-	for (size_t i = 0; i < changed.n && !dirty; i++) {
+	for (size_t i = 0; i < changed.nr && !dirty; i++) {
 		const char *rel = changed.v[i] + plen;
 		size_t len = strlen(rel);
 		if (len && rel[len - 1] == '/')

@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -18,6 +17,7 @@
 #include "results.h"
 #include "shquote.h"
 #include "ssh.h"
+#include "strvec.h"
 #include "util.h"
 
 /* Deeper paths than this are refused (and never worth unpacking). */
@@ -29,8 +29,7 @@ struct extract {
 	struct results_stats *st;
 	uint64_t entries;
 	struct buf path;		/* the entry's normalised path */
-	char **symlinks;		/* paths of the symlinks written (sorted on demand) */
-	size_t nsymlinks, alloc_symlinks;
+	struct strvec symlinks;		/* paths of the symlinks written */
 };
 
 /* Untrusted names go to a terminal: control bytes are shown as \xNN. */
@@ -125,8 +124,8 @@ static const char *check_symlink(const char *target, size_t depth)
 
 static int is_symlink_of_stream(const struct extract *x, const char *path, size_t len)
 {
-	for (size_t i = 0; i < x->nsymlinks; i++)
-		if (strlen(x->symlinks[i]) == len && !memcmp(x->symlinks[i], path, len))
+	for (size_t i = 0; i < x->symlinks.nr; i++)
+		if (strlen(x->symlinks.v[i]) == len && !memcmp(x->symlinks.v[i], path, len))
 			return 1;
 	return 0;
 }
@@ -179,15 +178,6 @@ static const char *check_hardlink(const struct extract *x, const char *target)
 	return why;
 }
 
-static void remember_symlink(struct extract *x, const char *path)
-{
-	if (x->nsymlinks == x->alloc_symlinks) {
-		x->alloc_symlinks = x->alloc_symlinks ? 2 * x->alloc_symlinks : 16;
-		x->symlinks = xrealloc(x->symlinks, x->alloc_symlinks * sizeof(*x->symlinks));
-	}
-	x->symlinks[x->nsymlinks++] = xstrdup(path);
-}
-
 static int too_large(const struct extract *x, const char *what)
 {
 	error_set(PS_EXIT_REMOTE, "results too large: more than %llu %s",
@@ -206,7 +196,7 @@ static int copy_data(struct extract *x, struct archive *in, const char *name)
 	int r;
 
 	for (;;) {
-		if (interrupted)
+		if (interrupt_requested())
 			return error_set(PS_EXIT_INTERRUPTED, "interrupted");
 		r = archive_read_data_block(in, &block, &size, &offset);
 		if (r == ARCHIVE_EOF)
@@ -295,7 +285,7 @@ static int extract_entry(struct extract *x, struct archive *in, struct archive_e
 	r = archive_write_header(x->out, e);
 	if (r < ARCHIVE_WARN) {
 		if (r == ARCHIVE_FATAL) {
-			error_set(PS_EXIT_USAGE, "cannot unpack results: %s",
+			error_set(PS_EXIT_IO, "cannot unpack results: %s",
 				  archive_error_string(x->out));
 			goto out;
 		}
@@ -304,7 +294,7 @@ static int extract_entry(struct extract *x, struct archive *in, struct archive_e
 		goto out;
 	}
 	if (type == AE_IFLNK && !archive_entry_hardlink(e)) {
-		remember_symlink(x, x->path.ptr);
+		strvec_push(&x->symlinks, x->path.ptr);
 		x->st->symlinks++;
 	} else if (type == AE_IFDIR) {
 		x->st->dirs++;
@@ -333,6 +323,7 @@ static int extract_here(struct archive *in, const struct results_limits *lim,
 
 	x.lim = lim;
 	x.st = st;
+	strvec_init(&x.symlinks);
 	buf_init(&x.path, 64 << 10);
 	x.out = archive_write_disk_new();
 	archive_write_disk_set_options(x.out, ARCHIVE_EXTRACT_SECURE_SYMLINKS |
@@ -340,7 +331,7 @@ static int extract_here(struct archive *in, const struct results_limits *lim,
 				       ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
 				       ARCHIVE_EXTRACT_TIME);
 	for (;;) {
-		if (interrupted) {
+		if (interrupt_requested()) {
 			error_set(PS_EXIT_INTERRUPTED, "interrupted");
 			goto out;
 		}
@@ -362,12 +353,10 @@ static int extract_here(struct archive *in, const struct results_limits *lim,
 	ret = 0;
 out:
 	if (archive_write_close(x.out) < ARCHIVE_WARN && ret == 0)
-		ret = error_set(PS_EXIT_USAGE, "cannot unpack results: %s",
+		ret = error_set(PS_EXIT_IO, "cannot unpack results: %s",
 				archive_error_string(x.out));
 	archive_write_free(x.out);
-	for (size_t i = 0; i < x.nsymlinks; i++)
-		free(x.symlinks[i]);
-	free(x.symlinks);
+	strvec_release(&x.symlinks);
 	buf_release(&x.path);
 	return ret;
 }
@@ -393,7 +382,7 @@ static la_ssize_t read_source(struct archive *a, void *ctx, const void **out)
 	} else {
 		do
 			n = read(s->fd, s->block, sizeof(s->block));
-		while (n < 0 && errno == EINTR && !interrupted);
+		while (n < 0 && errno == EINTR && !interrupt_requested());
 		if (n < 0) {
 			archive_set_error(a, errno, "read: %s", strerror(errno));
 			return -1;
@@ -413,17 +402,17 @@ static int unpack_in(struct source *src, const char *dest,
 	int cwd = -1, ret = -1;
 
 	if (mkdir_p(dest, 0755) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot create results directory '%s': %s", dest,
+		error_set(PS_EXIT_IO, "cannot create results directory '%s': %s", dest,
 			  strerror(errno));
 		goto out;
 	}
 	cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cwd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot open the working directory: %s", strerror(errno));
+		error_set(PS_EXIT_IO, "cannot open the working directory: %s", strerror(errno));
 		goto out;
 	}
 	if (chdir(dest) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot enter results directory '%s': %s", dest,
+		error_set(PS_EXIT_IO, "cannot enter results directory '%s': %s", dest,
 			  strerror(errno));
 		goto out;
 	}
@@ -441,7 +430,7 @@ static int unpack_in(struct source *src, const char *dest,
 		ret = extract_here(in, lim ? lim : &defaults, &st);
 	}
 	if (fchdir(cwd) < 0 && ret == 0)
-		ret = error_set(PS_EXIT_USAGE, "cannot return to the working directory: %s",
+		ret = error_set(PS_EXIT_IO, "cannot return to the working directory: %s",
 				strerror(errno));
 	if (ret == 0 && stats)
 		*stats = st;
@@ -534,11 +523,11 @@ int results_unpack_begin(struct results_unpack **out, const char *dest,
 	pid_t pid;
 
 	if (mkdir_p(dest, 0755) < 0)
-		return error_set(PS_EXIT_USAGE, "cannot create results directory '%s': %s", dest,
+		return error_set(PS_EXIT_IO, "cannot create results directory '%s': %s", dest,
 				 strerror(errno));
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(rp, O_CLOEXEC) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot start unpacking results: %s", strerror(errno));
+		error_set(PS_EXIT_IO, "cannot start unpacking results: %s", strerror(errno));
 		goto fail;
 	}
 	/* What is buffered must not be written twice, by both processes. */
@@ -546,7 +535,7 @@ int results_unpack_begin(struct results_unpack **out, const char *dest,
 	fflush(stderr);
 	pid = fork();
 	if (pid < 0) {
-		error_set(PS_EXIT_USAGE, "cannot start unpacking results: fork: %s", strerror(errno));
+		error_set(PS_EXIT_IO, "cannot start unpacking results: fork: %s", strerror(errno));
 		goto fail;
 	}
 	if (pid == 0) {
@@ -578,7 +567,7 @@ int results_unpack_write(struct results_unpack *u, const void *data, size_t len)
 
 	while (len && !u->failed) {
 		ssize_t n = send(u->data, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR && !interrupted)
+		if (n < 0 && errno == EINTR && !interrupt_requested())
 			continue;
 		if (n <= 0) {
 			u->failed = 1;
@@ -673,16 +662,6 @@ static int jobdir_exists(struct ssh_conn *c, const char *jobdir)
 	return status == 0;
 }
 
-/* Sleeps up to secs, waking early when interrupted. */
-static void nap(double secs)
-{
-	double until = now_monotonic() + secs;
-	while (!interrupted && now_monotonic() < until) {
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-}
-
 int results_fetch(struct ssh_conn *c, const char *jobdir, const char *dest,
 		  const struct results_limits *lim, struct results_stats *stats)
 {
@@ -748,10 +727,9 @@ int results_fetch_retry(struct ssh_conn *c, const char *jobdir, const char *dest
 			return SSH_R_DROPPED;
 		}
 		error_clear();
-		nap(wait);
+		if (sleep_interruptible(wait) < 0)
+			return SSH_R_INTERRUPTED;
 		wait = wait * 2 > 10 ? 10 : wait * 2;
-		if (interrupted)
-			return error_set(PS_EXIT_INTERRUPTED, "interrupted"), SSH_R_INTERRUPTED;
 		r = ssh_conn_reconnect(c);
 		if (r == 0) {
 			fprintf(stderr, "pystrib: reconnected to '%s'\n", ssh_conn_name(c));

@@ -8,8 +8,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-volatile sig_atomic_t interrupted;
+#include "error.h"
+
+/* Only a lock-free atomic may be touched by a signal handler (C11 7.14.1.1). */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int is not lock-free here");
+atomic_int interrupted;
 
 static void oom(size_t n)
 {
@@ -54,18 +59,25 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
-char *xstrfmt(const char *fmt, ...)
+char *xstrvfmt(const char *fmt, va_list ap)
 {
-	va_list ap, ap2;
-	va_start(ap, fmt);
+	va_list ap2;
 	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
+	int n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
 	if (n < 0)
 		oom(0);
 	char *p = xmalloc((size_t)n + 1);
-	vsnprintf(p, (size_t)n + 1, fmt, ap2);
-	va_end(ap2);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	return p;
+}
+
+char *xstrfmt(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *p = xstrvfmt(fmt, ap);
+	va_end(ap);
 	return p;
 }
 
@@ -175,10 +187,25 @@ out:
 	return ret;
 }
 
+int interrupt_requested(void)
+{
+	return atomic_load(&interrupted) != 0;
+}
+
+void interrupt_set(void)
+{
+	atomic_store(&interrupted, 1);
+}
+
+int interrupt_clear(void)
+{
+	return atomic_exchange(&interrupted, 0) != 0;
+}
+
 static void on_interrupt(int sig)
 {
 	(void)sig;
-	interrupted = 1;
+	interrupt_set();
 }
 
 void install_interrupt_handler(void)
@@ -190,4 +217,137 @@ void install_interrupt_handler(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+int sleep_interruptible(double secs)
+{
+	double until = now_monotonic() + secs;
+
+	for (;;) {
+		if (interrupt_requested())
+			return error_set(PS_EXIT_INTERRUPTED, "interrupted");
+		double left = until - now_monotonic();
+		if (left <= 0)
+			return 0;
+		/*
+		 * In slices, not one nanosleep: the signal may be delivered to
+		 * another thread, and interrupt_set() from a thread sends none.
+		 */
+		if (left > 0.1)
+			left = 0.1;
+		struct timespec ts = { 0, (long)(left * 1e9) };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* ---- atomic file writes ------------------------------------------------- */
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+void atomic_file_abort(struct atomic_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->tmp)
+		unlink(f->tmp);
+	free(f->tmp);
+	free(f->path);
+	f->fd = -1;
+	f->tmp = NULL;
+	f->path = NULL;
+}
+
+int atomic_file_open(struct atomic_file *f, const char *path, unsigned mode)
+{
+	f->path = xstrdup(path);
+	f->tmp = xstrfmt("%s.tmp-XXXXXX", path);
+	f->fd = mkstemp(f->tmp);
+	if (f->fd < 0) {
+		int e = errno;
+		free(f->tmp);
+		f->tmp = NULL;	/* not ours to remove */
+		atomic_file_abort(f);
+		return error_set(PS_EXIT_IO, "cannot create '%s.tmp-XXXXXX': %s", path, strerror(e));
+	}
+	/* mkstemp makes it 0600, whatever the umask. */
+	if (fchmod(f->fd, (mode_t)mode) < 0) {
+		int e = errno;
+		atomic_file_abort(f);
+		return error_set(PS_EXIT_IO, "cannot write '%s': %s", path, strerror(e));
+	}
+	return 0;
+}
+
+int atomic_file_commit_as(struct atomic_file *f, const char *path)
+{
+	int e = 0;
+
+	if (f->fd < 0 || !f->tmp) {
+		atomic_file_abort(f);
+		return error_set(PS_EXIT_IO, "internal error: committing '%s', which is not open",
+				 path);
+	}
+	/* Without the fsync, a crash after the rename can leave the new name
+	 * on empty or partial contents. */
+	if (fsync(f->fd) < 0)
+		e = errno;
+	if (close(f->fd) < 0 && !e)
+		e = errno;
+	f->fd = -1;
+	if (e) {
+		error_set(PS_EXIT_IO, "cannot write '%s': %s", path, strerror(e));
+		atomic_file_abort(f);
+		return -1;
+	}
+	if (rename(f->tmp, path) < 0) {
+		error_set(PS_EXIT_IO, "cannot rename '%s' to '%s': %s", f->tmp, path,
+			  strerror(errno));
+		atomic_file_abort(f);
+		return -1;
+	}
+	free(f->tmp);
+	f->tmp = NULL;
+	atomic_file_abort(f);
+	return 0;
+}
+
+int atomic_file_commit(struct atomic_file *f)
+{
+	if (!f->path)
+		return error_set(PS_EXIT_IO, "internal error: committing a file that is not open");
+	char *path = xstrdup(f->path);
+	int ret = atomic_file_commit_as(f, path);
+	free(path);
+	return ret;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+	struct atomic_file f = ATOMIC_FILE_INIT;
+
+	if (atomic_file_open(&f, path, mode) < 0)
+		return -1;
+	if (write_all(f.fd, data, len) < 0) {
+		error_set(PS_EXIT_IO, "cannot write '%s': %s", path, strerror(errno));
+		atomic_file_abort(&f);
+		return -1;
+	}
+	return atomic_file_commit(&f);
 }

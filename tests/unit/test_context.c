@@ -344,6 +344,13 @@ static void unchanged_layers_come_from_the_cache(void **state)
 	assert_int_equal(access(b.cell.path, F_OK), 0);
 	assert_int_equal(access(b.project.path, F_OK), 0);
 	test_sh(cache, "test -f notes.txt");
+	/* Builds leave no temporary; those a crashed one left (either naming) go by the same rule. */
+	test_sh(cache, "test -z \"$(ls -A | grep tmp)\"");
+	test_sh(cache, ": > layer.tmp-abc123 && : > .tmp-layer-abc123 && "
+		"touch -d '10 days ago' layer.tmp-abc123 .tmp-layer-abc123");
+	context_cache_prune(cache, 5 * 86400.0, 0, &pr);
+	assert_int_equal(pr.files, 2);
+	test_sh(cache, "test ! -e layer.tmp-abc123 && test ! -e .tmp-layer-abc123");
 	/* Used within the hour: kept even when asked for 0 days. */
 	context_cache_prune(cache, 0, 0, &pr);
 	assert_int_equal(pr.files, 0);
@@ -479,6 +486,15 @@ static void build_tarball_layout(void **state)
 	assert_int_equal(error_kind(), PS_EXIT_USAGE);
 	error_clear();
 	assert_int_equal(access(out, F_OK), -1);
+
+	/* Nowhere to write it: a local I/O error. */
+	o.base = "base:1";
+	char *bad = xstrfmt("%s/no/such/dir/ctx.tar", p);
+	assert_int_equal(context_write_build_tar(&o, bad), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	assert_non_null(strstr(error_message(), bad));
+	error_clear();
+	free(bad);
 	free(p);
 	free(cell);
 	free(out);
