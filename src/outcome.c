@@ -165,7 +165,7 @@ static void print_headline(const struct outcome *o, const char *state, int code,
 		fprintf(stderr, "timed out: pystrib stopped it at its --timeout");
 		break;
 	case PS_EXIT_INTERRUPTED:
-		fprintf(stderr, "was cancelled: pystrib stopped it");
+		fprintf(stderr, "cancelled: pystrib stopped it");
 		break;
 	case PS_EXIT_RANK:
 		if (bad >= 0)
@@ -176,7 +176,7 @@ static void print_headline(const struct outcome *o, const char *state, int code,
 		break;
 	default:
 		if (!strcmp(state, "lost"))
-			fprintf(stderr, "is lost");
+			fprintf(stderr, "lost");
 		else
 			fprintf(stderr, "could not run");
 		if (f->reason)

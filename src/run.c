@@ -243,7 +243,7 @@ void run_announce(struct run *r)
 static char *stop_job(struct run *r, const char *final)
 {
 	char *state = NULL;
-	interrupted = 0;
+	interrupt_clear();
 	error_clear();
 	fprintf(stderr, "pystrib: stopping job %s on '%s'\n", r->id, ssh_conn_name(r->conn));
 	/* Nothing heard from the job yet: its start may still be on the way. */

@@ -30,14 +30,14 @@ static void remove_unstarted(struct run *r, const char *socket, const char *cid)
 {
 	char *why = xstrdup(error_message());
 	enum ps_exit kind = error_kind();
-	int intr = interrupted;
-	interrupted = 0;
+	int intr = interrupt_clear();
 	error_clear();
 	if (engine_remove(r->conn, socket, cid) < 0)
 		log_info("could not remove container %s%s: %s", LAUNCH_CONTAINER_PREFIX, r->id,
 			 error_message());
 	error_clear();
-	interrupted = intr;
+	if (intr)
+		interrupt_set();
 	error_set(kind, "%s", why);
 	free(why);
 }

@@ -116,7 +116,7 @@ static void *push_thread(void *arg)
 		if (engine_socket(&r->cfg.remote))
 			pull_early(r);
 		/* Interrupted during that pull: no job is started at all. */
-		p->ret = interrupted ? error_set(PS_EXIT_INTERRUPTED, "interrupted") : run_submit(r);
+		p->ret = interrupt_requested() ? error_set(PS_EXIT_INTERRUPTED, "interrupted") : run_submit(r);
 		if (p->ret == 0)
 			send_start(p);
 	}
@@ -145,24 +145,25 @@ static int beside_login(struct run *r, struct pusher *p, int follow, int *rc)
 	pthread_t th;
 	int ret = 0;
 
-	if (pthread_create(&th, NULL, push_thread, p) != 0) {
+	int e = pthread_create(&th, NULL, push_thread, p);
+	if (e != 0) {
 		if (p->fd >= 0)
 			close(p->fd);
 		if (follow)
 			close(r->f.start_fd);
-		return error_set(PS_EXIT_USAGE, "cannot start a thread"), error_report();
+		return error_set(PS_EXIT_IO, "cannot start a thread: %s", strerror(e)), error_report();
 	}
 	int opened = run_open_conn(r) == 0;
 	if (opened && follow)
 		*rc = follow_job(r->conn, &r->f);
 	else if (!opened)
-		interrupted = 1;	/* no host: the push is for nothing, stop it */
+		interrupt_set();	/* no host: the push is for nothing, stop it */
 	atomic_store(&r->early_stop, 1);
 	if (follow)
 		close(r->f.start_fd);
 	pthread_join(th, NULL);
 	if (!opened) {
-		interrupted = 0;
+		interrupt_clear();
 		ret = error_report();
 	} else if (p->ret < 0) {
 		/* No job was started: the command never went. */
@@ -197,7 +198,7 @@ int run_overlapped(struct run *r)
 	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
 	run_init_follow(r);
 	if (pipe2(fds, O_CLOEXEC) < 0)
-		return error_set(PS_EXIT_USAGE, "cannot make a pipe: %s", strerror(errno)),
+		return error_set(PS_EXIT_IO, "cannot make a pipe: %s", strerror(errno)),
 		       error_report();
 	p.fd = fds[1];
 	r->f.start_fd = fds[0];
