@@ -4,7 +4,8 @@
 # Sourcing it gives every scenario the same start: a fresh directory of its
 # own ($LIB_DIR, short: dockerd's socket path must stay under 108 bytes),
 # HOME and the XDG directories inside it, no ssh agent, none of the caller's
-# PYSTRIB_* settings, and $PYSTRIB checked to be a program.
+# pystrib settings (PYSTRIB_CONFIG, PYSTRIB_REMOTE_* and the like), and
+# $PYSTRIB checked to be a program.
 #
 # The bed and cleanups:
 #   bed_up SERVICES...      start a bed in $LIB_DIR (stopped on exit), source its env
@@ -136,7 +137,16 @@ check() {
 		return 0
 	fi
 	if [ "$rc" -ne 0 ]; then
-		{ printf 'failed (exit %s):' "$rc"; printf ' %q' "$@"; echo; tail -n 40 "$LIB_DIR/.check"; } > "$detail.2"
+		{
+			if [ "$1" = eval ]; then
+				printf 'failed (exit %s): %s\n' "$rc" "${*:2}"
+			else
+				printf 'failed (exit %s):' "$rc"
+				printf ' %q' "$@"
+				echo
+			fi
+			tail -n 40 "$detail"
+		} > "$detail.2"
 		mv "$detail.2" "$detail"
 	fi
 	lib_verdict "$name" "$rc" "$detail"
@@ -200,10 +210,6 @@ check_cmp() {
 		lib_verdict "$name" 1 "$LIB_DIR/.check"
 	fi
 }
-
-# The checks of scenarios not converted yet: going away.
-ok() { lib_verdict "$*" 0; }
-fail() { lib_verdict "$*" 1; }
 
 check_status() {
 	lib_selected "$1" || { lib_skip "$1"; return 0; }
