@@ -7,14 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 
 bed_up registry docker base
-DOCKER=/usr/bin/docker	# the daemon's own client, not the static one first on PATH
-export DOCKER_HOST="$BED_DOCKER_HOST" DOCKER_BUILDKIT=0
-status=0
-check() {	# check DESCRIPTION COMMAND...: ok when the command succeeds
-	local what="$1"
-	shift
-	if "$@"; then ok "$what"; else fail "$what"; status=1; fi
-}
+bed_engines
+export DOCKER_BUILDKIT=0
 
 work="$BED_DIR/t0101"
 mkdir -p "$work/proj/nb" "$work/proj/pkg" "$work/proj/data" "$work/proj/scratch"
@@ -51,38 +45,36 @@ check "a second build is byte-identical" bash -c "
 	cmp '$work/ctx.tar' '$work/ctx2.tar'"
 check "-o - writes the same bytes to stdout" bash -c "
 	'$PYSTRIB' -c '$BED_CONFIG' build nb/cell.py -o - --input '$work/params.txt' | cmp - '$work/ctx.tar'"
-listing=$(tar tf "$work/ctx.tar")
-check "the context has a Dockerfile, the project and the cell" bash -c "
-	grep -qx Dockerfile <<<'$listing' && grep -qx project/pkg/util.py <<<'$listing' &&
-	grep -qx cell/user_code.py <<<'$listing' && grep -qx cell/bootstrap.py <<<'$listing' &&
-	grep -qx cell/inputs/params.txt <<<'$listing'"
-check "no .git, no ignored files, no cell copy in project/" bash -c "
-	! grep -Eq '(^|/)\.git(/|$)|big\.bin|scratch|project/nb/cell\.py' <<<'$listing'"
-check "the Dockerfile is FROM the configured base" bash -c "
-	tar xOf '$work/ctx.tar' Dockerfile | grep -qx 'FROM $BED_BASE'"
-check "no credentials in the context" bash -c "! grep -aq hunter2 '$work/ctx.tar'"
+tar tf "$work/ctx.tar" > "$work/listing"
+check "the context has a Dockerfile, the project and the cell" eval '
+	grep -qx Dockerfile "$work/listing" && grep -qx project/pkg/util.py "$work/listing" &&
+	grep -qx cell/user_code.py "$work/listing" && grep -qx cell/bootstrap.py "$work/listing" &&
+	grep -qx cell/inputs/params.txt "$work/listing"' || show "$work/listing"
+check_no_grep "no .git, no ignored files, no cell copy in project/" \
+	-E '(^|/)\.git(/|$)|big\.bin|scratch|project/nb/cell\.py' "$work/listing"
+check "the Dockerfile is FROM the configured base" eval \
+	'tar xOf "$work/ctx.tar" Dockerfile | grep -qx "FROM $BED_BASE"'
+check_no_grep "no credentials in the context" -a hunter2 "$work/ctx.tar"
 
 tag="pystrib-t0101:$$"
-check "docker build - < ctx.tar succeeds" bash -c "'$DOCKER' build -q -t '$tag' - < '$work/ctx.tar' >'$work/build.log' 2>&1"
-[ $status -eq 0 ] || cat "$work/build.log" >&2
+check "docker build - < ctx.tar succeeds" eval '"$DOCKER" build -q -t "$tag" - < "$work/ctx.tar" >"$work/build.log" 2>&1' ||
+	show "$work/build.log"
 
-out=$("$DOCKER" run --rm --network none "$tag" 2>&1)
-check "docker run runs the cell as one rank" \
-	test "$out" = "cell rank 0 of 1 sum 1 util from-project params lr=0.5 cwd /pystrib/project/nb"
-[ $status -eq 0 ] || printf '%s\n' "$out" >&2
+check_eq "docker run runs the cell as one rank" \
+	"cell rank 0 of 1 sum 1 util from-project params lr=0.5 cwd /pystrib/project/nb" \
+	"$("$DOCKER" run --rm --network none "$tag" 2>&1)"
 
-out=$("$DOCKER" run --rm --network none "$tag" mpirun --allow-run-as-root --oversubscribe -np 2 \
+got=$("$DOCKER" run --rm --network none "$tag" mpirun --allow-run-as-root --oversubscribe -np 2 \
 	python3 /pystrib/cell/bootstrap.py /pystrib/cell/user_code.py 2>&1 | sort)
 want=$(printf '%s\n' \
 	"cell rank 0 of 2 sum 3 util from-project params lr=0.5 cwd /pystrib/project/nb" \
 	"cell rank 1 of 2 sum 3 util from-project params lr=0.5 cwd /pystrib/project/nb")
-check "mpirun -np 2 inside the container runs two ranks" test "$out" = "$want"
-[ "$out" = "$want" ] || printf '%s\n' "$out" >&2
+check_eq "mpirun -np 2 inside the container runs two ranks" "$want" "$got"
 
-label=$("$DOCKER" inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$tag")
-check "the image is labelled with the git commit" test "$label" = "$rev"
-source=$("$DOCKER" inspect -f '{{index .Config.Labels "org.opencontainers.image.source"}}' "$tag")
-check "the source label has no credentials" test "$source" = "https://git.example.com/team/proj.git"
+check_eq "the image is labelled with the git commit" "$rev" \
+	"$("$DOCKER" inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$tag")"
+check_eq "the source label has no credentials" "https://git.example.com/team/proj.git" \
+	"$("$DOCKER" inspect -f '{{index .Config.Labels "org.opencontainers.image.source"}}' "$tag")"
 check "the image has no .git and no ignored files" \
 	"$DOCKER" run --rm --network none "$tag" sh -c \
 	'test ! -e /pystrib/project/.git && test ! -e /pystrib/project/data/big.bin && test ! -e /pystrib/project/scratch'
@@ -93,4 +85,3 @@ expect_exit 2 "$PYSTRIB" -c "$BED_CONFIG" build nb/cell.py --project . --no-proj
 check "a failed build leaves no output behind" test ! -e "$work/x.tar"
 
 "$DOCKER" rmi -f "$tag" >/dev/null 2>&1
-exit $status

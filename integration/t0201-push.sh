@@ -9,19 +9,9 @@
 . "$(dirname "$0")/lib.sh"
 bed_up registry docker podman base
 
-DOCKER=/usr/bin/docker	# the daemon's own client, not the static one first on PATH
-export DOCKER_HOST="$BED_DOCKER_HOST" DOCKER_BUILDKIT=0
-export CONTAINERS_CONF="$BED_CONTAINERS_CONF" CONTAINERS_STORAGE_CONF="$BED_CONTAINERS_STORAGE_CONF"
-export HOME=$BED_DIR/home XDG_CACHE_HOME=$BED_DIR/home/.cache
-mkdir -p "$HOME"
-PY=/usr/bin/python3
-out=$BED_DIR/last.out err=$BED_DIR/last.err
+bed_engines
+export DOCKER_BUILDKIT=0
 push() { "$PYSTRIB" -c "$BED_CONFIG" push "$@"; }
-check() {	# check DESCRIPTION COMMAND...
-	local what="$1"
-	shift
-	if "$@"; then ok "$what"; else fail "$what"; fi
-}
 # Blob upload requests the registry has answered so far: every POST, PUT and
 # PATCH under /blobs/ (a cross-repository mount is a POST too).
 uploads() { grep -cE '"(POST|PUT|PATCH) /v2/[^ ]*/blobs/' "$BED_REGISTRY_LOG"; }
@@ -53,23 +43,19 @@ want_out="cell rank 0 of 1 util from-project params lr=0.5 cwd /pystrib/project/
 expect_exit 0 push nb/cell.py --input "$work/params.txt"
 ref=$(cat "$out")
 pat="^$BED_REGISTRY/cells:cell-[0-9a-f]{12}@sha256:[0-9a-f]{64}\$"
-check "prints REGISTRY/REPO:TAG@sha256:... ($ref)" grep -qE "$pat" "$out"
+check_grep "prints REGISTRY/REPO:TAG@sha256:..." -E "$pat" "$out"
 digest=${ref##*@}
-check "the default tag is 'cell-' and the digest's first 12 hex digits" \
-	test "${ref#*:cell-}" = "${digest:7:12}@$digest"
+check_eq "the default tag is 'cell-' and the digest's first 12 hex digits" \
+	"${digest:7:12}@$digest" "${ref#*:cell-}"
 pinned="$BED_REGISTRY/cells@$digest"
 
 # 2. skopeo reads it.
-if skopeo inspect --tls-verify=false "docker://$pinned" > "$work/inspect.json" 2> "$err" &&
-	skopeo inspect --config --tls-verify=false "docker://$pinned" > "$work/config.json" 2>> "$err"; then
-	ok "skopeo inspect reads the image and its config"
-else
-	fail "skopeo inspect"; cat "$err"
-fi
+check "skopeo inspect reads the image and its config" eval \
+	'skopeo inspect --tls-verify=false "docker://$pinned" > "$work/inspect.json" &&
+	skopeo inspect --config --tls-verify=false "docker://$pinned" > "$work/config.json"'
 skopeo inspect --tls-verify=false "docker://$BED_BASE" > "$work/base.json" 2>/dev/null
-$PY - "$work/inspect.json" "$work/config.json" "$work/base.json" "$rev" "$digest" <<'EOF' \
-	&& ok "digest, tag, two layers on the base, labels, env, cmd, workdir, created = commit time" \
-	|| fail "the image's manifest and config"
+check "digest, tag, two layers on the base, labels, env, cmd, workdir, created = commit time" \
+	"$PY" - "$work/inspect.json" "$work/config.json" "$work/base.json" "$rev" "$digest" <<'EOF'
 import json, sys
 img, cfg, base = (json.load(open(p)) for p in sys.argv[1:4])
 rev, digest = sys.argv[4], sys.argv[5]
@@ -89,33 +75,31 @@ assert env["PYSTRIB_CELL"] == "/pystrib/cell/user_code.py" and env["PYSTRIB_REVI
 assert env["PATH"].startswith("/usr/local/sbin"), "the base's env is kept"
 assert len(cfg["rootfs"]["diff_ids"]) == len(img["Layers"])
 EOF
-check "no credentials in the image's config" bash -c "! grep -q hunter2 '$work/config.json'"
+check_no_grep "no credentials in the image's config" hunter2 "$work/config.json"
 
 # 3. docker and podman pull and run it.
 got=$("$DOCKER" run --rm --network none "$pinned" 2> "$err")
-check "docker pulls and runs the pushed image" test "$got" = "$want_out"
-[ "$got" = "$want_out" ] || { echo "    got: $got"; tail -n 5 "$err"; }
+check_eq "docker pulls and runs the pushed image" "$want_out" "$got" || show "$err"
 got=$(podman run --rm --tls-verify=false --network none "$pinned" 2> "$err")
-check "podman pulls and runs the pushed image" test "$got" = "$want_out"
-[ "$got" = "$want_out" ] || { echo "    got: $got"; tail -n 5 "$err"; }
+check_eq "podman pulls and runs the pushed image" "$want_out" "$got" || show "$err"
 got=$("$DOCKER" run --rm --network none "$pinned" mpirun --allow-run-as-root --oversubscribe -np 2 \
 	python3 /pystrib/cell/bootstrap.py /pystrib/cell/user_code.py 2>/dev/null | sort | tr '\n' '|')
-check "mpirun -np 2 in the pushed image runs two ranks" test "$got" = \
-	"cell rank 0 of 2 util from-project params lr=0.5 cwd /pystrib/project/nb|cell rank 1 of 2 util from-project params lr=0.5 cwd /pystrib/project/nb|"
+check_eq "mpirun -np 2 in the pushed image runs two ranks" \
+	"cell rank 0 of 2 util from-project params lr=0.5 cwd /pystrib/project/nb|cell rank 1 of 2 util from-project params lr=0.5 cwd /pystrib/project/nb|" \
+	"$got"
 
 # 4. Unchanged: no blob is sent, same reference.
 before=$(uploads)
 expect_exit 0 push nb/cell.py --input "$work/params.txt"
-check "pushing again unchanged gives the same reference" test "$(cat "$out")" = "$ref"
-check "pushing again unchanged sends no blob (registry log: $(( $(uploads) - before )) upload requests)" \
-	test "$(uploads)" -eq "$before"
+check_eq "pushing again unchanged gives the same reference" "$ref" "$(cat "$out")"
+check_eq "pushing again unchanged sends no blob (upload requests in the registry log)" \
+	"$before" "$(uploads)"
 
 # 5. --json and --tag: events, and the same digest under another tag.
 before=$(uploads)
 "$PYSTRIB" -c "$BED_CONFIG" --json push nb/cell.py --input "$work/params.txt" -t exp-1 > "$work/json.out" 2> "$err"
-$PY - "$work/json.out" "$digest" "$BED_REGISTRY/cells:exp-1@$digest" <<'EOF' \
-	&& ok "--json: blob events ('exists') and a pushed event with the reference and 0 uploads" \
-	|| { fail "--json events"; cat "$work/json.out" "$err"; }
+check "--json: blob events ('exists') and a pushed event with the reference and 0 uploads" \
+	"$PY" - "$work/json.out" "$digest" "$BED_REGISTRY/cells:exp-1@$digest" <<'EOF' || show "$work/json.out" "$err"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 assert all("event" in l for l in lines)
@@ -127,7 +111,7 @@ p = pushed[0]
 assert p["reference"] == sys.argv[3] and p["digest"] == sys.argv[2], p
 assert p["uploaded_blobs"] == 0 and p["uploaded_bytes"] == 0, p
 EOF
-check "--tag: no blob sent either" test "$(uploads)" -eq "$before"
+check_eq "--tag: no blob sent either" "$before" "$(uploads)"
 
 # 6. A one-line edit: only the cell layer and the config go up.
 echo 'print("one more line")' >> nb/cell.py
@@ -139,9 +123,8 @@ digest2=${ref2##*@}
 check "an edited cell gets a new tag and digest" test "$digest2" != "$digest" -a "${ref2%@*}" != "${ref%@*}"
 skopeo inspect --tls-verify=false "docker://$BED_REGISTRY/cells@$digest2" > "$work/inspect2.json" 2>/dev/null
 mapfile -t sent < <(put_digests | tail -n +$((nput + 1)))
-$PY - "$work/inspect.json" "$work/inspect2.json" "${sent[@]}" <<'EOF' \
-	&& ok "edit: exactly two blobs uploaded, the new cell layer and the config; the project layer kept" \
-	|| { fail "edit: what was uploaded"; echo "    sent: ${sent[*]}"; }
+check "edit: exactly two blobs uploaded, the new cell layer and the config; the project layer kept" \
+	"$PY" - "$work/inspect.json" "$work/inspect2.json" "${sent[@]}" <<'EOF' || echo "#   sent: ${sent[*]}"
 import json, sys
 a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 sent = ["sha256:" + d for d in sys.argv[3:]]
@@ -152,27 +135,25 @@ assert sent[0] == b["Layers"][-1], (sent, b["Layers"][-1])
 assert sent[1] not in b["Layers"], "the second is the config"
 EOF
 n=$(( $(uploads) - before ))
-check "edit: upload requests in the registry log: $n (a POST and a PUT per blob, at most 2 per blob more for PATCH)" \
+check "edit: 4 to 6 upload requests in the registry log (a POST and a PUT per blob, at most 2 per blob more for PATCH)" \
 	test "$n" -ge 4 -a "$n" -le 6
 
 # 7. docker build of `pystrib build`'s context prints the same as the pushed image.
 expect_exit 0 "$PYSTRIB" -c "$BED_CONFIG" build nb/cell.py -o "$work/ctx.tar" --input "$work/params.txt"
 tag="pystrib-t0201:$$"
-if "$DOCKER" build -q -t "$tag" - < "$work/ctx.tar" > "$work/build.log" 2>&1; then
+if check "docker build - < ctx.tar" eval '"$DOCKER" build -q -t "$tag" - < "$work/ctx.tar" > "$work/build.log" 2>&1' ||
+	{ show "$work/build.log"; false; }; then
 	built=$("$DOCKER" run --rm --network none "$tag" 2>"$err")
 	pushed=$("$DOCKER" run --rm --network none "$BED_REGISTRY/cells@$digest2" 2>>"$err")
 	check "docker build - < ctx.tar runs the cell exactly as the pushed image does" \
-		test "$built" = "$pushed" -a -n "$pushed"
-	[ "$built" = "$pushed" ] || printf '    built:  %s\n    pushed: %s\n' "$built" "$pushed"
-	check "... which is the edited cell's output" test "$pushed" = "$(printf '%s\none more line' "$want_out")"
+		test "$built" = "$pushed" -a -n "$pushed" || printf '#   built:  %s\n#   pushed: %s\n' "$built" "$pushed"
+	check_eq "... which is the edited cell's output" "$(printf '%s\none more line' "$want_out")" "$pushed"
 	for key in WorkingDir Env Cmd; do
 		a=$("$DOCKER" inspect -f "{{json .Config.$key}}" "$tag")
 		b=$("$DOCKER" inspect -f "{{json .Config.$key}}" "$BED_REGISTRY/cells@$digest2")
-		check "docker build and push agree on $key" test "$a" = "$b"
+		check_eq "docker build and push agree on $key" "$a" "$b"
 	done
 	"$DOCKER" rmi -f "$tag" > /dev/null 2>&1
-else
-	fail "docker build - < ctx.tar"; tail -n 5 "$work/build.log"
 fi
 
 # 8. A cell with no project (outside git): the cell layer alone on the base.
@@ -180,9 +161,9 @@ mkdir -p "$work/loose"
 printf 'print("loose", rank)\n' > "$work/loose/c.py"
 expect_exit 0 push "$work/loose/c.py"
 loose=$(cat "$out")
-check "outside git: a tag from the file name ($loose)" grep -qE "/cells:c-[0-9a-f]{12}@" "$out"
-got=$(podman run --rm --tls-verify=false --network none "${loose%%:c-*}@${loose##*@}" 2>/dev/null)
-check "outside git: podman runs it" test "$got" = "loose 0"
+check_grep "outside git: a tag from the file name" -E "/cells:c-[0-9a-f]{12}@" "$out"
+got=$(podman run --rm --tls-verify=false --network none "$(pinned_ref "$loose")" 2>/dev/null)
+check_eq "outside git: podman runs it" "loose 0" "$got"
 
 # 9. Ctrl-C in the middle of an upload: exit 130, and no tag was written.
 mkdir -p "$work/big"
@@ -197,7 +178,6 @@ for _ in $(seq 600); do grep -q '"state": *"uploading"' "$work/int.out" 2>/dev/n
 kill -INT "$pid"
 wait "$pid"
 code=$?
-check "SIGINT during an upload: exit 130" test "$code" -eq 130
-[ "$code" -eq 130 ] || tail -n 3 "$work/int.err"
-check "SIGINT during an upload: no tag written" test "$(tags)" = "$before_tags"
-check "SIGINT: no pushed event" bash -c "! grep -q '\"pushed\"' '$work/int.out'"
+check_eq "SIGINT during an upload: exit 130" 130 "$code" || show "$work/int.err"
+check_eq "SIGINT during an upload: no tag written" "$before_tags" "$(tags)"
+check_no_grep "SIGINT: no pushed event" '"pushed"' "$work/int.out"

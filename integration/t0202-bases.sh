@@ -11,18 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 bed_up registry tls docker podman base
 
-DOCKER=/usr/bin/docker
-export DOCKER_HOST="$BED_DOCKER_HOST"
-export CONTAINERS_CONF="$BED_CONTAINERS_CONF" CONTAINERS_STORAGE_CONF="$BED_CONTAINERS_STORAGE_CONF"
-export HOME=$BED_DIR/home XDG_CACHE_HOME=$BED_DIR/home/.cache
-mkdir -p "$HOME"
-PY=/usr/bin/python3
-out=$BED_DIR/last.out err=$BED_DIR/last.err
-check() {
-	local what="$1"
-	shift
-	if "$@"; then ok "$what"; else fail "$what"; fi
-}
+bed_engines
 raw_type() {	# the mediaType of a manifest in the plain registry
 	skopeo inspect --raw --tls-verify=false "docker://$1" 2>/dev/null |
 		$PY -c 'import json,sys; d=json.load(sys.stdin); print(d.get("mediaType") or ("index" if "manifests" in d else "oci-no-type"))'
@@ -38,50 +27,47 @@ cd "$work" || exit 1
 printf 'import platform\nprint("on the base", rank, platform.machine())\n' > cell.py
 want="on the base 0 x86_64"
 push() { "$PYSTRIB" -c "$BED_CONFIG" push cell.py --no-project "$@"; }
-pinned() { local r; r=$(cat "$out"); echo "${r%%:cell-*}@${r##*@}"; }
+pinned() { pinned_ref "$(cat "$out")"; }
 
 # 1. A base pushed by docker: Docker schema 2.
-"$DOCKER" pull -q "$BED_BASE" > /dev/null 2> "$err" &&
+check "docker pushes a base" eval '"$DOCKER" pull -q "$BED_BASE" > /dev/null &&
 	"$DOCKER" tag "$BED_BASE" "$BED_REGISTRY/bases/docker:1" &&
-	"$DOCKER" push "$BED_REGISTRY/bases/docker:1" > /dev/null 2>> "$err" ||
-	{ fail "docker pushes a base"; cat "$err"; }
-check "the docker-pushed base is Docker schema 2" \
-	test "$(raw_type "$BED_REGISTRY/bases/docker:1")" = application/vnd.docker.distribution.manifest.v2+json
+	"$DOCKER" push "$BED_REGISTRY/bases/docker:1" > /dev/null'
+check_eq "the docker-pushed base is Docker schema 2" \
+	application/vnd.docker.distribution.manifest.v2+json "$(raw_type "$BED_REGISTRY/bases/docker:1")"
 expect_exit 0 push --base "$BED_REGISTRY/bases/docker:1"
 img=$(pinned)
-check "on the docker-pushed base, the image is Docker schema 2 too" \
-	test "$(raw_type "$img")" = application/vnd.docker.distribution.manifest.v2+json
+check_eq "on the docker-pushed base, the image is Docker schema 2 too" \
+	application/vnd.docker.distribution.manifest.v2+json "$(raw_type "$img")"
 got=$("$DOCKER" run --rm --network none "$img" 2> "$err")
-check "docker runs the image on the docker-pushed base" test "$got" = "$want"
+check_eq "docker runs the image on the docker-pushed base" "$want" "$got" || show "$err"
 
 # 2. A base pushed by podman.
-podman pull -q --tls-verify=false "$BED_BASE" > /dev/null 2> "$err" &&
-	podman push -q --tls-verify=false "$BED_BASE" "$BED_REGISTRY/bases/podman:1" 2>> "$err" ||
-	{ fail "podman pushes a base"; cat "$err"; }
+check "podman pushes a base" eval 'podman pull -q --tls-verify=false "$BED_BASE" > /dev/null &&
+	podman push -q --tls-verify=false "$BED_BASE" "$BED_REGISTRY/bases/podman:1"'
 ptype=$(raw_type "$BED_REGISTRY/bases/podman:1")
 expect_exit 0 push --base "$BED_REGISTRY/bases/podman:1"
 img=$(pinned)
-check "on the podman-pushed base ($ptype), the image has the same manifest type" \
-	test "$(raw_type "$img")" = "$ptype"
+check_eq "on the podman-pushed base, the image has the same manifest type" "$ptype" "$(raw_type "$img")"
 got=$(podman run --rm --tls-verify=false --network none "$img" 2> "$err")
-check "podman runs the image on the podman-pushed base" test "$got" = "$want"
+check_eq "podman runs the image on the podman-pushed base" "$want" "$got" || show "$err"
 
 # 3. A base copied by skopeo as OCI.
-skopeo copy -q --format oci --src-tls-verify=false --dest-tls-verify=false \
-	"docker://$BED_REGISTRY/bases/docker:1" "docker://$BED_REGISTRY/bases/oci:1" 2> "$err" ||
-	{ fail "skopeo copies a base as OCI"; cat "$err"; }
-check "the skopeo-copied base is OCI" \
-	test "$(raw_type "$BED_REGISTRY/bases/oci:1")" = application/vnd.oci.image.manifest.v1+json
+check "skopeo copies a base as OCI" skopeo copy -q --format oci --src-tls-verify=false --dest-tls-verify=false \
+	"docker://$BED_REGISTRY/bases/docker:1" "docker://$BED_REGISTRY/bases/oci:1"
+check_eq "the skopeo-copied base is OCI" \
+	application/vnd.oci.image.manifest.v1+json "$(raw_type "$BED_REGISTRY/bases/oci:1")"
 expect_exit 0 push --base "$BED_REGISTRY/bases/oci:1"
 img=$(pinned)
-check "on the OCI base, the image is OCI" test "$(raw_type "$img")" = application/vnd.oci.image.manifest.v1+json
+check_eq "on the OCI base, the image is OCI" application/vnd.oci.image.manifest.v1+json "$(raw_type "$img")"
 got=$("$DOCKER" run --rm --network none "$img" 2> "$err")
-check "docker runs the image on the OCI base" test "$got" = "$want"
+check_eq "docker runs the image on the OCI base" "$want" "$got" || show "$err"
 
 # 4. An OCI index with two platforms: the bed's amd64 image and an arm64
 #    twin (the same layer, a config saying arm64), written with the
 #    registry API itself.
-$PY - "$BED_REGISTRY" pystrib/base bookworm bases/multi 1 <<'EOF' 2> "$err" || { fail "writing the index"; cat "$err"; }
+check "the two-platform index is written through the registry API" \
+	"$PY" - "$BED_REGISTRY" pystrib/base bookworm bases/multi 1 <<'EOF'
 import hashlib, json, sys, urllib.request
 reg, src, srctag, repo, tag = sys.argv[1:]
 base = "http://" + reg + "/v2/"
@@ -120,20 +106,20 @@ for body, arch, var in ((amd, "amd64", None), (armb, "arm64", "v8")):
 put_manifest(tag, json.dumps({"schemaVersion": 2, "mediaType": OCI_I, "manifests": descs}).encode(), OCI_I)
 EOF
 multi="$BED_REGISTRY/bases/multi:1"
-check "the two-platform base is an OCI index" test "$(raw_type "$multi")" = application/vnd.oci.image.index.v1+json
+check_eq "the two-platform base is an OCI index" application/vnd.oci.image.index.v1+json "$(raw_type "$multi")"
 expect_exit 0 push --base "$multi"
 img=$(pinned)
-check "from the index, linux/amd64 (the default platform) is picked" test "$(config_arch "$img")" = amd64
+check_eq "from the index, linux/amd64 (the default platform) is picked" amd64 "$(config_arch "$img")"
 got=$("$DOCKER" run --rm --network none "$img" 2> "$err")
-check "docker runs the image on the amd64 entry of the index" test "$got" = "$want"
+check_eq "docker runs the image on the amd64 entry of the index" "$want" "$got" || show "$err"
 expect_exit 0 push --base "$multi" --platform linux/arm64
-check "--platform linux/arm64 picks the arm64 entry" test "$(config_arch "$(pinned)")" = arm64
+check_eq "--platform linux/arm64 picks the arm64 entry" arm64 "$(config_arch "$(pinned)")"
 PYSTRIB_IMAGE_PLATFORM=linux/arm64/v8 expect_exit 0 push --base "$multi"
-check "[image] platform linux/arm64/v8 (environment) picks it too" test "$(config_arch "$(pinned)")" = arm64
+check_eq "[image] platform linux/arm64/v8 (environment) picks it too" arm64 "$(config_arch "$(pinned)")"
 expect_exit 3 push --base "$multi" --platform linux/s390x
-check "no such platform: the error lists linux/amd64 and linux/arm64/v8" \
-	grep -q "has no image for platform 'linux/s390x'; it has linux/amd64, linux/arm64/v8" "$err"
-check "... and says what to set" grep -q "\[image\] platform" "$err"
+check_grep "no such platform: the error lists linux/amd64 and linux/arm64/v8" \
+	"has no image for platform 'linux/s390x'; it has linux/amd64, linux/arm64/v8" "$err"
+check_grep "... and says what to set" "\[image\] platform" "$err"
 
 # 5. The htpasswd+TLS registry, credentials from the config.
 tlscfg=$BED_DIR/tls.ini
@@ -152,16 +138,17 @@ auth=$BED_DIR/auth.json
 printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$BED_TLS_REGISTRY" \
 	"$(printf '%s:%s' "$BED_TLS_USER" "$(cat "$BED_TLS_PASSWORD_FILE")" | base64 -w0)" > "$auth"
 tls_inspect() { skopeo inspect --authfile "$auth" --cert-dir "$BED_DIR/certs" "docker://$1" > "$work/tls.json" 2> "$err"; }
-tls_pinned() { local r; r=$(cat "$out"); echo "${r%%:cell-*}@${r##*@}"; }
+tls_pinned() { pinned_ref "$(cat "$out")"; }
 expect_exit 0 "$PYSTRIB" -c "$tlscfg" push cell.py --no-project
-check "TLS+htpasswd, config credentials: pushed ($(cat "$out"))" grep -q "^$BED_TLS_REGISTRY/cells:cell-" "$out"
-check "skopeo reads it back from the TLS registry (base layer copied across registries)" tls_inspect "$(tls_pinned)"
-check "no password in pystrib's output" bash -c "! grep -qF '$(cat "$BED_TLS_PASSWORD_FILE")' '$out' '$err'"
+check_grep "TLS+htpasswd, config credentials: pushed" "^$BED_TLS_REGISTRY/cells:cell-" "$out"
+check "skopeo reads it back from the TLS registry (base layer copied across registries)" tls_inspect "$(tls_pinned)" ||
+	show "$err"
+check_no_grep "no password in pystrib's output" -F -- "$(cat "$BED_TLS_PASSWORD_FILE")" "$out" "$err"
 
 # 6. Credentials from ~/.docker/config.json; a base on the TLS registry itself (mounted).
-skopeo copy -q --src-tls-verify=false --dest-authfile "$auth" --dest-cert-dir "$BED_DIR/certs" \
-	"docker://$BED_BASE" "docker://$BED_TLS_REGISTRY/pystrib/base:bookworm" 2> "$err" ||
-	{ fail "skopeo copies the base to the TLS registry"; cat "$err"; }
+check "skopeo copies the base to the TLS registry" \
+	skopeo copy -q --src-tls-verify=false --dest-authfile "$auth" --dest-cert-dir "$BED_DIR/certs" \
+	"docker://$BED_BASE" "docker://$BED_TLS_REGISTRY/pystrib/base:bookworm"
 grep -v '^username\|^password_file' "$tlscfg" | sed -e "s|^base = .*|base = $BED_TLS_REGISTRY/pystrib/base:bookworm|" \
 	-e 's|^repository = .*|repository = cells2|' \
 	> "$BED_DIR/tls-nocreds.ini"
@@ -171,7 +158,7 @@ check "without credentials anywhere the TLS registry refuses (exit 3)" test -s "
 mkdir -p "$HOME/.docker" && cp "$auth" "$HOME/.docker/config.json"
 mounts=$(grep -c '"POST /v2/cells2/blobs/uploads/?mount=' "$BED_TLS_REGISTRY_LOG")
 expect_exit 0 "$PYSTRIB" -c "$BED_DIR/tls-nocreds.ini" -v push cell.py --no-project
-check "TLS+htpasswd, credentials from ~/.docker/config.json: pushed" grep -q "^$BED_TLS_REGISTRY/cells2:cell-" "$out"
+check_grep "TLS+htpasswd, credentials from ~/.docker/config.json: pushed" "^$BED_TLS_REGISTRY/cells2:cell-" "$out"
 check "the base layer on the same registry was mounted, not uploaded" \
 	test "$(grep -c '"POST /v2/cells2/blobs/uploads/?mount=[^ ]*&from=pystrib/base HTTP[^"]*" 201' "$BED_TLS_REGISTRY_LOG")" -gt "$mounts"
-check "skopeo reads it back" tls_inspect "$(tls_pinned)"
+check "skopeo reads it back" tls_inspect "$(tls_pinned)" || show "$err"

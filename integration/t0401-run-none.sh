@@ -10,16 +10,12 @@
 . "$(dirname "$0")/lib.sh"
 bed_up sshd
 
-export HOME=$BED_DIR/home
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
 # The bed's user has its own python3 first on PATH; Debian's has mpi4py.
 export PYSTRIB_REMOTE_PYTHON=/usr/bin/python3 PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
 work=$BED_DIR/work
 mkdir -p "$work"
 cd "$work" || exit 1
 run() { "$PYSTRIB" -c "$BED_CONFIG" run --remote none "$@"; }
-out=$BED_DIR/last.out err=$BED_DIR/last.err
 jobs_dir=$BED_DIR/remote/jobs
 njobs() { find "$jobs_dir" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l; }
 # Processes of a job, found by its directory on their command lines.
@@ -36,19 +32,18 @@ with open(os.path.join(os.environ["PYSTRIB_RESULTS"], "rank%d.txt" % rank), "w")
 EOF
 expect_exit 0 run allreduce.py -n 2 --results "$work/res1"
 for r in 0 1; do
-	grep -qx "\[$r\] rank $r of 2 sum 3" "$out" && ok "rank $r prints the allreduce sum 3" \
-		|| { fail "rank $r output"; cat "$out" "$err"; }
-	[ "$(cat "$work/res1/results/rank$r.txt" 2>/dev/null)" = "written by rank $r" ] \
-		&& ok "rank $r's result file came back" || fail "rank $r's result file"
-	[ "$(cat "$work/res1/logs/rank.$r.exit" 2>/dev/null)" = 0 ] && ok "rank $r's log and exit code came back" \
-		|| fail "rank $r's logs"
+	check_grep "rank $r prints the allreduce sum 3" -x "\[$r\] rank $r of 2 sum 3" "$out" || show "$err"
+	check_eq "rank $r's result file came back" "written by rank $r" "$(cat "$work/res1/results/rank$r.txt" 2>/dev/null)"
+	check_eq "rank $r's log and exit code came back" 0 "$(cat "$work/res1/logs/rank.$r.exit" 2>/dev/null)"
 done
-grep -q "rank 0: exit 0 in" "$err" && grep -q "rank 1: exit 0 in" "$err" && grep -q "results: $work/res1" "$err" \
-	&& ok "summary: per rank exit code and duration, results path" || { fail "summary"; cat "$err"; }
-id=$(sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$err")
-[ -n "$id" ] && [ "$(cat "$jobs_dir/$id/state")" = succeeded ] && ok "remote state: succeeded" || fail "remote state"
+check "summary: per rank exit code and duration, results path" eval \
+	'grep -q "rank 0: exit 0 in" "$err" && grep -q "rank 1: exit 0 in" "$err" && grep -q "results: $work/res1" "$err"' ||
+	show "$err"
+# The text output is what this run checks: its id from stderr.
+id=$(job_id_from_err "$err")
+check "remote state: succeeded" eval '[ -n "$id" ] && [ "$(cat "$jobs_dir/$id/state")" = succeeded ]'
 rec=$HOME/.local/state/pystrib/jobs/$id.json
-[ -f "$rec" ] && grep -q '"state": *"succeeded"' "$rec" && ok "local job record written" || { fail "job record"; cat "$rec"; }
+check_grep "local job record written" '"state": *"succeeded"' "$rec"
 
 # 2. A cell that raises on rank 1: exit 1, the traceback, which rank.
 cat > fails.py <<'EOF'
@@ -60,11 +55,10 @@ if rank == 1:
     inner()
 EOF
 expect_exit 1 run fails.py -n 2
-grep -q "^rank 1 failed (exit 1)" "$err" && ok "names the failed rank" || { fail "failed rank"; cat "$err"; }
-grep -q "^    ValueError: rank one is unhappy" "$err" && grep -q "in inner" "$err" \
-	&& ok "shows the end of its stderr: the traceback" || { fail "traceback"; cat "$err"; }
-grep -q "^\[1\] ValueError: rank one is unhappy" "$err" && ok "the traceback streamed with its rank prefix" \
-	|| fail "streamed traceback"
+check_grep "names the failed rank" "^rank 1 failed (exit 1)" "$err"
+check "shows the end of its stderr: the traceback" eval \
+	'grep -q "^    ValueError: rank one is unhappy" "$err" && grep -q "in inner" "$err"' || show "$err"
+check_grep "the traceback streamed with its rank prefix" "^\[1\] ValueError: rank one is unhappy" "$err"
 
 # 3. --timeout: exit 5, the job stopped, nothing left running.
 cat > sleeps.py <<'EOF'
@@ -73,31 +67,29 @@ print("sleeping", rank, flush=True)
 time.sleep(120)
 EOF
 start=$(date +%s)
-expect_exit 5 run sleeps.py -n 2 --timeout 3
+expect_exit 5 "$PYSTRIB" -c "$BED_CONFIG" --json run --remote none sleeps.py -n 2 --timeout 3
 took=$(( $(date +%s) - start ))
-id=$(sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$err")
-[ "$took" -lt 40 ] && ok "timeout: stopped after $took s" || fail "timeout took $took s"
-[ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = timeout ] && ok "timeout: remote state 'timeout'" || fail "timeout state"
-grep -q "sleeping 0" "$out" && ok "timeout: output shown until then" || fail "timeout output"
+id=$(job_id_from_json "$out")
+check "timeout: stopped in less than 40 s ($took s)" test "$took" -lt 40
+check_eq "timeout: remote state 'timeout'" timeout "$(cat "$jobs_dir/$id/state" 2>/dev/null)"
+check_grep "timeout: output shown until then" "sleeping 0" "$out"
 sleep 0.5
-left=$(leftover "$id")
-[ -z "$left" ] && ok "timeout: no process left behind" || fail "timeout left: $left"
+check_eq "timeout: no process left behind" "" "$(leftover "$id")"
 
 # 4. SIGINT to pystrib: the job is stopped, exit 130.
 # (not through the function: $! must be pystrib itself)
-"$PYSTRIB" -c "$BED_CONFIG" run --remote none sleeps.py -n 2 > "$out" 2> "$err" &
+"$PYSTRIB" -c "$BED_CONFIG" --json run --remote none sleeps.py -n 2 > "$out" 2> "$err" &
 pid=$!
 for _ in $(seq 100); do grep -q "sleeping 1" "$out" && grep -q "sleeping 0" "$out" && break; sleep 0.1; done
-id=$(sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$err")
-[ -n "$(leftover "$id")" ] && ok "SIGINT: the ranks run before" || fail "SIGINT: no ranks running"
+id=$(job_id_from_json "$out")
+check "SIGINT: the ranks run before" test -n "$(leftover "$id")"
 kill -INT "$pid"
 wait "$pid"
 code=$?
-[ "$code" -eq 130 ] && ok "SIGINT: exit 130" || { fail "SIGINT: exit $code"; cat "$err"; }
-[ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = cancelled ] && ok "SIGINT: remote state 'cancelled'" || fail "SIGINT state"
+check_eq "SIGINT: exit 130" 130 "$code" || show "$err"
+check_eq "SIGINT: remote state 'cancelled'" cancelled "$(cat "$jobs_dir/$id/state" 2>/dev/null)"
 sleep 0.5
-left=$(leftover "$id")
-[ -z "$left" ] && ok "SIGINT: no process left behind" || fail "SIGINT left: $left"
+check_eq "SIGINT: no process left behind" "" "$(leftover "$id")"
 
 # 5. Shell syntax in the cell's name and arguments: passed as bytes, never run.
 hostile_dir="$work/dir with 'quotes' and \$(touch MARK1)"
@@ -109,17 +101,17 @@ print("ARGV", json.dumps(sys.argv[1:]))
 EOF
 args=("two words" "it's" '"dq"' '$(touch MARK5)' '`touch MARK6`' '; touch MARK7' '$HOME' '*' '' '-n')
 expect_exit 0 run "$cell" -n 1 --no-project -- "${args[@]}"
-want=$(/usr/bin/python3 -c 'import json,sys; print("[0] ARGV", json.dumps(sys.argv[1:]))' "${args[@]}")
-grep -qxF "$want" "$out" && ok "hostile arguments arrive byte for byte" || { fail "hostile argv"; cat "$out" "$err"; }
+want=$("$PY" -c 'import json,sys; print("[0] ARGV", json.dumps(sys.argv[1:]))' "${args[@]}")
+check_grep "hostile arguments arrive byte for byte" -xF -- "$want" "$out" || show "$err"
 found=$(find / /root /tmp -maxdepth 1 -name "MARK*" 2>/dev/null; find "$BED_DIR" -name 'MARK*' 2>/dev/null)
-[ -z "$found" ] && ok "nothing extra ran (no MARK file anywhere)" || fail "a MARK file appeared: $found"
+check_eq "nothing extra ran (no MARK file anywhere)" "" "$found"
 
 # 6. --json: events, one per line.
 "$PYSTRIB" -c "$BED_CONFIG" --json run --remote none allreduce.py -n 2 > "$BED_DIR/json.out" 2> "$err"
 for ev in job output rank_exit results done; do
-	grep -q "^{\"event\": *\"$ev\"" "$BED_DIR/json.out" && ok "--json: a '$ev' event" || { fail "--json $ev"; cat "$BED_DIR/json.out"; }
+	check_grep "--json: a '$ev' event" "^{\"event\": *\"$ev\"" "$BED_DIR/json.out"
 done
-/usr/bin/python3 - "$BED_DIR/json.out" <<'EOF' && ok "--json: every line is an event; done says succeeded" || fail "--json lines"
+check "--json: every line is an event; done says succeeded" "$PY" - "$BED_DIR/json.out" <<'EOF'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 assert all("event" in l for l in lines)
@@ -136,22 +128,17 @@ kh=$BED_DIR/new_known_hosts
 before=$(njobs)
 PYSTRIB_REMOTE_KNOWN_HOSTS=$kh expect_exit 4 run allreduce.py -n 2
 fp=$(ssh-keygen -l -E sha256 -f "$BED_DIR/ssh/host_key.pub" | cut -d' ' -f2)
-grep -q "$fp" "$err" && grep -q -- "--accept-new-host-key" "$err" \
-	&& ok "unknown host: refused, fingerprint and the way to trust it shown" || { fail "unknown host message"; cat "$err"; }
-[ "$(njobs)" = "$before" ] && [ ! -s "$kh" ] && ok "unknown host: nothing ran, nothing recorded" || fail "unknown host ran"
+check "unknown host: refused, fingerprint and the way to trust it shown" eval \
+	'grep -q "$fp" "$err" && grep -q -- "--accept-new-host-key" "$err"' || show "$err"
+check "unknown host: nothing ran, nothing recorded" eval '[ "$(njobs)" = "$before" ] && [ ! -s "$kh" ]'
 PYSTRIB_REMOTE_KNOWN_HOSTS=$kh expect_exit 0 run allreduce.py -n 2 --accept-new-host-key
-grep -q "\[127.0.0.1\]:$BED_SSH_PORT " "$kh" && ok "--accept-new-host-key: key recorded, job ran" || fail "accept-new"
+check_grep "--accept-new-host-key: key recorded, job ran" "\[127.0.0.1\]:$BED_SSH_PORT " "$kh"
 
 # 8. A changed host key: refused loudly, even with --accept-new-host-key; nothing runs.
-kill "$(cat "$BED_DIR/ssh/sshd.pid")"
-for _ in $(seq 50); do kill -0 "$(cat "$BED_DIR/ssh/sshd.pid" 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done
-rm -f "$BED_DIR/ssh/host_key" "$BED_DIR/ssh/host_key.pub"
-ssh-keygen -q -t ed25519 -N '' -C "new host" -f "$BED_DIR/ssh/host_key"
-/usr/sbin/sshd -f "$BED_DIR/ssh/sshd_config" -E "$BED_DIR/ssh/sshd.log"
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BED_SSH_PORT") 2>/dev/null && break; sleep 0.1; done
+sshd_new_host_key
 before=$(njobs)
 cp "$BED_KNOWN_HOSTS" "$BED_DIR/kh.before"
 expect_exit 4 run allreduce.py -n 2 --accept-new-host-key
-grep -qi "changed" "$err" && ok "changed host key: refused" || { fail "changed key message"; cat "$err"; }
-[ "$(njobs)" = "$before" ] && ok "changed host key: nothing ran" || fail "changed key: a job ran"
-cmp -s "$BED_KNOWN_HOSTS" "$BED_DIR/kh.before" && ok "changed host key: known_hosts untouched" || fail "known_hosts changed"
+check_grep "changed host key: refused" -i "changed" "$err"
+check_eq "changed host key: nothing ran" "$before" "$(njobs)"
+check_cmp "changed host key: known_hosts untouched" "$BED_DIR/kh.before" "$BED_KNOWN_HOSTS"

@@ -11,9 +11,6 @@
 ENGINE=${ENGINE:-docker}
 bed_up registry sshd base "$ENGINE"
 
-export HOME=$BED_DIR/home
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
 export PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
 if [ "$ENGINE" = docker ]; then
 	remote=default
@@ -35,9 +32,15 @@ run() {
 		"$PYSTRIB" -c "$BED_CONFIG" run --no-project --remote "$remote" "$@"
 	fi
 }
-out=$BED_DIR/last.out err=$BED_DIR/last.err
+# The same with --json: the job's id from its events.
+run_json() {
+	if [ "$remote" = default ]; then
+		"$PYSTRIB" -c "$BED_CONFIG" --json run --no-project "$@"
+	else
+		"$PYSTRIB" -c "$BED_CONFIG" --json run --no-project --remote "$remote" "$@"
+	fi
+}
 jobs_dir=$BED_DIR/remote/jobs
-job_id() { sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$err"; }
 # What is left of a job: its container, and processes naming its directory.
 leftover() {
 	containers | grep -x "pystrib-$1"
@@ -57,29 +60,26 @@ with open(os.path.join(os.environ["PYSTRIB_RESULTS"], "rank%d.txt" % rank), "w")
 EOF
 if [ "$ENGINE" = docker ]; then
 	expect_exit 0 "$PYSTRIB" -c "$BED_CONFIG" -v run --no-project allreduce.py -n 2 --results "$work/res1"
-	grep -q "^pystrib: timing: container started through the engine's socket" "$err" &&
-		! grep -q "the job starts through a shell" "$err" &&
-		ok "docker: the job's container was started through the engine's socket" ||
-		{ fail "docker: no start through the engine's socket"; cat "$err"; }
+	check "docker: the job's container was started through the engine's socket" eval \
+		'grep -q "^pystrib: timing: container started through the engine'"'"'s socket" "$err" &&
+		! grep -q "the job starts through a shell" "$err"' || show "$err"
 else
 	expect_exit 0 run allreduce.py -n 2 --results "$work/res1"
 fi
 for r in 0 1; do
-	grep -qx "\[$r\] rank $r of 2 sum 3" "$out" && ok "$ENGINE: rank $r prints the allreduce sum 3" \
-		|| { fail "$ENGINE: rank $r output"; cat "$out" "$err"; }
-	grep -qx "\[$r\] in container" "$out" && ok "$ENGINE: rank $r ran in the image" || fail "$ENGINE: rank $r not in the image"
-	[ "$(cat "$work/res1/results/rank$r.txt" 2>/dev/null)" = "written by rank $r" ] \
-		&& ok "$ENGINE: rank $r's result file came back" || fail "$ENGINE: rank $r's result file"
+	check_grep "$ENGINE: rank $r prints the allreduce sum 3" -x "\[$r\] rank $r of 2 sum 3" "$out" || show "$err"
+	check_grep "$ENGINE: rank $r ran in the image" -x "\[$r\] in container" "$out"
+	check_eq "$ENGINE: rank $r's result file came back" "written by rank $r" \
+		"$(cat "$work/res1/results/rank$r.txt" 2>/dev/null)"
 done
-id=$(job_id)
-grep -q "image:   $BED_REGISTRY/cells:.*@sha256:" "$err" && ok "$ENGINE: summary names the pushed image" \
-	|| { fail "$ENGINE: image in summary"; cat "$err"; }
-[ -n "$id" ] && [ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = succeeded ] && ok "$ENGINE: remote state succeeded" \
-	|| fail "$ENGINE: remote state"
-[ "$(cat "$jobs_dir/$id/runtime" 2>/dev/null)" = "$ENGINE" ] && ok "$ENGINE: the job used $ENGINE" || fail "$ENGINE: runtime file"
+# The text output is what this run checks: its id from stderr.
+id=$(job_id_from_err "$err")
+check_grep "$ENGINE: summary names the pushed image" "image:   $BED_REGISTRY/cells:.*@sha256:" "$err"
+check "$ENGINE: remote state succeeded" eval '[ -n "$id" ] && [ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = succeeded ]'
+check_eq "$ENGINE: the job used $ENGINE" "$ENGINE" "$(cat "$jobs_dir/$id/runtime" 2>/dev/null)"
 # Removed right after the final state is written: give it a moment.
 for _ in $(seq 50); do [ -z "$(leftover "$id")" ] && break; sleep 0.1; done
-[ -z "$(leftover "$id")" ] && ok "$ENGINE: the container is removed after the run" || fail "$ENGINE: left: $(leftover "$id")"
+check_eq "$ENGINE: the container is removed after the run" "" "$(leftover "$id")"
 
 # 1a. docker: the bed's config names the engine's socket, so the image was
 # pulled through it and the job's container started through it, with no
@@ -87,38 +87,33 @@ for _ in $(seq 50); do [ -z "$(leftover "$id")" ] && break; sleep 0.1; done
 # with a socket that is not there, the job starts through a shell and pulls
 # the image itself. Either way it runs.
 if [ "$ENGINE" = docker ]; then
-	! grep -q "pulling the image" "$err" && ok "docker: the job found the image pulled through the socket" \
-		|| fail "docker: the job pulled the image although the socket was there"
+	check_no_grep "docker: the job found the image pulled through the socket" "pulling the image" "$err"
 	printf '# pulled by the job\n' >> allreduce.py
 	expect_exit 0 env PYSTRIB_REMOTE_DOCKER_SOCKET=/nonexistent/docker.sock \
 		"$PYSTRIB" -c "$BED_CONFIG" -v run --no-project allreduce.py -n 2 --results "$work/res1a"
-	grep -qx "\[1\] rank 1 of 2 sum 3" "$out" &&
-		grep -q "the job starts through a shell: .*opened no stream to '/nonexistent/docker.sock'" "$err" \
-		&& grep -q "^pystrib: pulling the image" "$err" \
-		&& ok "docker: no socket there: said with -v, and the job pulled the image itself" \
-		|| { fail "docker: without the socket"; cat "$out" "$err"; }
+	check "docker: no socket there: said with -v, and the job pulled the image itself" eval \
+		'grep -qx "\[1\] rank 1 of 2 sum 3" "$out" &&
+		grep -q "the job starts through a shell: .*opened no stream to '"'"'/nonexistent/docker.sock'"'"'" "$err" &&
+		grep -q "^pystrib: pulling the image" "$err"' || show "$out" "$err"
 	# doctor says whether the socket answers; a missing one is no failure.
 	expect_exit 0 "$PYSTRIB" -c "$BED_CONFIG" doctor
-	grep -q "^ok  *socket  *the engine answers at '${BED_DOCKER_HOST#unix://}'" "$out" \
-		&& ok "docker: doctor finds the engine's socket" || { fail "docker: doctor socket"; cat "$out"; }
+	check_grep "docker: doctor finds the engine's socket" \
+		"^ok  *socket  *the engine answers at '${BED_DOCKER_HOST#unix://}'" "$out"
 	expect_exit 0 env PYSTRIB_REMOTE_DOCKER_SOCKET=/nonexistent/docker.sock "$PYSTRIB" -c "$BED_CONFIG" doctor
-	grep -q "^info  *socket .*/nonexistent/docker.sock.*jobs pull the image themselves" "$out" \
-		&& ok "docker: doctor names a socket that is not there, as information" \
-		|| { fail "docker: doctor without socket"; cat "$out"; }
+	check_grep "docker: doctor names a socket that is not there, as information" \
+		"^info  *socket .*/nonexistent/docker.sock.*jobs pull the image themselves" "$out"
 
 	# An image without mpirun: no rank can start; exit 4 (the host's side,
 	# not the cell's) with what is missing.
 	printf 'FROM %s\nRUN rm -f /usr/bin/mpirun /usr/bin/mpiexec /usr/bin/orterun\n' "$BED_BASE" \
 		> "$BED_DIR/nompi.Dockerfile"
 	mkdir -p "$BED_DIR/empty-ctx"
-	if DOCKER_HOST=$BED_DOCKER_HOST DOCKER_BUILDKIT=0 /usr/bin/docker build -q --network none \
+	if check "docker: an image without mpirun is built and pushed" eval \
+		'DOCKER_HOST=$BED_DOCKER_HOST DOCKER_BUILDKIT=0 "$DOCKER" build -q --network none \
 		-t "$BED_REGISTRY/nompi:1" -f "$BED_DIR/nompi.Dockerfile" "$BED_DIR/empty-ctx" > /dev/null &&
-		DOCKER_HOST=$BED_DOCKER_HOST /usr/bin/docker push -q "$BED_REGISTRY/nompi:1" > /dev/null; then
+		DOCKER_HOST=$BED_DOCKER_HOST "$DOCKER" push -q "$BED_REGISTRY/nompi:1" > /dev/null'; then
 		PYSTRIB_IMAGE_BASE=$BED_REGISTRY/nompi:1 expect_exit 4 run allreduce.py -n 2
-		grep -q "the image has no 'mpirun'" "$err" && ok "docker: an image without mpirun: said so" \
-			|| { fail "docker: no-mpirun message"; cat "$err"; }
-	else
-		fail "docker: could not build the image without mpirun"
+		check_grep "docker: an image without mpirun: said so" "the image has no 'mpirun'" "$err"
 	fi
 fi
 
@@ -144,20 +139,20 @@ EOF
 		split($3, a, ":"); print a[2]; exit }')
 	sshd=$(ss -tnpH state established "( sport = :$BED_SSH_PORT and dport = :$port )" |
 		sed -n 's/.*pid=\([0-9]*\),.*/\1/p' | head -1)
-	if [ -n "$sshd" ] && grep -q "container started through the engine's socket" "$BED_DIR/count.err"; then
+	if check "docker: the sshd of pystrib's connection is found (port '$port', sshd '$sshd')" eval \
+		'[ -n "$sshd" ] && grep -q "container started through the engine'"'"'s socket" "$BED_DIR/count.err"' ||
+		{ show "$BED_DIR/count.err"; false; }; then
 		kill -9 "$sshd"
 		wait "$pid"
 		code=$?
 		got=$(sed -n 's/^\[0\] n \([0-9]*\)$/\1/p' "$BED_DIR/count.out" | tr '\n' ' ')
-		[ "$code" = 0 ] && [ "$got" = "$(seq 0 59 | tr '\n' ' ')" ] &&
-			grep -q "reconnected" "$BED_DIR/count.err" && [ -f "$work/res1c/results/done.txt" ] &&
-			ok "docker: a dropped connection while following in the container: every line once, results back" ||
-			{ fail "docker: reconnect while following in the container (exit $code)"; cat "$BED_DIR/count.err"; }
+		check "docker: a dropped connection while following in the container: every line once, results back" eval \
+			'[ "$code" = 0 ] && [ "$got" = "$(seq 0 59 | tr "\n" " ")" ] &&
+			grep -q "reconnected" "$BED_DIR/count.err" && [ -f "$work/res1c/results/done.txt" ]' ||
+			{ echo "#   exit $code, lines: $got"; show "$BED_DIR/count.err"; }
 	else
 		kill "$pid" 2>/dev/null
 		wait "$pid"
-		fail "docker: could not find the sshd of the connection (port '$port', sshd '$sshd')"
-		cat "$BED_DIR/count.err"
 	fi
 fi
 
@@ -179,16 +174,11 @@ c1=$?
 wait "$busy2"
 c2=$?
 sums=$(cat "$BED_DIR/busy1.out" "$BED_DIR/busy2.out" | grep -c "total 40000$")
-if [ "$c1" = 0 ] && [ "$c2" = 0 ] && [ "$sums" = 4 ]; then
-	ok "$ENGINE: two jobs at once both finish with the right sums"
-else
-	fail "$ENGINE: two jobs at once: exits $c1 $c2, $sums right sums"
-	tail -n 5 "$BED_DIR"/busy*.err
-fi
+check_eq "$ENGINE: two jobs at once both finish with the right sums (exits, right sums)" "0 0 4" "$c1 $c2 $sums" ||
+	show "$BED_DIR"/busy*.err
 for f in "$BED_DIR"/busy1.err "$BED_DIR"/busy2.err; do
-	b=$(sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$f")
-	[ -n "$b" ] && [ ! -e "/dev/shm/pystrib-$b" ] && ok "$ENGINE: job $b's shared-memory directory is removed" \
-		|| fail "$ENGINE: /dev/shm/pystrib-$b"
+	b=$(job_id_from_err "$f")
+	check "$ENGINE: job $b's shared-memory directory is removed" eval '[ -n "$b" ] && [ ! -e "/dev/shm/pystrib-$b" ]'
 done
 
 # 2. A cell that raises on rank 1: exit 1, the traceback, which rank.
@@ -200,9 +190,9 @@ if rank == 1:
     inner()
 EOF
 expect_exit 1 run fails.py -n 2
-grep -q "^rank 1 failed (exit 1)" "$err" && ok "$ENGINE: names the failed rank" || { fail "$ENGINE: failed rank"; cat "$err"; }
-grep -q "^    ValueError: rank one is unhappy" "$err" && grep -q "in inner" "$err" \
-	&& ok "$ENGINE: shows the traceback" || { fail "$ENGINE: traceback"; cat "$err"; }
+check_grep "$ENGINE: names the failed rank" "^rank 1 failed (exit 1)" "$err"
+check "$ENGINE: shows the traceback" eval \
+	'grep -q "^    ValueError: rank one is unhappy" "$err" && grep -q "in inner" "$err"' || show "$err"
 
 # 3. --timeout: exit 5; the container and every process gone.
 cat > sleeps.py <<'EOF'
@@ -211,28 +201,25 @@ print("sleeping", rank, flush=True)
 time.sleep(120)
 EOF
 start=$(date +%s)
-expect_exit 5 run sleeps.py -n 2 --timeout 4
+expect_exit 5 run_json sleeps.py -n 2 --timeout 4
 took=$(( $(date +%s) - start ))
-id=$(job_id)
-[ "$took" -lt 60 ] && ok "$ENGINE: timeout stopped the job ($took s)" || fail "$ENGINE: timeout took $took s"
-[ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = timeout ] && ok "$ENGINE: remote state timeout" || fail "$ENGINE: timeout state"
+id=$(job_id_from_json "$out")
+check "$ENGINE: timeout stopped the job in less than 60 s ($took s)" test "$took" -lt 60
+check_eq "$ENGINE: remote state timeout" timeout "$(cat "$jobs_dir/$id/state" 2>/dev/null)"
 sleep 0.5
-left=$(leftover "$id")
-[ -z "$left" ] && ok "$ENGINE: timeout left no container or process" || fail "$ENGINE: timeout left: $left"
+check_eq "$ENGINE: timeout left no container or process" "" "$(leftover "$id")"
 
 # 4. SIGINT to pystrib: the job stopped, exit 130, nothing left.
-"$PYSTRIB" -c "$BED_CONFIG" run --no-project $([ "$remote" = default ] || echo "--remote $remote") \
+"$PYSTRIB" -c "$BED_CONFIG" --json run --no-project $([ "$remote" = default ] || echo "--remote $remote") \
 	sleeps.py -n 2 > "$out" 2> "$err" &
 pid=$!
 for _ in $(seq 600); do grep -q "sleeping 1" "$out" && grep -q "sleeping 0" "$out" && break; sleep 0.1; done
-id=$(job_id)
-containers | grep -qx "pystrib-$id" && ok "$ENGINE: SIGINT: the container runs before" || fail "$ENGINE: SIGINT: no container"
+id=$(job_id_from_json "$out")
+check "$ENGINE: SIGINT: the container runs before" eval 'containers | grep -qx "pystrib-$id"'
 kill -INT "$pid"
 wait "$pid"
 code=$?
-[ "$code" -eq 130 ] && ok "$ENGINE: SIGINT exits 130" || { fail "$ENGINE: SIGINT exit $code"; cat "$err"; }
-[ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = cancelled ] && ok "$ENGINE: SIGINT: remote state cancelled" \
-	|| fail "$ENGINE: SIGINT state"
+check_eq "$ENGINE: SIGINT exits 130" 130 "$code" || show "$err"
+check_eq "$ENGINE: SIGINT: remote state cancelled" cancelled "$(cat "$jobs_dir/$id/state" 2>/dev/null)"
 sleep 0.5
-left=$(leftover "$id")
-[ -z "$left" ] && ok "$ENGINE: SIGINT left no container or process" || fail "$ENGINE: SIGINT left: $left"
+check_eq "$ENGINE: SIGINT left no container or process" "" "$(leftover "$id")"

@@ -8,28 +8,22 @@
 . "$(dirname "$0")/lib.sh"
 bed_up sshd
 
-export HOME=$BED_DIR/home
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
 export PYSTRIB_REMOTE_PYTHON=/usr/bin/python3 PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
 small=$BED_DIR/small
 mkdir -p "$small"
-if ! mount -t tmpfs -o size=512k tmpfs "$small" 2>/dev/null; then
-	echo "ok - # SKIP cannot mount a tmpfs here"
-	exit 0
-fi
-trap 'umount -l "$small" 2>/dev/null; lib_exit' EXIT
+mount -t tmpfs -o size=512k tmpfs "$small" 2>/dev/null || skip_all "cannot mount a tmpfs here"
+unmount_small() { umount -l "$small" 2>/dev/null; }
+cleanup unmount_small
 work=$BED_DIR/work
 mkdir -p "$work"
 cd "$work" || exit 1
-out=$BED_DIR/last.out err=$BED_DIR/last.err
 run() { "$PYSTRIB" -c "$BED_CONFIG" run --remote none --no-project "$@"; }
 printf 'print("hello from", rank)\n' > hello.py
 
 # 1. The disk is full before the job: nothing runs, exit 4, said so.
 head -c 1M /dev/zero > "$small/fill" 2>/dev/null
 PYSTRIB_REMOTE_WORKDIR=$small/w expect_exit 4 run hello.py -n 2
-grep -qi "disk.*full\|no space left" "$err" && ok "full disk before the job: said so" || { fail "full disk message"; cat "$err"; }
+check_grep "full disk before the job: said so" -i "disk.*full\|no space left" "$err"
 rm -f "$small/fill"
 
 # 2. The cell fills the disk: exit 4 (not 1), the traceback, and the hint.
@@ -41,12 +35,10 @@ EOF
 PYSTRIB_REMOTE_WORKDIR=$small/w expect_exit 4 run filler.py -n 2
 # Whether the rank's traceback could still be written depends on what
 # filled the disk first; the verdict may not.
-grep -qi "no space left on device" "$err" && ok "cell filled the disk: said so" || { fail "ENOSPC message"; cat "$err"; }
-grep -q "^hint: free some space on the host" "$err" && ok "cell filled the disk: the hint says what to do" \
-	|| { fail "disk full hint"; cat "$err"; }
+check_grep "cell filled the disk: said so" -i "no space left on device" "$err"
+check_grep "cell filled the disk: the hint says what to do" "^hint: free some space on the host" "$err"
 
 # 3. A command the job needs is missing on the host: exit 4, which one.
 PYSTRIB_REMOTE_PYTHON=/opt/no/such/python3 expect_exit 4 run hello.py -n 2
-grep -q "'/opt/no/such/python3' is not installed on this host" "$err" && ok "missing python: named" \
-	|| { fail "missing python message"; cat "$err"; }
-grep -q "^hint: install it there" "$err" && ok "missing python: the hint" || fail "missing python hint"
+check_grep "missing python: named" "'/opt/no/such/python3' is not installed on this host" "$err"
+check_grep "missing python: the hint" "^hint: install it there" "$err"

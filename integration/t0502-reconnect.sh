@@ -13,9 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 bed_up sshd
 
-export HOME=$BED_DIR/home XDG_STATE_HOME=$BED_DIR/state
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
+export XDG_STATE_HOME=$BED_DIR/state
 export PYSTRIB_REMOTE_PYTHON=/usr/bin/python3 PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
 work=$BED_DIR/work
 mkdir -p "$work"
@@ -49,7 +47,8 @@ wait_line() {
 	for _ in $(seq "$2"); do grep -qx "\[0\] n $1" "$3" && return 0; sleep 0.1; done
 	return 1
 }
-job_id() { sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$1" | head -1; }
+# The runs here are read as text (every number once): their ids from stderr.
+job_id() { job_id_from_err "$1"; }
 remote_state() { cat "$jobs_dir/$1/state" 2>/dev/null; }
 wait_final() {
 	for _ in $(seq 900); do
@@ -91,7 +90,7 @@ sshd_start() {
 	return 1
 }
 rec_field() {
-	/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]))' "$recs/$1.json" "$2"
+	"$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]))' "$recs/$1.json" "$2"
 }
 
 # Two detached jobs first; they run while (a) and (b) go on, and end
@@ -99,70 +98,65 @@ rec_field() {
 P run --remote none count.py -n 1 --detach > "$BED_DIR/d1.out" 2> "$BED_DIR/d1.err"
 code=$?
 J1=$(head -1 "$BED_DIR/d1.out")
-[ "$code" -eq 0 ] && [ -n "$J1" ] && [ -d "$jobs_dir/$J1" ] && ok "run --detach: prints the job id and returns" \
-	|| { fail "run --detach (exit $code)"; cat "$BED_DIR/d1.err"; }
+check "run --detach: prints the job id and returns" eval \
+	'[ "$code" -eq 0 ] && [ -n "$J1" ] && [ -d "$jobs_dir/$J1" ]' || { echo "#   exit $code"; show "$BED_DIR/d1.err"; }
 P run --remote none count.py -n 1 --detach --env COUNT_EXIT=3 > "$BED_DIR/d2.out" 2> "$BED_DIR/d2.err"
 J2=$(head -1 "$BED_DIR/d2.out")
-[ -n "$J2" ] && [ "$J2" != "$J1" ] && ok "a second detached job, another id" || fail "second detached job"
+check "a second detached job, another id" eval '[ -n "$J2" ] && [ "$J2" != "$J1" ]'
 
 # (a) The sshd process serving the connection is killed mid-job.
 P run --remote none count.py -n 1 > a.out 2> a.err &
 pid=$!
-wait_line 20 900 a.out || fail "(a) the job prints"
+check "(a) the job prints" wait_line 20 900 a.out
 id=$(job_id a.err)
 s=$(follower_sshd "$id")
-if [ -n "$s" ] && [ "$s" != "$(listener)" ]; then
+if check "(a) an sshd serves the follower of $id ($s), not the listener" eval '[ -n "$s" ] && [ "$s" != "$(listener)" ]'
+then
 	kill -KILL "$s"
-	ok "(a) killed the connection's sshd ($s) at line 20"
-else
-	fail "(a) no sshd serving the follower of $id"
+	echo "# (a) killed the connection's sshd ($s) at line 20"
 fi
 wait "$pid"
 code=$?
-[ "$code" -eq 0 ] && ok "(a) exit 0" || { fail "(a) exit $code"; cat a.err; }
-grep -q "lost the connection to .*reconnecting" a.err && grep -q "reconnected to" a.err \
-	&& ok "(a) says it lost the connection and reconnected" || { fail "(a) stderr"; cat a.err; }
-all_numbers a.out && ok "(a) every number exactly once, in order" || { fail "(a) numbers"; cat a.out; }
-[ "$(grep -c '^\[0\] n ' a.out)" -eq "$N" ] || fail "(a) $(grep -c '^\[0\] n ' a.out) lines"
+check_eq "(a) exit 0" 0 "$code" || show a.err
+check "(a) says it lost the connection and reconnected" eval \
+	'grep -q "lost the connection to .*reconnecting" a.err && grep -q "reconnected to" a.err' || show a.err
+check "(a) every number exactly once, in order" all_numbers a.out || show a.out
+check_eq "(a) $N lines" "$N" "$(grep -c '^\[0\] n ' a.out)"
 
 # (b) sshd stopped entirely for 4 s, then started again with the same config.
 P run --remote none count.py -n 1 > b.out 2> b.err &
 pid=$!
-wait_line 15 900 b.out || fail "(b) the job prints"
-sshd_stop && ok "(b) sshd stopped (listener and connections)" || fail "(b) sshd still answers"
+check "(b) the job prints" wait_line 15 900 b.out
+check "(b) sshd stopped (listener and connections)" sshd_stop
 sleep 4
-grep -q "lost the connection" b.err && ok "(b) said so while sshd was down" || fail "(b) nothing said"
-sshd_start && ok "(b) sshd started again" || fail "(b) sshd restart"
+check_grep "(b) said so while sshd was down" "lost the connection" b.err
+check "(b) sshd started again" sshd_start
 wait "$pid"
 code=$?
-[ "$code" -eq 0 ] && ok "(b) exit 0" || { fail "(b) exit $code"; cat b.err; }
-grep -q "reconnected to" b.err && ok "(b) reconnected" || { fail "(b) stderr"; cat b.err; }
-all_numbers b.out && ok "(b) every number exactly once, in order" || { fail "(b) numbers"; cat b.out; }
+check_eq "(b) exit 0" 0 "$code" || show b.err
+check_grep "(b) reconnected" "reconnected to" b.err
+check "(b) every number exactly once, in order" all_numbers b.out || show b.out
 id=$(job_id b.err)
-[ "$(cat "pystrib-results/$id/results/done.txt" 2>/dev/null)" = "counted to 79" ] \
-	&& ok "(b) results fetched after the reconnection" || fail "(b) results"
+check_eq "(b) results fetched after the reconnection" "counted to 79" \
+	"$(cat "pystrib-results/$id/results/done.txt" 2>/dev/null)"
 
 # (d1) The detached jobs ended while nobody was connected: attach shows all
 # and exits with the outcome; fetch gets the results.
-wait_final "$J1" && wait_final "$J2" || fail "the detached jobs end"
-[ "$(rec_field "$J1" state)" = submitted ] && ok "detached: the record says submitted until asked" \
-	|| fail "detached record: $(rec_field "$J1" state)"
+check "the detached jobs end" eval 'wait_final "$J1" && wait_final "$J2"'
+check_eq "detached: the record says submitted until asked" submitted "$(rec_field "$J1" state)"
 expect_exit 0 P attach "$J1"
-all_numbers "$BED_DIR/last.out" && ok "attach (ended while detached): every number once, in order" \
-	|| { fail "attach J1 numbers"; cat "$BED_DIR/last.out"; }
-[ "$(rec_field "$J1" state)" = succeeded ] && [ "$(rec_field "$J1" exit_code)" = 0 ] \
-	&& ok "attach: the record says succeeded, exit 0" || fail "record J1"
+check "attach (ended while detached): every number once, in order" all_numbers "$out" || show "$out"
+check_eq "attach: the record says succeeded, exit 0" "succeeded 0" "$(rec_field "$J1" state) $(rec_field "$J1" exit_code)"
 expect_exit 1 P attach "${J2:0:20}"
-all_numbers "$BED_DIR/last.out" && grep -q "^rank 0 failed (exit 3)" "$BED_DIR/last.err" \
-	&& ok "attach of the failed job: its output, rank 0 exit 3 named, exit 1" \
-	|| { fail "attach J2"; cat "$BED_DIR/last.err"; }
+check "attach of the failed job: its output, rank 0 exit 3 named, exit 1" eval \
+	'all_numbers "$out" && grep -q "^rank 0 failed (exit 3)" "$err"' || show "$err"
 expect_exit 0 P status "$J2"
-grep -q "^state *failed" "$BED_DIR/last.out" && grep -q "^0 *3 " "$BED_DIR/last.out" \
-	&& ok "status: failed, rank 0's exit code 3 kept" || { fail "status J2"; cat "$BED_DIR/last.out"; }
+check "status: failed, rank 0's exit code 3 kept" eval \
+	'grep -q "^state *failed" "$out" && grep -q "^0 *3 " "$out"' || show "$out"
 expect_exit 0 P fetch "$J1" --results "$work/f1"
-[ "$(cat "$work/f1/results/done.txt" 2>/dev/null)" = "counted to 79" ] \
-	&& [ "$(cat "$work/f1/logs/rank.0.exit" 2>/dev/null)" = 0 ] \
-	&& ok "fetch: the results and exit codes written while nobody was connected" || fail "fetch J1"
+check "fetch: the results and exit codes written while nobody was connected" eval \
+	'[ "$(cat "$work/f1/results/done.txt" 2>/dev/null)" = "counted to 79" ] &&
+	[ "$(cat "$work/f1/logs/rank.0.exit" 2>/dev/null)" = 0 ]'
 
 # (c) attach loses its own connection mid-job; with --json (what the
 #     notebook extension reads): output events, each number once.
@@ -175,18 +169,17 @@ pid=$!
 for _ in $(seq 900); do grep -q '"event": *"output"' c.json && break; sleep 0.1; done
 s=$(follower_sshd "$J3")
 shown=$(grep -c '"event": *"output"' c.json)
-if [ -n "$s" ] && [ "$shown" -lt 250 ]; then
+if check "(c) an sshd serves attach's follower ($s), before line 250 ($shown lines)" eval \
+	'[ -n "$s" ] && [ "$shown" -lt 250 ]'; then
 	kill -KILL "$s"
-	ok "(c) killed the sshd serving attach ($s) after $shown lines"
-else
-	fail "(c) no sshd serving attach's follower, or too late ($shown lines)"
+	echo "# (c) killed the sshd serving attach ($s) after $shown lines"
 fi
 wait "$pid"
 code=$?
-[ "$code" -eq 0 ] && grep -q "reconnected to" c.err && ok "(c) attach reconnected, exit 0" \
-	|| { fail "(c) attach exit $code"; cat c.err; }
-/usr/bin/python3 - c.json 300 <<'EOF2' && ok "(c) --json: every number once, in order; reconnecting said; done succeeded" \
-	|| { fail "(c) json events"; cat c.json; }
+check "(c) attach reconnected, exit 0" eval '[ "$code" -eq 0 ] && grep -q "reconnected to" c.err' ||
+	{ echo "#   exit $code"; show c.err; }
+check "(c) --json: every number once, in order; reconnecting said; done succeeded" \
+	"$PY" - c.json 300 <<'EOF2'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 nums = [e["text"] for e in ev if e["event"] == "output"]
@@ -200,34 +193,33 @@ EOF2
 # (not through P: $! must be pystrib itself)
 "$PYSTRIB" -c "$BED_CONFIG" run --remote none count.py -n 1 > k.out 2> k.err &
 pid=$!
-wait_line 10 900 k.out || fail "(d2) the job prints"
+check "(d2) the job prints" wait_line 10 900 k.out
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 id=$(job_id k.err)
 shown=$(grep -c '^\[0\] n ' k.out)
-[ "$shown" -lt "$N" ] && ok "(d2) run killed after $shown lines" || fail "(d2) run was not killed mid-job"
-wait_final "$id" && [ "$(remote_state "$id")" = succeeded ] && ok "(d2) the job ended on its own after run was killed" \
-	|| fail "(d2) remote state: $(remote_state "$id")"
+check "(d2) run killed mid-job (after $shown lines)" test "$shown" -lt "$N"
+wait_final "$id"
+check_eq "(d2) the job ended on its own after run was killed" succeeded "$(remote_state "$id")"
 expect_exit 0 P attach last
-all_numbers "$BED_DIR/last.out" && ok "(d2) attach last: every number once, in order" || fail "(d2) numbers"
-[ "$(cat "pystrib-results/$id/results/done.txt" 2>/dev/null)" = "counted to 79" ] \
-	&& ok "(d2) attach fetched the results where run would have" || fail "(d2) results"
+check "(d2) attach last: every number once, in order" all_numbers "$out"
+check_eq "(d2) attach fetched the results where run would have" "counted to 79" \
+	"$(cat "pystrib-results/$id/results/done.txt" 2>/dev/null)"
 
 # (d3) sshd down longer than reconnect_timeout: run gives up (exit 4, says
 # how to go on); the job ends meanwhile; attach after sshd is back.
 PYSTRIB_REMOTE_RECONNECT_TIMEOUT=2 P run --remote none count.py -n 1 > g.out 2> g.err &
 pid=$!
-wait_line 10 900 g.out || fail "(d3) the job prints"
+check "(d3) the job prints" wait_line 10 900 g.out
 id=$(job_id g.err)
-sshd_stop || fail "(d3) sshd stop"
+check "(d3) sshd stopped" sshd_stop
 wait "$pid"
 code=$?
-[ "$code" -eq 4 ] && grep -q "gave up reconnecting after 2 s" g.err && grep -q "pystrib attach" g.err \
-	&& ok "(d3) run gives up after reconnect_timeout: exit 4, points to attach" || { fail "(d3) exit $code"; cat g.err; }
-wait_final "$id" || fail "(d3) the job ends"
-sshd_start || fail "(d3) sshd restart"
+check "(d3) run gives up after reconnect_timeout: exit 4, points to attach" eval \
+	'[ "$code" -eq 4 ] && grep -q "gave up reconnecting after 2 s" g.err && grep -q "pystrib attach" g.err' ||
+	{ echo "#   exit $code"; show g.err; }
+check "(d3) the job ends" wait_final "$id"
+check "(d3) sshd started again" sshd_start
 expect_exit 0 P attach "$id"
-all_numbers "$BED_DIR/last.out" && ok "(d3) attach afterwards shows every number once, in order" \
-	|| { fail "(d3) numbers"; cat "$BED_DIR/last.out"; }
-[ "$(cat "pystrib-results/$id/results/done.txt" 2>/dev/null)" = "counted to 79" ] \
-	&& ok "(d3) and fetches the results" || fail "(d3) results"
+check "(d3) attach afterwards shows every number once, in order" all_numbers "$out" || show "$out"
+check_eq "(d3) and fetches the results" "counted to 79" "$(cat "pystrib-results/$id/results/done.txt" 2>/dev/null)"

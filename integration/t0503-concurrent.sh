@@ -9,9 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 bed_up sshd
 
-export HOME=$BED_DIR/home XDG_STATE_HOME=$BED_DIR/state
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
+export XDG_STATE_HOME=$BED_DIR/state
 export PYSTRIB_REMOTE_PYTHON=/usr/bin/python3 PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
 work=$BED_DIR/work
 mkdir -p "$work"
@@ -31,7 +29,7 @@ done
 
 # Every record: valid JSON, the id its file name says, the fields run wrote.
 check_records() {
-	/usr/bin/python3 - "$recs" "$@" <<'EOF'
+	"$PY" - "$recs" "$@" <<'EOF'
 import json, os, sys
 d, want = sys.argv[1], int(sys.argv[2])
 names = sorted(os.listdir(d))
@@ -64,21 +62,21 @@ done &
 lister=$!
 bad=0
 for k in $(seq $K); do
-	wait "${pids[$((k - 1))]}" || { bad=$((bad + 1)); sed 's/^/    /' "sub$k.err"; }
+	wait "${pids[$((k - 1))]}" || { bad=$((bad + 1)); sed 's/^/#   /' "sub$k.err"; }
 done
 wait "$lister"
-[ "$bad" -eq 0 ] && ok "$K concurrent 'run --detach': all exit 0" || fail "$bad submissions failed"
-lister_fail=$(cat jobs*.err | grep -c "pystrib: " || true)
-[ "$lister_fail" -eq 0 ] && ok "'jobs' beside them: no error, no warning" || { fail "jobs warned"; cat jobs*.err; }
+check_eq "$K concurrent 'run --detach': all exit 0 (submissions failed)" 0 "$bad"
+cat jobs*.err > listers.err
+check_no_grep "'jobs' beside them: no error, no warning" "pystrib: " listers.err || show listers.err
 ids=$(cat sub*.out | sort)
-[ "$(echo "$ids" | grep -c .)" -eq "$K" ] && [ "$(echo "$ids" | sort -u | grep -c .)" -eq "$K" ] \
-	&& ok "$K distinct job ids printed" || fail "ids: $ids"
-check_records "$K" && ok "$K records, each valid JSON with its own id, no temporary file" || fail "records"
+check "$K distinct job ids printed" eval \
+	'[ "$(echo "$ids" | grep -c .)" -eq "$K" ] && [ "$(echo "$ids" | sort -u | grep -c .)" -eq "$K" ]' ||
+	echo "#   ids: $ids"
+check "$K records, each valid JSON with its own id, no temporary file" check_records "$K"
 for k in $(seq $K); do
 	id=$(cat "sub$k.out")
-	grep -q "\"cell\": \"cell$k.py\"" "$recs/$id.json" || fail "record $id is not cell$k's"
+	check_grep "each record names its own cell: cell$k" "\"cell\": \"cell$k.py\"" "$recs/$id.json"
 done
-ok "each record names its own cell"
 
 # 2. While they run: `status` of every job at once, twice (each refreshes
 #    its record under the lock), and `jobs` beside.
@@ -92,9 +90,9 @@ for round in 1 2; do
 	pids+=($!)
 	bad=0
 	for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
-	[ "$bad" -eq 0 ] && ok "round $round: $K 'status' and a 'jobs' at once, all exit 0" \
-		|| { fail "round $round: $bad failed"; cat st-"$round"-*.err "jobs-r$round.err"; }
-	check_records "$K" || fail "round $round: records"
+	check_eq "round $round: $K 'status' and a 'jobs' at once, all exit 0 (failed)" 0 "$bad" ||
+		show st-"$round"-*.err "jobs-r$round.err"
+	check "round $round: records" check_records "$K"
 	sleep 1.5
 done
 
@@ -106,28 +104,25 @@ for id in $ids; do
 	done
 done
 expect_exit 0 P jobs --all
-[ "$(grep -c " succeeded " "$BED_DIR/last.out")" -eq "$K" ] && ok "jobs: all $K succeeded" \
-	|| { fail "jobs states"; cat "$BED_DIR/last.out"; }
+check_eq "jobs: all $K succeeded" "$K" "$(grep -c " succeeded " "$out")" || show "$out"
 for k in $(seq $K); do
 	id=$(cat "sub$k.out")
-	grep -qx "cell $k rank 0" "$jobs_dir/$id/logs/rank.0.out" || fail "job $id did not run cell$k"
-	grep -q '"state": "succeeded"' "$recs/$id.json" || fail "record $id not succeeded"
+	check_grep "each job ran its own cell: cell$k" -x "cell $k rank 0" "$jobs_dir/$id/logs/rank.0.out"
+	check_grep "every record says succeeded: cell$k's" '"state": "succeeded"' "$recs/$id.json"
 done
-ok "each job ran its own cell; every record says succeeded"
-check_records "$K" && ok "records still valid after the refreshes" || fail "records after"
+check "records still valid after the refreshes" check_records "$K"
 
 # 4. `last` is the newest submission (the records' creation times; ids of
 #    the same second sort by their random part, not by time).
-newest=$(/usr/bin/python3 -c '
+newest=$("$PY" -c '
 import json, os, sys
 d = sys.argv[1]
 rs = [json.load(open(os.path.join(d, n))) for n in os.listdir(d) if n.endswith(".json")]
 print(max(rs, key=lambda r: (r["created"], r["id"]))["id"])' "$recs")
 expect_exit 0 P status last
-grep -q "^job *$newest" "$BED_DIR/last.out" && ok "status last: the newest submission ($newest)" \
-	|| { fail "last is not $newest"; head -3 "$BED_DIR/last.out"; }
+check_grep "status last: the newest submission ($newest)" "^job *$newest" "$out"
 P --json jobs --all > jobs.json 2>/dev/null
-/usr/bin/python3 - jobs.json <<'EOF' && ok "jobs: newest first by submission time" || fail "jobs order"
+check "jobs: newest first by submission time" "$PY" - jobs.json <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 created = [r["created"] for r in rows if r["event"] == "job"]

@@ -18,35 +18,18 @@
 #   4. what the notebooks wrote: only user_code.py and pystrib-results/ next
 #      to the notebook, no push file left in $TMPDIR.
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
 TOP=$(cd "$INTEGRATION_DIR/.." && pwd)
-
-for v in run jobs status logs attach fetch cancel; do
-	if ! "$PYSTRIB" help "$v" > /dev/null 2>&1; then
-		fail "this pystrib has a '$v' command (the notebook drives 'pystrib --json $v')"
-		exit 1
-	fi
-done
-
+require_verbs "the notebook drives 'pystrib --json VERB'" run jobs status logs attach fetch cancel
 bed_up sshd
-
-export HOME=$BED_DIR/home
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
 
 # Install the package the way the README says, but into a directory of its
 # own (--target; --no-deps since the target starts empty: IPython is
 # Debian's), from a copy (pip builds in the source tree).
 cp -r "$TOP/magic" "$BED_DIR/magic-src"
 rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
-if $PY -m pip install -q --no-index --no-build-isolation --no-deps --target "$BED_DIR/site" \
-	"$BED_DIR/magic-src" > "$BED_DIR/pip.log" 2>&1 && [ -f "$BED_DIR/site/pystributed/main.py" ]; then
-	ok "pip installs magic/ offline"
-else
-	fail "pip install of magic/"
-	cat "$BED_DIR/pip.log"
-	exit 1
-fi
+check "pip installs magic/ offline" eval '"$PY" -m pip install -q --no-index --no-build-isolation --no-deps \
+	--target "$BED_DIR/site" "$BED_DIR/magic-src" > "$BED_DIR/pip.log" 2>&1 &&
+	[ -f "$BED_DIR/site/pystributed/main.py" ]' || { show "$BED_DIR/pip.log"; exit 1; }
 
 # The kernels inherit this environment.
 export BED_DIR BED_SSH_HOST BED_SSH_PORT BED_SSH_USER BED_SSH_KEY BED_KNOWN_HOSTS
@@ -62,7 +45,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 mkdir -p "$NB_DIR" "$TMPDIR"
 
 checks=$BED_DIR/checks
-$PY - "$checks" <<'PYEOF'
+"$PY" - "$checks" <<'PYEOF'
 import asyncio, inspect, json, os, sys, threading, time
 import nbformat
 from nbclient import NotebookClient
@@ -394,38 +377,29 @@ PYEOF
 rc=$?
 while IFS= read -r line; do
 	case $line in
-	"PASS "*) ok "${line#PASS }" ;;
-	"FAIL "*) fail "${line#FAIL }" ;;
+	"PASS "*) check_status "${line#PASS }" 0 ;;
+	"FAIL "*) check_status "${line#FAIL }" 1 ;;
 	"#"*) echo "$line" ;;
 	"INFO "*) echo "# ${line#INFO }" ;;
 	esac
 done < "$checks"
-[ "$rc" -eq 0 ] || fail "the notebook driver exited $rc"
+check_eq "the notebook driver exits 0" 0 "$rc"
 
 # pystrib reads the same ./pystrib.ini the extension does: the [notebook]
 # section is its own, not an unknown one.
 ini=$NB_DIR/original/pystrib.ini
 "$PYSTRIB" -c "$ini" config show > "$BED_DIR/show.out" 2> "$BED_DIR/show.err"
-if grep -q "notebook" "$BED_DIR/show.err"; then
-	fail "pystrib knows the [notebook] section the extension reads (binary = PATH)"
-	sed 's/^/    /' "$BED_DIR/show.err"
-else
-	ok "pystrib knows the [notebook] section the extension reads (binary = PATH)"
-fi
+check_no_grep "pystrib knows the [notebook] section the extension reads (binary = PATH)" \
+	"notebook" "$BED_DIR/show.err" || show "$BED_DIR/show.err"
 
 # No rank of the cancelled jobs is left running (given a few seconds to stop).
 jobs_dir=$BED_DIR/remote/jobs
-if [ -z "$(ls "$jobs_dir" 2>/dev/null)" ]; then
-	fail "no job ran on the bed"
-else
+if check "jobs ran on the bed" test -n "$(ls "$jobs_dir" 2>/dev/null)"; then
 	for _ in $(seq 100); do pgrep -f "$jobs_dir/" > /dev/null 2>&1 || break; sleep 0.1; done
 	left=$(pgrep -f "$jobs_dir/" || true)
-	if [ -n "$left" ]; then
-		fail "after the cancels, processes of the bed's jobs are still running"
-		ps -o pid,ppid,pgid,cmd -p "$(echo $left | tr ' ' ,)" | sed 's/^/    /'
+	if ! check_eq "after the cancels, no process of the bed's jobs is left running" "" "$left"; then
+		ps -o pid,ppid,pgid,cmd -p "$(echo $left | tr ' ' ,)" | sed 's/^/#   /'
 		# Ours (the path is this bed's): stop them by pid.
 		kill $left 2>/dev/null || true
-	else
-		ok "after the cancels, no process of the bed's jobs is left running"
 	fi
 fi

@@ -7,30 +7,14 @@
 # shows the image digest in the summary; then runner.main() runs a saved
 # cell in the same image setup. t0601 covers the rest with runtime none.
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
 TOP=$(cd "$INTEGRATION_DIR/.." && pwd)
-
-for v in run push; do
-	if ! "$PYSTRIB" help "$v" > /dev/null 2>&1; then
-		fail "this pystrib has a '$v' command (the docker runtime needs the cell's image pushed)"
-		exit 1
-	fi
-done
-
+require_verbs "the docker runtime needs the cell's image pushed" run push
 bed_up registry docker base sshd
-
-export HOME=$BED_DIR/home
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
 
 cp -r "$TOP/magic" "$BED_DIR/magic-src"
 rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
-if ! $PY -m pip install -q --no-index --no-build-isolation --no-deps --target "$BED_DIR/site" \
-	"$BED_DIR/magic-src" > "$BED_DIR/pip.log" 2>&1; then
-	fail "pip install of magic/"
-	cat "$BED_DIR/pip.log"
-	exit 1
-fi
+check "pip installs magic/ offline" "$PY" -m pip install -q --no-index --no-build-isolation --no-deps \
+	--target "$BED_DIR/site" "$BED_DIR/magic-src" || exit 1
 
 export BED_DIR BED_REGISTRY
 export PYTHONPATH=$BED_DIR/site
@@ -42,7 +26,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 mkdir -p "$NB_DIR" "$TMPDIR"
 
 checks=$BED_DIR/checks
-$PY - "$checks" <<'PYEOF'
+"$PY" - "$checks" <<'PYEOF'
 import os, sys, urllib.request
 import nbformat
 from nbclient import NotebookClient
@@ -127,9 +111,9 @@ PYEOF
 rc=$?
 while IFS= read -r line; do
 	case $line in
-	"PASS "*) ok "${line#PASS }" ;;
-	"FAIL "*) fail "${line#FAIL }" ;;
+	"PASS "*) check_status "${line#PASS }" 0 ;;
+	"FAIL "*) check_status "${line#FAIL }" 1 ;;
 	"#"*) echo "$line" ;;
 	esac
 done < "$checks"
-[ "$rc" -eq 0 ] || fail "the notebook driver exited $rc"
+check_eq "the notebook driver exits 0" 0 "$rc"
