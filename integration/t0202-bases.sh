@@ -140,7 +140,7 @@ printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$BED_TLS_REGISTRY" \
 tls_inspect() { skopeo inspect --authfile "$auth" --cert-dir "$BED_DIR/certs" "docker://$1" > "$work/tls.json" 2> "$err"; }
 tls_pinned() { pinned_ref "$(cat "$out")"; }
 expect_exit 0 "$PYSTRIB" -c "$tlscfg" push cell.py --no-project
-check_grep "TLS+htpasswd, config credentials: pushed" "^$BED_TLS_REGISTRY/cells:cell-" "$out"
+check_grep "TLS+htpasswd, config credentials: pushed" "^pystrib: tagged $BED_TLS_REGISTRY/cells:cell-" "$err"
 check "skopeo reads it back from the TLS registry (base layer copied across registries)" tls_inspect "$(tls_pinned)" ||
 	show "$err"
 check_no_grep "no password in pystrib's output" -F -- "$(cat "$BED_TLS_PASSWORD_FILE")" "$out" "$err"
@@ -158,7 +158,7 @@ check "without credentials anywhere the TLS registry refuses (exit 3)" test -s "
 mkdir -p "$HOME/.docker" && cp "$auth" "$HOME/.docker/config.json"
 mounts=$(grep -c '"POST /v2/cells2/blobs/uploads/?mount=' "$BED_TLS_REGISTRY_LOG")
 expect_exit 0 "$PYSTRIB" -c "$BED_DIR/tls-nocreds.ini" -v push cell.py --no-project
-check_grep "TLS+htpasswd, credentials from ~/.docker/config.json: pushed" "^$BED_TLS_REGISTRY/cells2:cell-" "$out"
+check_grep "TLS+htpasswd, credentials from ~/.docker/config.json: pushed" "^pystrib: tagged $BED_TLS_REGISTRY/cells2:cell-" "$err"
 check "the base layer on the same registry was mounted, not uploaded" \
 	test "$(grep -c '"POST /v2/cells2/blobs/uploads/?mount=[^ ]*&from=pystrib/base HTTP[^"]*" 201' "$BED_TLS_REGISTRY_LOG")" -gt "$mounts"
 check "skopeo reads it back" tls_inspect "$(tls_pinned)" || show "$err"

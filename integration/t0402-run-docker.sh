@@ -74,7 +74,8 @@ for r in 0 1; do
 done
 # The text output is what this run checks: its id from stderr.
 id=$(job_id_from_err "$err")
-check_grep "$ENGINE: summary names the pushed image" "image:   $BED_REGISTRY/cells:.*@sha256:" "$err"
+check_grep "$ENGINE: summary names the pushed image, pinned, and its tag" \
+	-E "image:   $BED_REGISTRY/cells@sha256:[0-9a-f]{64} \(tag [a-z]+-[0-9a-f]{12}\)" "$err"
 check "$ENGINE: remote state succeeded" eval '[ -n "$id" ] && [ "$(cat "$jobs_dir/$id/state" 2>/dev/null)" = succeeded ]'
 check_eq "$ENGINE: the job used $ENGINE" "$ENGINE" "$(cat "$jobs_dir/$id/runtime" 2>/dev/null)"
 # Removed right after the final state is written: give it a moment.

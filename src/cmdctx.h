@@ -43,6 +43,10 @@ enum cmd_needs {
 	 * says why, the error is left set for the command to report, and
 	 * ctx->rec has the last known state. */
 	CONN_MAY_FAIL = 1 << 4,
+	/* The command unpacks results from a remote host: main starts the
+	 * unpacker (results.h) before the command runs, so the bytes are
+	 * parsed by processes that never held a credential. */
+	NEED_UNPACKER = 1 << 5,
 };
 
 struct cmd_ctx {

@@ -66,6 +66,11 @@ static char *absolute(const char *path)
 	char cwd[4096];
 	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
 		return xstrdup(path);
+	while (path[0] == '.' && path[1] == '/')
+		for (path += 2; *path == '/'; path++)
+			;
+	if (!strcmp(path, ".") || !*path)
+		return xstrdup(cwd);
 	return xstrfmt("%s/%s", cwd, path);
 }
 

@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "error.h"
 #include "log.h"
+#include "results.h"
 #include "util.h"
 
 static const struct cli_command commands[] = {
@@ -116,11 +117,18 @@ static int run_command(const struct cli_command *cmd, int argc, char **argv)
 	struct cmd_ctx ctx;
 	int ret;
 
+	/* Before the command reads any credential: see results.h. */
+	if ((cmd->needs & NEED_UNPACKER) && results_unpacker_start() < 0) {
+		log_warn("%s (results are unpacked by this process's own children)",
+			 error_message());
+		error_clear();
+	}
 	cmd_ctx_init(&ctx, cmd->name, cmd->help, cmd->needs);
 	cli.ctx = &ctx;
 	ret = cmd->fn(argc, argv);
 	cli.ctx = NULL;
 	cmd_ctx_release(&ctx);
+	results_unpacker_stop();
 	return ret;
 }
 

@@ -106,24 +106,33 @@ const char *outcome_rank_text(char *out, size_t n, int code, const char *state)
 	return out;
 }
 
-/* The last `lines` lines of a local file (logs/job.err); caller frees. */
-static char *file_tail(const char *path, int lines)
+/*
+ * The last `lines` lines of logs/job.err, less the job script's own
+ * "pystrib: " lines (their text is the reason, said already). Caller frees.
+ */
+static char *job_err_tail(const char *path, int lines)
 {
-	struct buf b;
+	struct buf b, out;
 	buf_init(&b, 8 << 20);
-	if (buf_read_file(&b, path) < 0) {
-		buf_release(&b);
-		return xstrdup("");
+	buf_init(&out, 0);
+	if (buf_read_file(&b, path) == 0) {
+		for (const char *p = b.ptr; *p; ) {
+			size_t n = strcspn(p, "\n");
+			if (strncmp(p, "pystrib: ", 9))
+				buf_addf(&out, "%.*s\n", (int)n, p);
+			p += n + (p[n] == '\n');
+		}
 	}
-	buf_rtrim(&b);
-	size_t i = b.len;
+	buf_rtrim(&out);
+	size_t i = out.len;
 	while (i > 0) {
-		if (b.ptr[i - 1] == '\n' && --lines <= 0)
+		if (out.ptr[i - 1] == '\n' && --lines <= 0)
 			break;
 		i--;
 	}
-	char *s = xstrdup(b.ptr + i);
+	char *s = xstrdup(out.ptr + i);
 	buf_release(&b);
+	buf_release(&out);
 	return s;
 }
 
@@ -134,7 +143,7 @@ static char *failure_tail(const struct outcome *o, int code, int bad)
 		return xstrdup(follow_err_tail(o->f, bad, 20));
 	if ((code == PS_EXIT_REMOTE || code == PS_EXIT_REGISTRY) && o->results) {
 		char *p = xstrfmt("%s/logs/job.err", o->results);
-		char *t = file_tail(p, 20);
+		char *t = job_err_tail(p, 10);
 		free(p);
 		return t;
 	}

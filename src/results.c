@@ -514,6 +514,165 @@ static void child(int data, int report, const char *dest, const struct results_l
 	_exit(0);
 }
 
+/*
+ * The unpacker: a process forked before this one read any credential (the
+ * registry password, a token), which forks one worker per tar stream.
+ * Untrusted bytes from the remote host are then parsed only by processes
+ * whose memory never held a secret: acme-client keeps its parsers away
+ * from its keys the same way. Each request carries the destination, the
+ * limits and, as SCM_RIGHTS, the stream socket and the report pipe.
+ */
+struct unpack_request {
+	struct results_limits lim;
+	char dest[4096];
+};
+
+static int unpacker_fd = -1;
+static pid_t unpacker_pid = -1;
+
+/* The environment may hold a password (password_env): not in this copy. */
+static void forget_environment(void)
+{
+	extern char **environ;
+	for (char **e = environ; e && *e; e++)
+		memset(*e, 0, strlen(*e));
+	clearenv();
+}
+
+static int recv_request(int fd, struct unpack_request *req, int fds[2])
+{
+	char control[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { req, sizeof(*req) };
+	struct msghdr msg = { 0 };
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	ssize_t n;
+	while ((n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (n != (ssize_t)sizeof(*req) || !c || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
+		return -1;
+	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
+	req->dest[sizeof(req->dest) - 1] = '\0';
+	return 0;
+}
+
+static void unpacker_main(int fd)
+{
+	struct sigaction sa = { 0 };
+	struct unpack_request req;
+	int fds[2];
+
+	forget_environment();
+	/* Workers are reaped by the kernel; Ctrl-C is the parent's to handle. */
+	sa.sa_handler = SIG_IGN;
+	sa.sa_flags = SA_NOCLDWAIT;
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGINT, SIG_IGN);
+	if (send(fd, "r", 1, MSG_NOSIGNAL) != 1)
+		_exit(1);
+	while (recv_request(fd, &req, fds) == 0) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(fd);
+			signal(SIGINT, SIG_DFL);
+			child(fds[0], fds[1], req.dest, &req.lim);
+		}
+		/* A failed fork: the closed pipe tells the parent so. */
+		close(fds[0]);
+		close(fds[1]);
+	}
+	_exit(0);
+}
+
+int results_unpacker_start(void)
+{
+	int sv[2];
+	if (unpacker_fd >= 0)
+		return 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return error_set(PS_EXIT_IO, "cannot start the results unpacker: %s",
+				 strerror(errno));
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return error_set(PS_EXIT_IO, "cannot start the results unpacker: fork: %s",
+				 strerror(errno));
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		unpacker_main(sv[1]);
+	}
+	close(sv[1]);
+	unpacker_fd = sv[0];
+	unpacker_pid = pid;
+	/* Ready once its copy of the environment is gone. */
+	char ready;
+	ssize_t n;
+	while ((n = recv(unpacker_fd, &ready, 1, 0)) < 0 && errno == EINTR)
+		;
+	if (n != 1) {
+		results_unpacker_stop();
+		return error_set(PS_EXIT_IO, "cannot start the results unpacker: it ended at once");
+	}
+	return 0;
+}
+
+void results_unpacker_stop(void)
+{
+	if (unpacker_fd < 0)
+		return;
+	close(unpacker_fd);	/* its recvmsg sees the end: it exits */
+	while (waitpid(unpacker_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	unpacker_fd = -1;
+	unpacker_pid = -1;
+}
+
+int results_unpacker_pid(void)
+{
+	return (int)unpacker_pid;
+}
+
+/* Hands the stream's ends to the unpacker, which starts a worker on them. */
+static int send_request(const char *dest, const struct results_limits *lim, int data,
+			int report)
+{
+	struct unpack_request req;
+	char control[CMSG_SPACE(2 * sizeof(int))];
+	int fds[2] = { data, report };
+
+	memset(&req, 0, sizeof(req));
+	memset(control, 0, sizeof(control));
+	req.lim = *lim;
+	if (strlen(dest) >= sizeof(req.dest))
+		return error_set(PS_EXIT_USAGE, "the results directory '%s' is too long", dest);
+	memcpy(req.dest, dest, strlen(dest) + 1);
+	struct iovec iov = { &req, sizeof(req) };
+	struct msghdr msg = { 0 };
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	ssize_t n;
+	while ((n = sendmsg(unpacker_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof(req))
+		return error_set(PS_EXIT_IO, "cannot start unpacking results: the unpacker is gone");
+	return 0;
+}
+
 int results_unpack_begin(struct results_unpack **out, const char *dest,
 			 const struct results_limits *lim)
 {
@@ -530,6 +689,12 @@ int results_unpack_begin(struct results_unpack **out, const char *dest,
 		error_set(PS_EXIT_IO, "cannot start unpacking results: %s", strerror(errno));
 		goto fail;
 	}
+	if (unpacker_fd >= 0) {
+		if (send_request(dest, lim ? lim : &defaults, sv[1], rp[1]) < 0)
+			goto fail;
+		pid = -1;	/* the unpacker's worker, not a child of ours */
+		goto started;
+	}
 	/* What is buffered must not be written twice, by both processes. */
 	fflush(stdout);
 	fflush(stderr);
@@ -543,6 +708,7 @@ int results_unpack_begin(struct results_unpack **out, const char *dest,
 		close(rp[0]);
 		child(sv[1], rp[1], dest, lim ? lim : &defaults);
 	}
+started:
 	close(sv[1]);
 	close(rp[1]);
 	u = xcalloc(1, sizeof(*u));
@@ -609,9 +775,11 @@ int results_unpack_finish(struct results_unpack *u, struct results_stats *stats)
 			break;
 		off += (size_t)n;
 	}
-	while (waitpid(u->pid, &status, 0) < 0 && errno == EINTR)
+	while (u->pid > 0 && waitpid(u->pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (off != sizeof(rep)) {
+	if (off != sizeof(rep) && u->pid < 0) {
+		error_set(PS_EXIT_IO, "unpacking the results failed (the unpacker ended early)");
+	} else if (off != sizeof(rep)) {
 		error_set(PS_EXIT_REMOTE, "unpacking the results failed (%s %d)",
 			  WIFSIGNALED(status) ? "signal" : "exit status",
 			  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
@@ -634,9 +802,15 @@ void results_unpack_abort(struct results_unpack *u)
 {
 	if (!u)
 		return;
-	kill(u->pid, SIGKILL);
-	while (waitpid(u->pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	if (u->pid > 0) {
+		kill(u->pid, SIGKILL);
+		while (waitpid(u->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	} else {
+		/* The worker sees its stream cut, reports a failure nobody reads
+		 * and ends; the unpacker's kernel reaps it. */
+		shutdown(u->data, SHUT_RDWR);
+	}
 	free_unpack(u);
 }
 

@@ -74,6 +74,19 @@ int results_unpack_fd(int fd, const char *dest,
  * error elsewhere, for instance a dropped download). Both accept NULL.
  */
 struct results_unpack;
+
+/*
+ * Starts the unpacker: a process forked now, before any credential is
+ * read, which then runs every results_unpack_begin of this process in a
+ * worker of its own (without it, begin forks this process itself). Its
+ * copy of the environment is wiped: a password_env variable is not in it.
+ * Call it first thing in a command that unpacks results; stop it (it
+ * exits) at the end. 0 or -1 (PS_EXIT_IO). pid: for tests.
+ */
+int results_unpacker_start(void);
+void results_unpacker_stop(void);
+int results_unpacker_pid(void);
+
 int results_unpack_begin(struct results_unpack **out, const char *dest,
 			 const struct results_limits *lim);
 int results_unpack_write(struct results_unpack *u, const void *data, size_t len);

@@ -395,8 +395,76 @@ static void test_empty_and_corrupt(void **state)
 	free(t.mem);
 }
 
-int main(void)
+/* The whole of /proc/PID/environ, NULs as they are. */
+static void read_environ(int pid, struct buf *out)
 {
+	char *path = xstrfmt("/proc/%d/environ", pid);
+	buf_reset(out);
+	assert_int_equal(buf_read_file(out, path), 0);
+	free(path);
+}
+
+/*
+ * The unpacker forked first: a secret in the environment (password_env)
+ * is not in its memory, and every streamed unpack, hostile or cut short,
+ * runs in a worker of its and not in this process.
+ */
+static void test_unpacker(void **state)
+{
+	(void)state;
+	struct tarb t;
+	struct results_stats st;
+	struct results_unpack *u = NULL;
+	struct buf env = BUF_INIT, before = BUF_INIT;
+	int nbad;
+
+	assert_int_equal(results_unpacker_start(), 0);
+	int pid = results_unpacker_pid();
+	assert_true(pid > 0);
+	read_environ(pid, &env);
+	assert_null(memmem(env.ptr, env.len, "hunter2", 7));
+	read_environ(getpid(), &env);
+	assert_non_null(memmem(env.ptr, env.len, "hunter2", 7));
+
+	hostile_tar(&t, &nbad);
+	list_outside(&before);
+	assert_int_equal(results_unpack_begin(&u, dest, NULL), 0);
+	for (size_t off = 0; off < t.used; off += 777) {
+		size_t n = t.used - off < 777 ? t.used - off : 777;
+		assert_int_equal(results_unpack_write(u, t.mem + off, n), 0);
+	}
+	assert_int_equal(results_unpack_finish(u, &st), 0);
+	check_hostile_outcome(&st, nbad, &before);
+
+	/* Cut short: abandoned, then another unpack through the same unpacker. */
+	assert_int_equal(results_unpack_begin(&u, dest, NULL), 0);
+	assert_int_equal(results_unpack_write(u, t.mem, 700), 0);
+	results_unpack_abort(u);
+	struct results_limits lim = { 10, 100 };
+	assert_int_equal(results_unpack_begin(&u, dest, &lim), 0);
+	results_unpack_write(u, t.mem, t.used);
+	assert_int_equal(results_unpack_finish(u, NULL), -1);
+	assert_non_null(strstr(error_message(), "too large"));
+	error_clear();
+
+	results_unpacker_stop();
+	assert_int_equal(results_unpacker_pid(), -1);
+	assert_int_equal(kill(pid, 0), -1);	/* it exited, and was reaped */
+	buf_release(&env);
+	buf_release(&before);
+	free(t.mem);
+}
+
+int main(int argc, char **argv)
+{
+	/* test_unpacker's secret: in the environment this process began with,
+	 * as a password_env variable would be (setenv's are elsewhere). */
+	if (!getenv("PYSTRIB_TEST_SECRET")) {
+		setenv("PYSTRIB_TEST_SECRET", "hunter2-in-the-environment", 1);
+		execv("/proc/self/exe", argv);
+		return 1;
+	}
+	(void)argc;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_plain, reset_dest),
 		cmocka_unit_test_setup(test_hostile_mem, reset_dest),
@@ -404,6 +472,7 @@ int main(void)
 		cmocka_unit_test_setup(test_fd, reset_dest),
 		cmocka_unit_test_setup(test_limits, reset_dest),
 		cmocka_unit_test_setup(test_empty_and_corrupt, reset_dest),
+		cmocka_unit_test_setup(test_unpacker, reset_dest),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
