@@ -7,7 +7,8 @@
 #include "buf.h"
 #include "error.h"
 #include "jobrec.h"
-#include "jobstate.h"
+#include "jobremote.h"
+#include "remote_job.h"
 #include "log.h"
 #include "outcome.h"
 #include "util.h"
@@ -256,32 +257,32 @@ struct record_ctx {
 	const char *state;
 };
 
+/* What was followed, as remote_job_read would have said it, into the record. */
 static int to_record(struct jobrec *r, void *ctx)
 {
 	const struct record_ctx *rc = ctx;
 	const struct follow *f = rc->o->f;
+	int n = f->np > 0 ? f->np : 1;
+	struct remote_job_state st = {
+		.state = (char *)rc->state, .reason = f->reason, .code = f->code,
+		.exit_code = f->exit_code, .started = f->started, .ended = f->ended, .np = f->np,
+		.rank_exit = xcalloc((size_t)n, sizeof(int)),
+		.rank_ended = xcalloc((size_t)n, sizeof(double)),
+	};
 
-	/* An outcome known before is kept if the directory went away since. */
-	if (!(job_state_outcome(r->state) && !strcmp(rc->state, "lost")))
-		jobrec_set(&r->state, rc->state);
-	jobrec_set(&r->state_reason, f->reason);
-	jobrec_set(&r->state_code, f->code ? reason_name(f->code) : NULL);
-	if (rc->o->results)
-		jobrec_set(&r->results, rc->o->results);
-	if (f->exit_code >= 0)
-		r->exit_code = f->exit_code;
-	if (f->started > 0)
-		r->started = f->started;
-	if (f->ended > 0)
-		r->ended = f->ended;
-	jobrec_set_np(r, f->np);
 	for (int i = 0; i < f->np; i++) {
-		if (f->ranks[i].exit_code >= 0)
-			r->ranks[i].exit_code = f->ranks[i].exit_code;
+		st.rank_exit[i] = f->ranks[i].exit_code;
+		st.rank_ended[i] = f->ranks[i].ended;
+	}
+	jobrec_apply_state(r, &st);
+	/* The follower timed each rank from its launch, as the summary says. */
+	for (int i = 0; i < f->np && i < r->np; i++)
 		if (f->ranks[i].duration >= 0)
 			r->ranks[i].duration = f->ranks[i].duration;
-	}
-	r->checked = now_wall();
+	if (rc->o->results)
+		jobrec_set(&r->results, rc->o->results);
+	free(st.rank_exit);
+	free(st.rank_ended);
 	return 0;
 }
 
