@@ -278,8 +278,8 @@ static void say_pushed(const struct pusher *p, double secs)
 		progress_stage(p->prog.out, "image pushed: the registry had all %u blobs (%s), "
 			       "in %.1f s", p->prog.kept_blobs, kept.ptr, secs);
 	else
-		progress_stage(p->prog.out, "image pushed: %u blob%s sent (%s), %u the registry "
-			       "had (%s), in %.1f s", p->uploaded_blobs,
+		progress_stage(p->prog.out, "image pushed: %u blob%s sent (%s), the registry "
+			       "had %u (%s), in %.1f s", p->uploaded_blobs,
 			       p->uploaded_blobs == 1 ? "" : "s", sent.ptr, p->prog.kept_blobs,
 			       kept.ptr, secs);
 	buf_release(&sent);
