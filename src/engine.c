@@ -109,6 +109,8 @@ static void body_line(struct engine_reply *r, const char *s, size_t len)
 	if (!msg && !status_ok(r->status))
 		msg = json_string_value(json_object_get(j, "message"));
 	set_why(r, msg);
+	if (r->on_json)
+		r->on_json(r->json_ctx, j);
 	if (!r->json)
 		r->json = j;	/* the answer of a create: {"Id": ...} */
 	else
@@ -172,10 +174,50 @@ int engine_reply_end(struct engine_reply *r)
 	return -1;
 }
 
+int engine_pull_event(const json_t *j, struct engine_pull_event *ev)
+{
+	static const struct {
+		const char *status;
+		enum pull_state state;
+	} states[] = {
+		{ "Pulling fs layer", PULL_WAITING }, { "Waiting", PULL_WAITING },
+		{ "Downloading", PULL_DOWNLOADING }, { "Verifying Checksum", PULL_DOWNLOADED },
+		{ "Download complete", PULL_DOWNLOADED }, { "Extracting", PULL_EXTRACTING },
+		{ "Pull complete", PULL_DONE }, { "Already exists", PULL_EXISTS },
+	};
+	const char *status = json_string_value(json_object_get(j, "status"));
+	const char *id = json_string_value(json_object_get(j, "id"));
+	const json_t *detail = json_object_get(j, "progressDetail");
+	size_t n = id ? strlen(id) : 0;
+
+	/* The id reaches the terminal: hex digits only, as the engine names layers. */
+	if (!status || !n || n > 64 || strspn(id, "0123456789abcdef") != n)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(states); i++) {
+		if (strcmp(status, states[i].status))
+			continue;
+		json_int_t cur = json_integer_value(json_object_get(detail, "current"));
+		json_int_t tot = json_integer_value(json_object_get(detail, "total"));
+		ev->id = id;
+		ev->state = states[i].state;
+		ev->current = cur > 0 ? (uint64_t)cur : 0;
+		ev->total = tot > 0 ? (uint64_t)tot : 0;
+		return 0;
+	}
+	return -1;
+}
+
 struct pull {
 	struct engine_reply reply;
 	const atomic_int *stop;
 };
+
+static void pull_json(void *ctx, const json_t *j)
+{
+	struct engine_pull_event ev;
+	if (engine_pull_event(j, &ev) == 0)
+		pull_progress_layer(ctx, ev.id, ev.state, ev.current, ev.total);
+}
 
 static int on_output(void *ctx, int fd, const char *data, size_t len)
 {
@@ -197,9 +239,11 @@ static int on_tick(void *ctx)
 /*
  * Sends req over a stream to socket and reads the answer; what = for the
  * error. json: when not NULL, the answer's first JSON object (or NULL).
+ * pp: when not NULL, the answer is a pull's and shown there.
  */
 static int exchange(struct ssh_conn *c, const char *socket, const struct buf *req,
-		    double deadline, const atomic_int *stop, const char *what, json_t **json)
+		    double deadline, const atomic_int *stop, const char *what, json_t **json,
+		    struct pull_progress *pp)
 {
 	struct ssh_exec_opts o = SSH_EXEC_OPTS_INIT;
 	struct pull p;
@@ -207,6 +251,10 @@ static int exchange(struct ssh_conn *c, const char *socket, const struct buf *re
 
 	engine_reply_init(&p.reply);
 	p.stop = stop;
+	if (pp) {
+		p.reply.on_json = pull_json;
+		p.reply.json_ctx = pp;
+	}
 	o.in = req->ptr;
 	o.in_len = req->len;
 	o.on_output = on_output;
@@ -220,6 +268,8 @@ static int exchange(struct ssh_conn *c, const char *socket, const struct buf *re
 		error_set(PS_EXIT_REMOTE, "the docker engine at '%s' on '%s' %s: %s", socket,
 			  ssh_conn_name(c), what, p.reply.why.ptr);
 	}
+	if (pp)
+		pull_progress_end(pp, ret == 0);
 	if (json) {
 		*json = ret == 0 ? p.reply.json : NULL;
 		if (ret == 0)
@@ -233,10 +283,14 @@ int engine_pull(struct ssh_conn *c, const char *socket, const char *image,
 		const struct engine_auth *auth, double deadline, const atomic_int *stop)
 {
 	struct buf req = BUF_INIT;
+	struct pull_progress pp;
+
+	pull_progress_init(&pp, stderr);
 	engine_pull_request(&req, image, auth);
-	int ret = exchange(c, socket, &req, deadline, stop, "did not pull the image", NULL);
+	int ret = exchange(c, socket, &req, deadline, stop, "did not pull the image", NULL, &pp);
 	memset(req.ptr, 0, req.len);
 	buf_release(&req);
+	pull_progress_release(&pp);
 	return ret;
 }
 
@@ -244,7 +298,7 @@ int engine_ping(struct ssh_conn *c, const char *socket, double deadline)
 {
 	struct buf req = BUF_INIT;
 	buf_addstr(&req, "GET /_ping HTTP/1.0\r\nHost: docker\r\nUser-Agent: pystrib\r\n\r\n");
-	int ret = exchange(c, socket, &req, deadline, NULL, "did not answer a ping", NULL);
+	int ret = exchange(c, socket, &req, deadline, NULL, "did not answer a ping", NULL, NULL);
 	buf_release(&req);
 	return ret;
 }
@@ -278,7 +332,7 @@ static int call(struct ssh_conn *c, const char *socket, const char *method, cons
 {
 	struct buf req = BUF_INIT;
 	request(&req, method, path, body, 0);
-	int ret = exchange(c, socket, &req, 0, NULL, what, json);
+	int ret = exchange(c, socket, &req, 0, NULL, what, json, NULL);
 	buf_release(&req);
 	return ret;
 }

@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "progress.h"
 #include "ssh.h"
 
 /*
@@ -36,6 +37,9 @@ struct engine_auth {
  * as the host reaches the registry) and waits until it is there or the
  * engine gave up, at most until `deadline` (now_monotonic() time, 0: none)
  * and only while *stop (when given) stays 0: another thread may set it.
+ * The engine's pull events are shown as they come (pull_progress: a bar
+ * on a terminal, a line per layer pulled on a pipe, {"event":"pull"}
+ * with --json), and the pull's end in one line.
  * 0, or a negative ssh_result with the error set: the engine's own
  * message when it answered.
  */
@@ -53,11 +57,26 @@ int engine_ping(struct ssh_conn *c, const char *socket, double deadline);
 void engine_pull_request(struct buf *out, const char *image, const struct engine_auth *auth);
 
 /*
+ * One of the engine's pull messages ({"status":"Downloading","id":"3e63eb97b22f",
+ * "progressDetail":{"current":N,"total":N}}) as layer progress: 0 with *ev
+ * set (ev->id points into j), or -1 when it is not about a layer (the
+ * "Pulling from", "Digest:" and "Status:" lines, retries, an id that is
+ * not hex).
+ */
+struct engine_pull_event {
+	const char *id;
+	enum pull_state state;
+	uint64_t current, total;	/* 0 when the message has none */
+};
+int engine_pull_event(const json_t *j, struct engine_pull_event *ev);
+
+/*
  * Reads the engine's answer as it streams in: a status line, headers,
  * then one JSON message per line. Feed every piece with
  * engine_reply_feed; engine_reply_end then gives 0 when the request
  * succeeded (a 2xx status, no error in the stream), or -1 with the
- * engine's reason in `why`.
+ * engine's reason in `why`. on_json, when set, sees every JSON object of
+ * the body as it comes (it must not keep it).
  */
 struct engine_reply {
 	int status;		/* HTTP status, 0 until the status line came */
@@ -66,6 +85,8 @@ struct engine_reply {
 	struct buf line;	/* the line being read (capped) */
 	struct buf why;		/* the first error the engine gave */
 	json_t *json;		/* the first JSON object of the body, or NULL */
+	void (*on_json)(void *ctx, const json_t *j);
+	void *json_ctx;
 };
 void engine_reply_init(struct engine_reply *r);
 void engine_reply_feed(struct engine_reply *r, const char *data, size_t len);

@@ -129,17 +129,30 @@ out:
 	return ret;
 }
 
-/* Sends one file blob unless the registry has it. */
-static int push_file(struct pusher *p, const char *path, const char *digest, uint64_t size)
+/* "base layer 3/7" for the base's layer i (from 0), in out (PROGRESS_LABEL_MAX). */
+static void base_label(const struct pusher *p, size_t i, char *out)
+{
+	snprintf(out, PROGRESS_LABEL_MAX, "base layer %zu/%zu", i + 1, p->manifest.nlayers);
+}
+
+/* What one of our layers is, for the progress: the context's project or its cell. */
+static const char *layer_role(const struct pusher *p, const struct layer *l)
+{
+	return l == &p->ctx->project ? "project" : "cell";
+}
+
+/* Sends one file blob (label and role: what it is) unless the registry has it. */
+static int push_file(struct pusher *p, const char *label, const char *role, const char *path,
+		     const char *digest, uint64_t size)
 {
 	int r = registry_blob_exists(p->reg, p->repo, digest);
 	if (r < 0)
 		return -1;
 	if (r == 1) {
-		progress_skip(&p->prog, digest, size, "exists");
+		progress_skip(&p->prog, label, role, digest, size, "exists");
 		return 0;
 	}
-	progress_begin(&p->prog, digest, size);
+	progress_begin(&p->prog, label, role, digest, size);
 	r = registry_upload_file(p->reg, p->repo, path, digest, size, progress_update, &p->prog);
 	progress_end(&p->prog, r == 0);
 	if (r < 0)
@@ -154,7 +167,7 @@ static int push_file(struct pusher *p, const char *path, const char *digest, uin
  * repository on the same registry, else fetched into a temporary file
  * and uploaded from it.
  */
-static int copy_base_layer(struct pusher *p, const struct descriptor *d)
+static int copy_base_layer(struct pusher *p, const struct descriptor *d, const char *label)
 {
 	char *path = NULL;
 	int r, ret = -1;
@@ -164,7 +177,7 @@ static int copy_base_layer(struct pusher *p, const struct descriptor *d)
 		if (r < 0)
 			return -1;
 		if (r == 1) {
-			progress_skip(&p->prog, d->digest, d->size, "mounted");
+			progress_skip(&p->prog, label, "base", d->digest, d->size, "mounted");
 			return 0;
 		}
 	}
@@ -180,7 +193,7 @@ static int copy_base_layer(struct pusher *p, const struct descriptor *d)
 	log_info("copying base layer %s from '%s'", d->digest, p->base.registry);
 	if (registry_get_blob_file(p->base_reg, p->base.repository, d->digest, d->size, path) < 0)
 		goto out;
-	ret = push_file(p, path, d->digest, d->size);
+	ret = push_file(p, label, "base", path, d->digest, d->size);
 out:
 	unlink(path);
 	rmdir(tmpl);
@@ -193,7 +206,9 @@ static int push_base_layers(struct pusher *p)
 {
 	for (size_t i = 0; i < p->manifest.nlayers; i++) {
 		const struct descriptor *d = &p->manifest.layers[i];
+		char label[PROGRESS_LABEL_MAX];
 		int r;
+		base_label(p, i, label);
 		if (check_interrupt() < 0)
 			return -1;
 		if (d->foreign)
@@ -202,10 +217,10 @@ static int push_base_layers(struct pusher *p)
 		if (r < 0)
 			return -1;
 		if (r == 1) {
-			progress_skip(&p->prog, d->digest, d->size, "exists");
+			progress_skip(&p->prog, label, "base", d->digest, d->size, "exists");
 			continue;
 		}
-		if (copy_base_layer(p, d) < 0)
+		if (copy_base_layer(p, d, label) < 0)
 			return -1;
 	}
 	return 0;
@@ -218,13 +233,19 @@ static int push_base_layers(struct pusher *p)
 static void report_all_present(struct pusher *p, const struct buf *config,
 			       const char *config_digest)
 {
-	for (size_t i = 0; i < p->manifest.nlayers; i++)
-		if (!p->manifest.layers[i].foreign)
-			progress_skip(&p->prog, p->manifest.layers[i].digest,
-				      p->manifest.layers[i].size, "exists");
+	char label[PROGRESS_LABEL_MAX];
+
+	for (size_t i = 0; i < p->manifest.nlayers; i++) {
+		if (p->manifest.layers[i].foreign)
+			continue;
+		base_label(p, i, label);
+		progress_skip(&p->prog, label, "base", p->manifest.layers[i].digest,
+			      p->manifest.layers[i].size, "exists");
+	}
 	for (size_t i = 0; i < p->nlayers; i++)
-		progress_skip(&p->prog, p->layers[i]->digest, p->layers[i]->size, "exists");
-	progress_skip(&p->prog, config_digest, config->len, "exists");
+		progress_skip(&p->prog, layer_role(p, p->layers[i]), layer_role(p, p->layers[i]),
+			      p->layers[i]->digest, p->layers[i]->size, "exists");
+	progress_skip(&p->prog, "config", "config", config_digest, config->len, "exists");
 }
 
 static int push_config(struct pusher *p, const struct buf *config, const char *digest)
@@ -233,10 +254,10 @@ static int push_config(struct pusher *p, const struct buf *config, const char *d
 	if (r < 0)
 		return -1;
 	if (r == 1) {
-		progress_skip(&p->prog, digest, config->len, "exists");
+		progress_skip(&p->prog, "config", "config", digest, config->len, "exists");
 		return 0;
 	}
-	progress_begin(&p->prog, digest, config->len);
+	progress_begin(&p->prog, "config", "config", digest, config->len);
 	r = registry_upload_bytes(p->reg, p->repo, config->ptr, config->len, digest);
 	progress_end(&p->prog, r == 0);
 	if (r < 0)
@@ -244,6 +265,25 @@ static int push_config(struct pusher *p, const struct buf *config, const char *d
 	p->uploaded_blobs++;
 	p->uploaded_bytes += config->len;
 	return 0;
+}
+
+/* The push's one line, terminal or pipe: what was sent, what the registry had. */
+static void say_pushed(const struct pusher *p, double secs)
+{
+	struct buf sent = BUF_INIT, kept = BUF_INIT;
+
+	progress_bytes(&sent, p->uploaded_bytes);
+	progress_bytes(&kept, p->prog.kept_bytes);
+	if (!p->uploaded_blobs)
+		progress_stage(p->prog.out, "image pushed: the registry had all %u blobs (%s), "
+			       "in %.1f s", p->prog.kept_blobs, kept.ptr, secs);
+	else
+		progress_stage(p->prog.out, "image pushed: %u blob%s sent (%s), the registry "
+			       "had %u (%s), in %.1f s", p->uploaded_blobs,
+			       p->uploaded_blobs == 1 ? "" : "s", sent.ptr, p->prog.kept_blobs,
+			       kept.ptr, secs);
+	buf_release(&sent);
+	buf_release(&kept);
 }
 
 static int check_settings(const struct config *cfg, const char *tag)
@@ -356,11 +396,13 @@ int push_image_as(const struct config *cfg, const struct context *ctx,
 	} else {
 		if (push_base_layers(&p) < 0)
 			goto out;
-		for (size_t i = 0; i < p.nlayers; i++)
-			if (check_interrupt() < 0 || push_file(&p, p.layers[i]->path,
+		for (size_t i = 0; i < p.nlayers; i++) {
+			const char *role = layer_role(&p, p.layers[i]);
+			if (check_interrupt() < 0 || push_file(&p, role, role, p.layers[i]->path,
 							       p.layers[i]->digest,
 							       p.layers[i]->size) < 0)
 				goto out;
+		}
 		if (check_interrupt() < 0 || push_config(&p, &config, config_digest) < 0 ||
 		    check_interrupt() < 0)
 			goto out;
@@ -374,6 +416,7 @@ int push_image_as(const struct config *cfg, const struct context *ctx,
 		goto out;
 
 	fill_result(&p, tag, manifest_digest, out);
+	say_pushed(&p, now_monotonic() - start);
 	log_info("pushed %s: %u blobs uploaded (%llu bytes), %u requests, %.2f s", out->reference,
 		 p.uploaded_blobs, p.uploaded_bytes,
 		 registry_requests(p.reg) + (p.same_registry ? 0 : registry_requests(p.base_reg)),

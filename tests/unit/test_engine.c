@@ -235,6 +235,111 @@ static void an_exec_stream_is_demultiplexed(void **state)
 	engine_mux_release(&m);
 }
 
+/*
+ * A pull's answer as docker 20.10 gave it through its socket (captured on
+ * the bed: an image whose base layer the engine had, and one new layer;
+ * the "progress" strings shortened), then what engine_pull_event makes of
+ * each message.
+ */
+static const char captured_pull[] =
+	"HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n"
+	"Docker-Experimental: false\r\nOstype: linux\r\nServer: Docker/20.10.24+dfsg1 (linux)\r\n\r\n"
+	"{\"status\":\"Pulling from cells\",\"id\":\"two\"}\r\n"
+	"{\"status\":\"Already exists\",\"progressDetail\":{},\"id\":\"3e63eb97b22f\"}\r\n"
+	"{\"status\":\"Pulling fs layer\",\"progressDetail\":{},\"id\":\"feee08c7ccec\"}\r\n"
+	"{\"status\":\"Downloading\",\"progressDetail\":{\"current\":36445,\"total\":3001226},"
+	"\"progress\":\"[\\u003e     ]  36.45kB/3.001MB\",\"id\":\"feee08c7ccec\"}\r\n"
+	"{\"status\":\"Downloading\",\"progressDetail\":{\"current\":3001226,\"total\":3001226},"
+	"\"progress\":\"[=====\\u003e]  3.001MB/3.001MB\",\"id\":\"feee08c7ccec\"}\r\n"
+	"{\"status\":\"Verifying Checksum\",\"progressDetail\":{},\"id\":\"feee08c7ccec\"}\r\n"
+	"{\"status\":\"Download complete\",\"progressDetail\":{},\"id\":\"feee08c7ccec\"}\r\n"
+	"{\"status\":\"Extracting\",\"progressDetail\":{\"current\":32768,\"total\":3001226},"
+	"\"progress\":\"[\\u003e     ]  32.77kB/3.001MB\",\"id\":\"feee08c7ccec\"}\r\n"
+	"{\"status\":\"Pull complete\",\"progressDetail\":{},\"id\":\"feee08c7ccec\"}\r\n"
+	"{\"status\":\"Digest: sha256:e63b17d096825027ffb17d2ecdd50d1837ede3408227429b633e7fc1eec5a8e1\"}\r\n"
+	"{\"status\":\"Status: Downloaded newer image for 127.0.0.1:60603/cells:two\"}\r\n";
+
+static void collect_event(void *ctx, const json_t *j)
+{
+	struct engine_pull_event ev;
+	if (engine_pull_event(j, &ev) == 0)
+		buf_addf(ctx, "%s %s %llu/%llu\n", ev.id, pull_state_name(ev.state),
+			 (unsigned long long)ev.current, (unsigned long long)ev.total);
+	else
+		buf_addstr(ctx, "-\n");
+}
+
+static void pull_events_become_layer_progress(void **state)
+{
+	(void)state;
+	static const char want[] =
+		"-\n"
+		"3e63eb97b22f exists 0/0\n"
+		"feee08c7ccec waiting 0/0\n"
+		"feee08c7ccec downloading 36445/3001226\n"
+		"feee08c7ccec downloading 3001226/3001226\n"
+		"feee08c7ccec downloaded 0/0\n"
+		"feee08c7ccec downloaded 0/0\n"
+		"feee08c7ccec extracting 32768/3001226\n"
+		"feee08c7ccec done 0/0\n"
+		"-\n"
+		"-\n";
+	/* However the stream is cut, the same events, and the pull still succeeds. */
+	for (size_t step = 1; step <= sizeof(captured_pull); step += step < 8 ? 1 : 53) {
+		struct engine_reply r;
+		struct buf got = BUF_INIT;
+		engine_reply_init(&r);
+		r.on_json = collect_event;
+		r.json_ctx = &got;
+		for (size_t off = 0, len = strlen(captured_pull); off < len; off += step)
+			engine_reply_feed(&r, captured_pull + off, len - off < step ? len - off : step);
+		assert_int_equal(engine_reply_end(&r), 0);
+		assert_string_equal(got.ptr, want);
+		engine_reply_release(&r);
+		buf_release(&got);
+	}
+}
+
+/* One message, as engine_pull_event reads it: its id, or "-" when it is not a layer's. */
+static char *event_of(const char *text)
+{
+	struct engine_pull_event ev;
+	json_t *j = json_loads(text, 0, NULL);
+	assert_non_null(j);
+	char *id = xstrdup(engine_pull_event(j, &ev) == 0 ? ev.id : "-");
+	json_decref(j);
+	return id;
+}
+
+static void pull_events_that_are_not_a_layer_s(void **state)
+{
+	(void)state;
+	static const char *const none[] = {
+		/* an id that is not hex never reaches the terminal */
+		"{\"status\":\"Downloading\",\"id\":\"\\u001b[2Jevil\"}",
+		"{\"status\":\"Downloading\",\"id\":\"\"}",
+		"{\"status\":\"Downloading\",\"id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+		"{\"status\":\"Downloading\",\"id\":12}",
+		"{\"status\":\"Retrying in 5 seconds\",\"id\":\"feee08c7ccec\"}",
+		"{\"id\":\"feee08c7ccec\"}",
+		"{\"error\":\"manifest unknown\"}",
+		"[]",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(none); i++) {
+		char *id = event_of(none[i]);
+		assert_string_equal(id, "-");
+		free(id);
+	}
+	/* Odd numbers are read as none, not as huge ones. */
+	struct engine_pull_event ev;
+	json_t *j = json_loads("{\"status\":\"Downloading\",\"id\":\"abc\",\"progressDetail\":"
+			       "{\"current\":-5,\"total\":\"7\"}}", 0, NULL);
+	assert_int_equal(engine_pull_event(j, &ev), 0);
+	assert_int_equal(ev.current, 0);
+	assert_int_equal(ev.total, 0);
+	json_decref(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +350,8 @@ int main(void)
 		cmocka_unit_test(an_overlong_line_is_dropped_whole),
 		cmocka_unit_test(a_create_s_answer_is_kept),
 		cmocka_unit_test(an_exec_stream_is_demultiplexed),
+		cmocka_unit_test(pull_events_become_layer_progress),
+		cmocka_unit_test(pull_events_that_are_not_a_layer_s),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
