@@ -23,6 +23,7 @@
 	X(logs, NEED_CONN | NEED_JOBDIR, "print a job's output so far, or follow it (-f) until it ends") \
 	X(push, 0, "build the cell's image and push it to the registry, no Docker daemon needed") \
 	X(run, NEED_UNPACKER, "run a Python file as N MPI ranks on the remote host, stream it, fetch results") \
+	X(session, 0, "keep N ranks up between cells: start, exec, attach, status, serve, stop, list") \
 	X(status, NEED_CONN | CONN_MAY_FAIL, "show one job in detail, per rank")
 
 #define X(verb, needs, summary) \

@@ -36,7 +36,9 @@ const char *const context_cmd[] = {
 struct gathered {
 	struct gitrepo proj;
 	int has_project;
-	char *cell;		/* resolved path of the cell file */
+	char *cell;		/* resolved path of the cell file; a session's: the
+				 * current directory */
+	int session;		/* context_options.session */
 	uint64_t cell_size;
 	char **inputs;		/* resolved input paths */
 	uint64_t *input_sizes;
@@ -147,11 +149,16 @@ static int gather(struct gathered *g, const struct context_options *o, const cha
 
 	memset(g, 0, sizeof(*g));
 	strvec_init(&g->env);
-	if (!o->cell)
+	if (!o->cell && !o->session)
 		return error_set(PS_EXIT_USAGE, "no cell file given");
 	if (o->project_dir && o->no_project)
 		return error_set(PS_EXIT_USAGE, "--project and --no-project cannot be used together");
-	if (stat_regular("cell", o->cell, &g->cell, &g->cell_size) < 0 || gather_inputs(g, o) < 0)
+	g->session = o->session;
+	if (o->session && !(g->cell = getcwd(NULL, 0)))
+		return error_set(PS_EXIT_IO, "cannot find the current directory: %s",
+				 strerror(errno));
+	if ((!o->session && stat_regular("cell", o->cell, &g->cell, &g->cell_size) < 0) ||
+	    gather_inputs(g, o) < 0)
 		return -1;
 
 	if (o->project_dir) {
@@ -161,7 +168,7 @@ static int gather(struct gathered *g, const struct context_options *o, const cha
 			goto out;
 		if (!dir)
 			log_info("'%s' is in no git work tree: the image gets no project files "
-				 "(--project DIR adds a directory)", o->cell);
+				 "(--project DIR adds a directory)", o->session ? "." : o->cell);
 	}
 	if (dir) {
 		if (gitrepo_scan(&g->proj, dir) < 0)
@@ -170,16 +177,22 @@ static int gather(struct gathered *g, const struct context_options *o, const cha
 		const char *cell_rel = below(g->cell, g->proj.root);
 		/* The cell lives in the cell layer; keeping it out of the project
 		 * layer means editing it changes only the cell layer. */
-		if (cell_rel)
+		if (cell_rel && !o->session)
 			gitrepo_remove(&g->proj, cell_rel);
 		drop_excluded(g, o, extra_exclude);
 		const char *slash = cell_rel ? strrchr(cell_rel, '/') : NULL;
-		g->workdir = slash ? xstrfmt("/pystrib/project/%.*s", (int)(slash - cell_rel), cell_rel)
-				   : xstrdup("/pystrib/project");
+		if (o->session && cell_rel && *cell_rel)
+			/* A session starts where the user is (the current directory). */
+			g->workdir = xstrfmt("/pystrib/project/%s", cell_rel);
+		else
+			g->workdir = slash && !o->session
+				? xstrfmt("/pystrib/project/%.*s", (int)(slash - cell_rel), cell_rel)
+				: xstrdup("/pystrib/project");
 	} else {
 		g->workdir = xstrdup("/pystrib/cell");
 	}
-	strvec_push(&g->env, "PYSTRIB_CELL=/pystrib/cell/user_code.py");
+	if (!o->session)
+		strvec_push(&g->env, "PYSTRIB_CELL=/pystrib/cell/user_code.py");
 	strvec_push(&g->env, "PYSTRIB_INPUTS=/pystrib/cell/inputs");
 	if (g->has_project)
 		strvec_push(&g->env, "PYSTRIB_PROJECT=/pystrib/project");
@@ -306,13 +319,22 @@ static void add_project_entries(struct tar_list *l, const struct gathered *g, co
 static int add_cell_entries(struct tar_list *l, const struct gathered *g, const char *prefix)
 {
 	const struct embedded *boot = embedded_find("bootstrap.py");
-	if (!boot)
-		return error_set(PS_EXIT_USAGE, "internal error: bootstrap.py is not built in");
-	char *p = xstrfmt("%s/user_code.py", prefix);
-	tar_list_add_file(l, p, g->cell, g->cell_size, 0);
-	free(p);
+	const struct embedded *sess = embedded_find("session.py");
+	char *p;
+	if (!boot || (g->session && !sess))
+		return error_set(PS_EXIT_USAGE, "internal error: %s is not built in",
+				 boot ? "session.py" : "bootstrap.py");
 	p = xstrfmt("%s/bootstrap.py", prefix);
 	tar_list_add_data(l, p, boot->data, boot->len, 0);
+	free(p);
+	if (g->session) {
+		/* A session's hub and workers; no cell: cells come over hub.sock. */
+		p = xstrfmt("%s/session.py", prefix);
+		tar_list_add_data(l, p, sess->data, sess->len, 0);
+	} else {
+		p = xstrfmt("%s/user_code.py", prefix);
+		tar_list_add_file(l, p, g->cell, g->cell_size, 0);
+	}
 	free(p);
 	p = xstrfmt("%s/inputs", prefix);
 	tar_list_add_dir(l, p);
@@ -521,7 +543,8 @@ int context_build(struct context *ctx, const struct context_options *opts,
 	if (add_cell_entries(&cl, &g, "pystrib/cell") < 0 ||
 	    write_layer(&cl, cache_dir, &ctx->cell) < 0)
 		goto out;
-	ctx->cell.created_by = xstrfmt("pystrib: cell, bootstrap and %d input%s", g.ninputs,
+	ctx->cell.created_by = xstrfmt("pystrib: %s, bootstrap and %d input%s",
+				       g.session ? "session" : "cell", g.ninputs,
 				       g.ninputs == 1 ? "" : "s");
 	ctx->workdir = g.workdir;
 	g.workdir = NULL;

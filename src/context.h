@@ -53,6 +53,13 @@ struct context_options {
 	int ninputs;
 	const char *base;		/* base image reference, for the Dockerfile's FROM */
 	/*
+	 * A session's context (docs/sessions.md): no cell (cell is NULL); the
+	 * cell layer holds bootstrap.py and session.py, and the project,
+	 * without --project, is the git work tree holding the current
+	 * directory. WorkingDir is the current directory's place in it.
+	 */
+	int session;
+	/*
 	 * Local paths never put into the project, files or directories (the
 	 * build's output file, the results directory); may be NULL.
 	 */

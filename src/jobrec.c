@@ -33,6 +33,7 @@ void jobrec_release(struct jobrec *r)
 	free(r->host_name);
 	free(r->jobdir);
 	free(r->runtime);
+	free(r->kind);
 	free(r->image);
 	free(r->digest);
 	free(r->revision);
@@ -225,6 +226,7 @@ static json_t *to_json(const struct jobrec *r)
 	set_string(o, "host_name", r->host_name);
 	set_string(o, "jobdir", r->jobdir);
 	set_string(o, "runtime", r->runtime);
+	set_string(o, "kind", r->kind);
 	set_string(o, "image", r->image);
 	set_string(o, "digest", r->digest);
 	set_string(o, "revision", r->revision);
@@ -292,6 +294,7 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 	r->host_name = get_string(o, "host_name");
 	r->jobdir = get_string(o, "jobdir");
 	r->runtime = get_string(o, "runtime");
+	r->kind = get_string(o, "kind");
 	r->image = get_string(o, "image");
 	r->digest = get_string(o, "digest");
 	r->revision = get_string(o, "revision");

@@ -39,6 +39,7 @@ struct jobrec {
 	char *host_name;	/* "user@host:port" as connected (ssh_conn_name), for display */
 	char *jobdir;		/* the remote job directory, "<workdir>/jobs/<id>" (may start "~/") */
 	char *runtime;		/* "docker", "podman", "none" */
+	char *kind;		/* "session" (docs/sessions.md), or NULL: a job */
 	char *image;		/* "REGISTRY/REPO:TAG@sha256:..." */
 	char *digest;		/* "sha256:..." of the image manifest */
 	char *revision;		/* git revision of the project (may end "-dirty"), or NULL */

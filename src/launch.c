@@ -217,7 +217,7 @@ static void header(struct buf *b, const struct launch_spec *s)
 	var_words(b, "ps_args", s->args, nargs);
 	var(b, "ps_python", none ? (s->python ? s->python : "python3") : context_cmd[0]);
 	var(b, "ps_bootstrap", context_cmd[1]);
-	var(b, "ps_cell", context_cmd[2]);
+	var(b, "ps_cell", s->session ? "/pystrib/cell/session.py" : context_cmd[2]);
 	var(b, "ps_workdir", s->workdir);
 	var(b, "ps_cell_layer", none ? s->cell_layer : "");
 	var(b, "ps_project_layer", none ? s->project_layer : "");
@@ -226,6 +226,11 @@ static void header(struct buf *b, const struct launch_spec *s)
 	else
 		var(b, "ps_image_env", "");
 	var(b, "ps_setup", none ? s->setup : "");
+	var(b, "ps_session", s->session ? "1" : "");
+	if (s->session && s->idle_timeout >= 0)
+		var_int(b, "ps_idle_timeout", s->idle_timeout);
+	else
+		var(b, "ps_idle_timeout", "");
 	free(container);
 }
 

@@ -61,6 +61,15 @@ struct launch_spec {
 	const char *gpus;		/* NULL, "all", "N" or "0,1" */
 	const char *mpirun_args;	/* words separated by blanks, each quoted on its own */
 	const char *const *args;	/* the cell's arguments, NULL-terminated; may be NULL */
+
+	/*
+	 * A session (docs/sessions.md): the job's process is session.py's
+	 * hub, which runs mpirun of session.py's workers; no cell, no
+	 * arguments. docker/podman mount the whole job directory at
+	 * /pystrib/job (the hub's sockets and files are there).
+	 */
+	int session;
+	int idle_timeout;		/* seconds; 0: none; < 0: session.py's default */
 };
 
 /*

@@ -14,6 +14,7 @@
 #include "remote_job.h"
 #include "results.h"
 #include "run.h"
+#include "session.h"
 #include "util.h"
 
 /* Past this, runtime none's cell layer is uploaded on its own. */
@@ -61,13 +62,16 @@ char *run_job_json(const struct run *r, const char *image)
 	json_t *args = json_array();
 	for (char **a = r->opt.args; a && *a; a++)
 		json_array_append_new(args, json_string(*a));
-	json_t *j = json_pack("{s:s,s:i,s:s,s:s?,s:s?,s:s,s:o,s:f,s:s?,s:s?,s:s?}",
+	json_t *j = json_pack("{s:s,s:i,s:s,s:s?,s:s?,s:s?,s:o,s:f,s:s?,s:s?,s:s?}",
 			      "id", r->id, "np", r->cfg.job.np,
 			      "runtime", runtime_name(r->cfg.remote.runtime),
 			      "image", image, "digest", r->have_img ? r->img.digest : NULL,
 			      "cell", r->copts.cell, "argv", args, "created", r->created,
 			      "remote", r->opt.remote, "revision", r->ctx.revision,
 			      "gpus", r->cfg.remote.gpus);
+	/* jobctl.sh start makes a session's directory 0700 on seeing this. */
+	if (j && r->opt.session)
+		json_object_set_new(j, "kind", json_string("session"));
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	return s ? s : xstrdup("{}");
@@ -86,6 +90,8 @@ void run_base_spec(const struct run *r, struct launch_spec *s)
 	s->gpus = cfg->remote.gpus;
 	s->mpirun_args = cfg->remote.mpirun_args;
 	s->args = (const char *const *)r->opt.args;
+	s->session = r->opt.session;
+	s->idle_timeout = r->opt.idle_timeout;
 }
 
 /* runtime none: the layers go over SSH, a small cell layer with the start. */
@@ -206,6 +212,7 @@ static void save_record(struct run *r)
 	jobrec_set(&rec.host_name, ssh_conn_name(r->conn));
 	jobrec_set(&rec.jobdir, r->dir);
 	jobrec_set(&rec.runtime, runtime_name(r->cfg.remote.runtime));
+	jobrec_set(&rec.kind, r->opt.session ? "session" : NULL);
 	if (r->have_img) {
 		jobrec_set(&rec.image, r->img.reference);
 		jobrec_set(&rec.digest, r->img.digest);
@@ -513,4 +520,37 @@ int run_job(struct run *r)
 	if (r->cfg.remote.runtime != RUNTIME_NONE && !r->opt.detach)
 		return run_overlapped(r);
 	return run_in_turn(r);
+}
+
+int run_session(struct run *r)
+{
+	const char *exclude[1];
+	char *cache = NULL;
+	int ret;
+
+	r->opt.session = 1;
+	r->copts.session = 1;
+	/* Submitted on its own (no follower); session_wait_started waits. */
+	r->opt.detach = 1;
+	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0)
+		return error_report();
+	cache = context_cache_dir();
+	ret = context_build(&r->ctx, &r->copts, cache);
+	free(cache);
+	if (ret < 0)
+		return error_report();
+	run_stage("context built");
+	if (r->cfg.remote.runtime != RUNTIME_NONE) {
+		if (push_image_as(&r->cfg, &r->ctx, NULL, "session", &r->img) < 0)
+			return error_report();
+		r->have_img = 1;
+		run_stage("image pushed");
+	}
+	if (run_open_conn(r) < 0)
+		return error_report();
+	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
+	if (run_submit(r) < 0)
+		return error_report();
+	run_announce(r);
+	return session_wait_started(r);
 }

@@ -41,6 +41,8 @@ struct run_options {
 	char **args;			/* the cell's arguments, NULL-terminated */
 	int accept_new;			/* --accept-new-host-key */
 	int detach;			/* --detach */
+	int session;			/* session start (docs/sessions.md) */
+	int idle_timeout;		/* session --idle-timeout; < 0: the hub's default */
 };
 
 struct run {
@@ -81,6 +83,15 @@ void run_release(struct run *r);
  * pipeline, reported once. Returns the command's exit code.
  */
 int run_job(struct run *r);
+
+/*
+ * `session start`: the same pipeline for a session (r->opt.session): the
+ * context with a session's cell layer, the push, the connection, the job
+ * submitted through jobctl.sh start, then session_wait_started (session.h).
+ * The engine's path (no remote shell) is not taken for sessions. Returns
+ * the command's exit code.
+ */
+int run_session(struct run *r);
 
 /* ---- between the pipeline's files (run.c, run_push.c, run_engine.c) ---- */
 

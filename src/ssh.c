@@ -7,6 +7,7 @@
 #include <libssh/server.h>	/* ssh_send_keepalive, client-side too */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1123,4 +1124,101 @@ int ssh_command_failed(const struct ssh_conn *c, const char *program,
 	free(missing);
 	free(line);
 	return SSH_R_FAILED;
+}
+
+/* ---- long-lived streams -------------------------------------------- */
+
+struct ssh_stream {
+	struct ssh_conn *c;
+	ssh_channel ch;
+	int eof;
+};
+
+int ssh_stream_open(struct ssh_conn *c, const char *path, struct ssh_stream **out)
+{
+	if (!c->s || session_lost(c)) {
+		error_set(PS_EXIT_REMOTE, "not connected to '%s'", c->name);
+		return SSH_R_DROPPED;
+	}
+	ssh_channel ch = ssh_channel_new(c->s);
+	log_debug("ssh %s: stream to %s", c->name, path);
+	if (!ch || ssh_channel_open_forward_unix(ch, path, "127.0.0.1", 0) != SSH_OK) {
+		int ret = ssh_is_connected(c->s) ? (error_set(PS_EXIT_REMOTE,
+			"'%s' opened no stream to '%s': %s", c->name, path,
+			ssh_get_error(c->s)), SSH_R_FAILED) : dropped(c, "opening a stream");
+		if (ch)
+			ssh_channel_free(ch);
+		return ret;
+	}
+	struct ssh_stream *st = xcalloc(1, sizeof(*st));
+	st->c = c;
+	st->ch = ch;
+	*out = st;
+	return 0;
+}
+
+int ssh_stream_write(struct ssh_stream *st, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		/* Blocking: libssh waits for the window, keeping what arrives. */
+		uint32_t n = len > (1u << 20) ? 1u << 20 : (uint32_t)len;
+		int w = ssh_channel_write(st->ch, p, n);
+		if (w < 0 || session_lost(st->c))
+			return dropped(st->c, "sending data");
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* What ssh_stream_read got from the channel: bytes, 0, or an error code. */
+static int stream_take(struct ssh_stream *st, void *buf, size_t len)
+{
+	int n = ssh_channel_read_nonblocking(st->ch, buf, (uint32_t)(len > INT32_MAX ? INT32_MAX : len), 0);
+	if (n > 0)
+		return n;
+	if (n == SSH_ERROR || session_lost(st->c))
+		return dropped(st->c, "reading a stream");
+	if (n == SSH_EOF || ssh_channel_is_eof(st->ch) || ssh_channel_is_closed(st->ch)) {
+		st->eof = 1;
+		error_set(PS_EXIT_REMOTE, "'%s' closed the stream", st->c->name);
+		return SSH_R_FAILED;
+	}
+	return 0;
+}
+
+int ssh_stream_read(struct ssh_stream *st, void *buf, size_t len, int timeout_ms, int wake_fd)
+{
+	struct pollfd fds[2];
+	int n = stream_take(st, buf, len);
+	if (n != 0)
+		return n;
+	if (keepalive(st->c) < 0)
+		return SSH_R_DROPPED;
+	double left = st->c->next_keepalive - now_monotonic();
+	if (left * 1000 < timeout_ms)
+		timeout_ms = left < 0 ? 0 : (int)(left * 1000) + 1;
+	fds[0].fd = ssh_get_fd(st->c->s);
+	fds[0].events = POLLIN;
+	fds[1].fd = wake_fd;
+	fds[1].events = POLLIN;
+	if (poll(fds, wake_fd >= 0 ? 2 : 1, timeout_ms) < 0 && errno != EINTR)
+		return dropped(st->c, "waiting on a stream");
+	return stream_take(st, buf, len);
+}
+
+int ssh_stream_eof(const struct ssh_stream *st)
+{
+	return st->eof;
+}
+
+void ssh_stream_free(struct ssh_stream *st)
+{
+	if (!st)
+		return;
+	if (st->c->s && ssh_is_connected(st->c->s) && !ssh_channel_is_closed(st->ch))
+		ssh_channel_close(st->ch);
+	ssh_channel_free(st->ch);
+	free(st);
 }

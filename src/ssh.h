@@ -162,6 +162,30 @@ int ssh_conn_exec(struct ssh_conn *c, const char *command,
 int ssh_conn_unix_stream(struct ssh_conn *c, const char *path, const struct ssh_exec_opts *o);
 
 /*
+ * A long-lived stream to the UNIX socket at `path` on the remote host
+ * (direct-streamlocal, as ssh_conn_unix_stream), for a conversation in
+ * both directions at once (a session's hub.sock, docs/sessions.md). One
+ * stream at a time per connection; free it before ssh_conn_reconnect.
+ */
+struct ssh_stream;
+/* Opens it: 0 and *out (ssh_stream_free), or SSH_R_FAILED / SSH_R_DROPPED. */
+int ssh_stream_open(struct ssh_conn *c, const char *path, struct ssh_stream **out);
+/* Writes all of data, waiting for the remote window. 0 or SSH_R_DROPPED. */
+int ssh_stream_write(struct ssh_stream *st, const void *data, size_t len);
+/*
+ * Reads what has come, waiting up to timeout_ms for it, or less when
+ * wake_fd (-1: none) becomes readable or a signal arrives (keepalives are
+ * sent meanwhile). Returns the bytes read (> 0), 0 when nothing came,
+ * SSH_R_FAILED once the far end closed the stream (ssh_stream_eof) or
+ * SSH_R_DROPPED when the connection went away (error set for both).
+ */
+int ssh_stream_read(struct ssh_stream *st, void *buf, size_t len, int timeout_ms, int wake_fd);
+/* 1 once the far end closed the stream. */
+int ssh_stream_eof(const struct ssh_stream *st);
+/* Closes and frees. NULL is fine. */
+void ssh_stream_free(struct ssh_stream *st);
+
+/*
  * Runs `command` with optional stdin data and captures its output: stdout
  * is appended to out, stderr to err (either may be NULL: discarded). The
  * buffers' own caps apply (buf_init(b, max)); a buffer without a cap is

@@ -7,6 +7,10 @@
 #                      (launch.c), then wait for the job and its results
 #   read DIR           print the job's files as "KEY VALUE" lines, then
 #                      "json" and job.json
+#   session-wait DIR SECONDS   a session's start (docs/sessions.md): waits
+#                      until its hub's session.json is past "starting" or
+#                      the job ended, then prints "dir ABSOLUTE-DIR",
+#                      "state STATE" (the job's), "json" and session.json
 #   cancel DIR FINAL [unstarted]   stop it; FINAL is cancelled or timeout;
 #                      with unstarted, a job not started yet never will be
 #                      (its start may still be on the way)
@@ -30,6 +34,8 @@ launch() {
 	mkdir .claimed 2>/dev/null || return 3
 	if [ $# -ge 2 ]; then
 		printf '%s' "$1" > job.json.tmp && mv -f job.json.tmp job.json || return 1
+		# A session's sockets and cell outputs are its owner's alone.
+		case $1 in *'"kind":"session"'*) chmod 700 . || return 1 ;; esac
 		printf '%s' "$2" > run.sh.tmp && chmod 755 run.sh.tmp && mv -f run.sh.tmp run.sh || return 1
 	fi
 	set_state submitted
@@ -113,6 +119,20 @@ read)
 	done
 	echo json
 	head -c 65536 job.json
+	;;
+session-wait)
+	cd "$dir" 2>/dev/null || { echo gone; exit 0; }
+	end=$(( $(date +%s) + ${3:-300} ))
+	st=''
+	while :; do
+		[ -f state ] && read -r st < state
+		final "$st" && break
+		[ -f session.json ] && ! grep -q '"state": *"starting"' session.json && break
+		[ "$(date +%s)" -lt "$end" ] || break
+		sleep 0.05
+	done
+	printf 'dir %s\nstate %s\njson\n' "$(pwd -P)" "$st"
+	[ ! -f session.json ] || head -c 1048576 session.json
 	;;
 cancel)
 	want=$3

@@ -19,6 +19,9 @@
 #   ps_workdir                 the directory the ranks start in
 #   ps_cell_layer ps_project_layer   none: the layers to unpack here
 #   ps_setup                   none: [remote] setup, the user's own shell lines
+#   ps_session ps_idle_timeout   1 for a session (docs/sessions.md): ps_cell is
+#                              session.py, the hub, which runs mpirun of the
+#                              workers; its --idle-timeout ('': its default)
 # Lists are words quoted by pystrib, read back with eval "set -- ...":
 # nothing in them is expanded or run.
 
@@ -148,11 +151,21 @@ mpirun_failed() {
 ranks() {
 	r_flag=$1 r_boot=$2 r_cell=$3
 	shift 3
-	eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
+	if [ -n "$ps_session" ]; then
+		# The hub (r_cell is session.py), which runs mpirun of the
+		# workers; SD: the job directory as the ranks see it.
+		case $ps_mode in none) SD=$J ;; *) SD=/pystrib/job ;; esac
+		it=''
+		[ -z "$ps_idle_timeout" ] || it='--idle-timeout "$ps_idle_timeout"'
+		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it -- mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
+	else
+		eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
+	fi
 	run_bg "$@"
 	rc=$?
 	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
-	mpirun_failed "$rc"
+	# A session that could not start says why in session.json.
+	[ -n "$ps_session" ] || mpirun_failed "$rc"
 	finish "$rc"
 }
 
@@ -272,8 +285,13 @@ run_container() {
 	cleanup
 	now > "$J/launched"
 	set_state running
-	set -- "$RT" run --name "$C" --network host --ipc host \
-		-v "$J/logs:/pystrib/job/logs" -v "$J/results:/pystrib/job/results" \
+	if [ -n "$ps_session" ]; then
+		# The hub's sockets and files are in the job directory itself.
+		set -- -v "$J:/pystrib/job"
+	else
+		set -- -v "$J/logs:/pystrib/job/logs" -v "$J/results:/pystrib/job/results"
+	fi
+	set -- "$RT" run --name "$C" --network host --ipc host "$@" \
 		-e PYSTRIB_JOB_DIR=/pystrib/job -e PYSTRIB_RESULTS=/pystrib/job/results \
 		-e "PYSTRIB_JOB_ID=$ps_id" -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 		-e "OMPI_MCA_btl_vader_backing_directory=$SHM"
