@@ -555,20 +555,28 @@ out:
 
 /* ---- stop, status, list --------------------------------------------- */
 
-/* Waits (up to 20 s) for the session's job to end once its hub stopped. */
+/*
+ * Waits (one remote command, up to 30 s) for the session's job to end once
+ * its hub stopped: its final state, its job script gone with its container.
+ * Then the record is brought up to date.
+ */
 static void wait_ended(struct session_client *c)
 {
-	double until = now_monotonic() + 20;
-	for (;;) {
-		if (jobrec_check(c->conn, &c->cfg, &c->rec) < 0) {
-			log_warn("%s", error_message());
-			error_clear();
-			return;
-		}
-		if (job_state_final(c->rec.state) || now_monotonic() > until)
-			return;
-		sleep_interruptible(0.1);
+	const struct embedded *e = embedded_find("jobctl.sh");
+	struct buf cmd = BUF_INIT;
+	int code;
+
+	buf_addstr(&cmd, "sh -c ");
+	shquote_arg(&cmd, e ? (const char *)e->data : "exit 127");
+	buf_addstr(&cmd, " jobctl.sh session-ended ");
+	shquote_path(&cmd, c->rec.jobdir);
+	buf_addstr(&cmd, " 30");
+	if (ssh_conn_capture(c->conn, cmd.ptr, NULL, 0, NULL, NULL, &code) < 0 ||
+	    jobrec_check(c->conn, &c->cfg, &c->rec) < 0) {
+		log_warn("%s", error_message());
+		error_clear();
 	}
+	buf_release(&cmd);
 }
 
 int session_stop(const char *arg)

@@ -1150,6 +1150,12 @@ int ssh_stream_open(struct ssh_conn *c, const char *path, struct ssh_stream **ou
 			ssh_channel_free(ch);
 		return ret;
 	}
+	/* A conversation of small messages: Nagle's wait would add its 40 ms
+	 * (the peer's delayed ACK) to every answer. Fails harmlessly on a
+	 * ProxyCommand's pipe. */
+	int fd = ssh_get_fd(c->s), on = 1;
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	struct ssh_stream *st = xcalloc(1, sizeof(*st));
 	st->c = c;
 	st->ch = ch;
@@ -1175,6 +1181,12 @@ int ssh_stream_write(struct ssh_stream *st, const void *data, size_t len)
 /* What ssh_stream_read got from the channel: bytes, 0, or an error code. */
 static int stream_take(struct ssh_stream *st, void *buf, size_t len)
 {
+	/* sshd does not disable Nagle for a forwarded stream: its second small
+	 * packet waits for our ACK, which Linux delays by up to 40 ms unless
+	 * asked (each time: the kernel falls back to delaying). */
+	int fd = ssh_get_fd(st->c->s), on = 1;
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
 	int n = ssh_channel_read_nonblocking(st->ch, buf, (uint32_t)(len > INT32_MAX ? INT32_MAX : len), 0);
 	if (n > 0)
 		return n;

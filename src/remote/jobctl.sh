@@ -11,6 +11,9 @@
 #                      until its hub's session.json is past "starting" or
 #                      the job ended, then prints "dir ABSOLUTE-DIR",
 #                      "state STATE" (the job's), "json" and session.json
+#   session-ended DIR SECONDS   waits until the job has its final state and
+#                      its job script is gone (with its container), prints
+#                      the state
 #   cancel DIR FINAL [unstarted]   stop it; FINAL is cancelled or timeout;
 #                      with unstarted, a job not started yet never will be
 #                      (its start may still be on the way)
@@ -133,6 +136,17 @@ session-wait)
 	done
 	printf 'dir %s\nstate %s\njson\n' "$(pwd -P)" "$st"
 	[ ! -f session.json ] || head -c 1048576 session.json
+	;;
+session-ended)
+	cd "$dir" 2>/dev/null || { echo gone; exit 0; }
+	end=$(( $(date +%s) + ${3:-30} ))
+	st=''
+	while [ "$(date +%s)" -lt "$end" ]; do
+		[ -f state ] && read -r st < state
+		final "$st" && ! alive && break
+		sleep 0.05
+	done
+	echo "$st"
 	;;
 cancel)
 	want=$3

@@ -1,0 +1,151 @@
+"""The driver of t0701's serve checks: speaks `pystrib --json session serve`'s
+framing (docs/events.md) on its stdin and stdout, as the notebook will.
+
+    session_serve.py PYSTRIB CONFIG SESSION MODE
+
+MODE values: push a list and pull it back; bench: 30 trivial execs, prints
+the median in ms; drop: a cell printing 40 lines while every connection's
+sshd (children of the listener in $BED_DIR/ssh/sshd.pid) is killed after
+the 5th line: each line must arrive exactly once. Prints "ok ..." lines,
+"FAIL ..." on a failure, exits 1 if any failed."""
+import json
+import os
+import pickle
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+pystrib, config, session, mode = sys.argv[1:5]
+proc = subprocess.Popen([pystrib, "-c", config, "--json", "session", "serve", session],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+failed = 0
+
+
+def send(msg, payload=b""):
+    if payload:
+        msg["bytes"] = len(payload)
+    proc.stdin.write(json.dumps(msg).encode() + b"\n" + payload)
+    proc.stdin.flush()
+
+
+def recv():
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit("FAIL serve ended: exit %s" % proc.wait())
+    msg = json.loads(line)
+    if msg.get("bytes"):
+        msg["payload"] = proc.stdout.read(msg["bytes"])
+    return msg
+
+
+def until_done(rid, seen=None):
+    """Messages for request rid up to its done (or error)."""
+    out = []
+    while True:
+        m = recv()
+        if seen is not None:
+            seen.append(m)
+        if m.get("id") == rid or m.get("op") == "serve":
+            out.append(m)
+        if m.get("id") == rid and m.get("op") in ("done", "error"):
+            return out
+
+
+def check(name, cond, detail=""):
+    global failed
+    if cond:
+        print("ok", name)
+    else:
+        failed = 1
+        print("FAIL", name, detail)
+
+
+def values():
+    data = {"v": list(range(1000)), "s": "text"}
+    send({"op": "push", "id": "p1"}, pickle.dumps(data, protocol=4))
+    done = until_done("p1")[-1]
+    check("push: done ok", done.get("status") == "ok", done)
+    send({"op": "exec", "id": "e1", "code": "print(sum(v), s)\n"})
+    msgs = until_done("e1")
+    texts = sorted(m["text"] for m in msgs if m.get("op") == "output")
+    check("push: the ranks see the value", texts == ["499500 text\n"] * 2, texts)
+    send({"op": "exec", "id": "e2", "code": "w = [rank] * 3\n"})
+    until_done("e2")
+    send({"op": "pull", "id": "u1", "names": ["w", "nope"]})
+    msgs = until_done("u1")
+    vals = [m for m in msgs if m.get("op") == "value"]
+    got = {m["rank"]: pickle.loads(m["payload"]) for m in vals}
+    check("pull: one value per rank, unpickled", got == {0: {"w": [0, 0, 0]}, 1: {"w": [1, 1, 1]}}, got)
+    check("pull: missing names said", all(m.get("missing") == ["nope"] for m in vals), vals)
+    big = bytes(range(256)) * (64 << 10)  # 16 MiB
+    send({"op": "push", "id": "p2"}, pickle.dumps({"big": big}, protocol=4))
+    until_done("p2")
+    send({"op": "pull", "id": "u2", "names": ["big"], "ranks": [1]})
+    msgs = until_done("u2")
+    vals = [m for m in msgs if m.get("op") == "value"]
+    check("pull: 16 MiB back intact from rank 1",
+          len(vals) == 1 and pickle.loads(vals[0]["payload"])["big"] == big)
+    send({"op": "status", "id": "st"})
+    st = until_done_status("st")
+    check("status: idle with 2 ranks", st.get("state") == "idle" and len(st.get("ranks", [])) == 2, st)
+
+
+def until_done_status(rid):
+    while True:
+        m = recv()
+        if m.get("id") == rid:
+            return m
+
+
+def bench():
+    times = []
+    for i in range(30):
+        t = time.monotonic()
+        send({"op": "exec", "id": i, "code": "print(rank)\n"})
+        until_done(i)
+        times.append((time.monotonic() - t) * 1000)
+    print("median %.1f ms" % statistics.median(times))
+
+
+def kill_connections():
+    bed = os.environ["BED_DIR"]
+    listener = open(os.path.join(bed, "ssh", "sshd.pid")).read().strip()
+    kids = subprocess.run(["pgrep", "-P", listener], capture_output=True, text=True).stdout.split()
+    for k in kids:
+        os.kill(int(k), signal.SIGKILL)
+    return kids
+
+
+def drop():
+    code = "import time\nfor i in range(40):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
+    send({"op": "exec", "id": "d1", "code": code, "ranks": [0]})
+    seen, killed, states = [], [], []
+    while True:
+        m = recv()
+        if m.get("op") == "output":
+            seen.append(m["text"])
+            if len(seen) == 5 and not killed:
+                killed = kill_connections()
+        if m.get("op") == "serve":
+            states.append(m.get("state"))
+        if m.get("id") == "d1" and m.get("op") in ("done", "error"):
+            done = m
+            break
+    check("drop: the connection's sshd was killed (%s)" % killed, bool(killed))
+    check("drop: serve reconnected", states[:2] == ["reconnecting", "reconnected"], states)
+    text = "".join(seen)
+    want = "".join("line %d\n" % i for i in range(40))
+    check("drop: every line arrived exactly once, in order", text == want, text)
+    check("drop: the cell's done came", done.get("status") == "ok", done)
+    send({"op": "exec", "id": "d2", "code": "print('after', rank)\n"})
+    texts = sorted(m["text"] for m in until_done("d2") if m.get("op") == "output")
+    check("drop: the next cell runs on the same serve", texts == ["after 0\n", "after 1\n"], texts)
+
+
+{"values": values, "bench": bench, "drop": drop}[mode]()
+proc.stdin.close()
+rc = proc.wait(timeout=30)
+check("serve exits 0 at the end of its stdin", rc == 0, rc)
+sys.exit(failed)
