@@ -51,14 +51,19 @@ static int next_message(struct session_reader *r, json_t **msg)
 	const char *nl = memchr(p, '\n', avail);
 	json_error_t jerr;
 
-	if (!nl)
-		return avail >= SESSION_LINE_MAX
-			? error_set(PS_EXIT_REMOTE, "a session message is too large (more than %u bytes)",
-				    SESSION_LINE_MAX)
-			: SESSION_NEED_MORE;
-	if ((size_t)(nl - p) + 1 > SESSION_LINE_MAX)
+	if (r->skipping) {
+		r->off += nl ? (size_t)(nl - p) + 1 : avail;
+		r->skipping = !nl;
+		return SESSION_NEED_MORE;
+	}
+	if ((!nl && avail >= SESSION_LINE_MAX) || (nl && (size_t)(nl - p) + 1 > SESSION_LINE_MAX)) {
+		r->off += nl ? (size_t)(nl - p) + 1 : avail;
+		r->skipping = !nl;
 		return error_set(PS_EXIT_REMOTE, "a session message is too large (more than %u bytes)",
 				 SESSION_LINE_MAX);
+	}
+	if (!nl)
+		return SESSION_NEED_MORE;
 	json_t *j = json_loadb(p, (size_t)(nl - p), 0, &jerr);
 	r->off += (size_t)(nl - p) + 1;
 	if (!json_is_object(j)) {
@@ -90,9 +95,14 @@ int session_reader_next(struct session_reader *r, json_t **msg, const char **dat
 		r->payload_left -= n;
 		return SESSION_PAYLOAD;
 	}
-	if (!avail)
-		return SESSION_NEED_MORE;
-	return next_message(r, msg);
+	for (;;) {
+		if (r->off == r->in.len)
+			return SESSION_NEED_MORE;
+		/* The end of a skipped line: the next line may be here already. */
+		int was = r->skipping, item = next_message(r, msg);
+		if (item != SESSION_NEED_MORE || !was)
+			return item;
+	}
 }
 
 int session_msg_line(const json_t *msg, struct buf *out)

@@ -19,6 +19,7 @@ struct session_reader {
 	struct buf in;		/* received, not yet handed out, from `off` */
 	size_t off;
 	unsigned long long payload_left;	/* of the last message's bytes */
+	int skipping;		/* in a line past the cap: dropped up to its newline */
 };
 void session_reader_init(struct session_reader *r);
 void session_reader_release(struct session_reader *r);
@@ -35,7 +36,8 @@ enum session_item {
  * The next thing in what was fed: SESSION_MESSAGE (its "bytes" follow as
  * SESSION_PAYLOAD chunks, as many as it takes), SESSION_PAYLOAD,
  * SESSION_NEED_MORE, or -1 with the error set: a line past
- * SESSION_LINE_MAX, not a JSON object, or a bad "bytes".
+ * SESSION_LINE_MAX (the rest of it is dropped as it comes), not a JSON
+ * object, or a bad "bytes". Reading may go on after -1.
  */
 int session_reader_next(struct session_reader *r, json_t **msg, const char **data,
 			size_t *len);
