@@ -33,7 +33,7 @@ check_grep "the hub is idle" '"state": *"idle"' "$jobs_dir/$sid/session.json"
 check_eq "the session dir is 0700" 700 "$(stat -c %a "$jobs_dir/$sid")"
 check_eq "hub.sock is 0600" 600 "$(stat -c %a "$jobs_dir/$sid/hub.sock")"
 expect_exit 0 P jobs
-check_grep "jobs lists the session, running" "^$sid .* running " "$out"
+check_grep "jobs lists the session, running, its kind shown" "^$sid .* running .* session$" "$out"
 expect_exit 0 P session list
 check_grep "session list lists it" "^$sid " "$out"
 

@@ -56,8 +56,8 @@ static double duration_of(const struct jobrec *r)
 
 static void emit(const struct jobrec *r, int stale, const char *why)
 {
-	event_emit("job", "{s:s,s:s?,s:s?,s:i,s:s?,s:s?,s:s?,s:b,s:s?,s:o,s:f,s:f,s:f,s:f}",
-		   "id", r->id, "remote", r->remote, "host", r->host_name, "np", r->np,
+	event_emit("job", "{s:s,s:s?,s:s?,s:s?,s:i,s:s?,s:s?,s:s?,s:b,s:s?,s:o,s:f,s:f,s:f,s:f}",
+		   "id", r->id, "kind", r->kind, "remote", r->remote, "host", r->host_name, "np", r->np,
 		   "image", r->image, "runtime", r->runtime, "state", r->state, "stale", stale,
 		   "reason", stale ? why : r->state_reason,
 		   "exit_code", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null(),
@@ -67,14 +67,19 @@ static void emit(const struct jobrec *r, int stale, const char *why)
 
 static void row(const struct jobrec *r, int stale)
 {
-	char state[64], started[32], dur[32], tag[64];
+	char state[64], started[32], dur[32], tag[64], kind[80];
 
 	snprintf(state, sizeof(state), "%s%s", r->state ? r->state : "unknown", stale ? "?" : "");
 	jobrec_fmt_time(started, sizeof(started), r->started > 0 ? r->started : r->created);
 	jobrec_fmt_duration(dur, sizeof(dur), duration_of(r));
 	jobrec_image_tag(tag, sizeof(tag), r->image);
+	/* A session says so where a job names its image. */
+	snprintf(kind, sizeof(kind), "%s%s", r->kind && !strcmp(r->kind, "session") ? "session " : "",
+		 tag);
+	if (!strcmp(kind, "session -"))
+		kind[7] = '\0';
 	printf("%-22s  %-12s  %-10s  %5d  %-19s  %8s  %s\n", r->id, jobrec_remote_label(r),
-	       state, r->np, started, dur, tag);
+	       state, r->np, started, dur, kind);
 }
 
 int cmd_jobs(int argc, char **argv)
