@@ -3,7 +3,8 @@ framing (docs/events.md) on its stdin and stdout, as the notebook will.
 
     session_serve.py PYSTRIB CONFIG SESSION MODE
 
-MODE values: push a list and pull it back; bench: 30 trivial execs, prints
+MODE values: push values, use them in a cell, pull them back (16 MiB from
+one rank), status; bench: 30 trivial execs, prints
 the median in ms; drop: a cell printing 40 lines while every connection's
 sshd (children of the listener in $BED_DIR/ssh/sshd.pid) is killed after
 the 5th line: each line must arrive exactly once. Prints "ok ..." lines,

@@ -4,11 +4,12 @@
 # hub is idle; a variable set in one cell is read by the next; a raising
 # cell exits 1 with its traceback and the session goes on; --ranks; Ctrl-C
 # interrupts a cell (130) and the next works; serve relays push, pull and
-# status; killing serve's sshd mid-cell loses and repeats no line; gc keeps
-# a live session; another local user cannot connect to hub.sock; a rank's
-# os._exit makes exec exit 4 naming it; stop leaves no process (and with
-# docker no container). Prints the median of 30 `session exec` and of 30
-# execs through one `serve` (SESSION_BENCH=0 skips both).
+# status; killing serve's sshd mid-cell loses and repeats no line; attach
+# after pystrib was killed mid-cell shows the whole cell; gc keeps a live
+# session; another local user cannot connect to hub.sock; a rank's os._exit
+# makes exec exit 4 naming it; stop, cancel and --idle-timeout leave no
+# process (and with docker no container). Prints the median of 30 `session
+# exec` and of 30 execs through one `serve` (SESSION_BENCH=0 skips both).
 . "$(dirname "$0")/lib.sh"
 bed_up registry sshd base docker
 
@@ -167,7 +168,16 @@ check_eq "cancel: no process left" "" "$(leftover "$sid2")"
 expect_exit 4 P session exec "$sid2" c1.py
 check_grep "exec on a stopped session: cannot be reached" "cannot be reached" "$err"
 
-# 14. docker: a session in a container; stop leaves no container.
+# 14. --idle-timeout: a session without cells stops itself and leaves nothing.
+expect_exit 0 P --json session start --remote none -n 2 --no-project --idle-timeout 2
+sid4=$(sed -n 's/^{"event":"session","id":"\([^"]*\)".*/\1/p' "$out")
+check "--json start: a session event with the id" test -n "$sid4" || show "$out"
+for _ in $(seq 100); do grep -qx succeeded "$jobs_dir/$sid4/state" 2>/dev/null && break; sleep 0.1; done
+check_grep "idle timeout: the session stopped itself" '"stopped": *"idle"' "$jobs_dir/$sid4/session.json"
+sleep 0.5
+check_eq "idle timeout: no process left" "" "$(leftover "$sid4")"
+
+# 15. docker: a session in a container; stop leaves no container.
 expect_exit 0 P session start -n 2 --no-project
 sid3=$(cat "$out")
 check_grep "docker: the hub is idle" '"state": *"idle"' "$jobs_dir/$sid3/session.json" || show "$err"
