@@ -153,7 +153,7 @@ static int open_stream(struct session_client *c)
 	if (ssh_stream_open(c->conn, c->sock, &c->st) == 0)
 		return 0;
 	error_wrap("session %s cannot be reached", c->rec.id);
-	error_hint("it may have stopped: 'pystrib session status %s'", c->rec.id);
+	error_hint("it may have stopped: 'pystrib jobs' shows whether its job still runs");
 	return -1;
 }
 
@@ -394,8 +394,6 @@ static int follow_cell(struct session_client *c, long long cell, double t0)
 					why ? why : "its ranks died");
 		} else if (op && !strcmp(op, "done") && ours) {
 			ret = show_done(c->rec.id, msg, now_monotonic() - t0);
-			if (ret == PS_EXIT_INTERRUPTED && !interrupts)
-				ret = PS_EXIT_INTERRUPTED;
 			break;
 		} else if (op && !strcmp(op, "error") && id && !strcmp(id, "cell")) {
 			error_set(PS_EXIT_REMOTE, "session %s: %s", c->rec.id,
@@ -587,10 +585,6 @@ int session_stop(const char *arg)
 	int ret = 0;
 
 	session_client_init(&c);
-	if (resolve(&c.rec, arg) < 0)
-		return session_client_release(&c), error_report();
-	jobrec_release(&c.rec);
-	jobrec_init(&c.rec);
 	if (session_client_open(&c, arg) < 0) {
 		/* No hub to ask (it died, or never listened): stopped as a job. */
 		if (!c.conn || !c.rec.id) {
