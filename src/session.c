@@ -343,80 +343,107 @@ static int show_done(const char *id, const json_t *msg, double took)
 	return code;
 }
 
+/* A cell followed: what is shown of it, and how it went. */
+struct follow_state {
+	struct session_client *c;
+	struct view v;
+	long long cell;		/* its number, 0 until `started` says */
+	int interrupts;		/* sent */
+	double t0;
+	int code;		/* its exit code once it ended, else -1 */
+};
+
+static void show_broken(const struct follow_state *f, const json_t *msg)
+{
+	json_t *rk = json_object_get(msg, "rank");
+	const char *why = json_string_value(json_object_get(msg, "reason"));
+	if (log_json)
+		return;
+	if (json_is_integer(rk))
+		fprintf(stderr, "pystrib: session %s is broken: rank %d %s\n", f->c->rec.id,
+			(int)json_integer_value(rk), why ? why : "died");
+	else
+		fprintf(stderr, "pystrib: session %s is broken: %s\n", f->c->rec.id,
+			why ? why : "its ranks died");
+}
+
+/* One message while following: 1 the cell ended (f->code, or an error set), else 0. */
+static int on_message(struct follow_state *f, const json_t *msg)
+{
+	const char *op = json_string_value(json_object_get(msg, "op"));
+	const char *id = json_string_value(json_object_get(msg, "id"));
+	json_t *seq = json_object_get(msg, "cell");
+	/* The interrupt's own `done` names the cell too. */
+	int ours = id && !strcmp(id, INTERRUPT_ID) ? 0
+		: (id && !strcmp(id, "cell")) || (f->cell > 0 && json_integer_value(seq) == f->cell);
+
+	if (!op)
+		return 0;
+	if (!strcmp(op, "started") && ours) {
+		f->cell = json_integer_value(seq);
+	} else if (!strcmp(op, "output")) {
+		show_output(&f->v, msg);
+	} else if (!strcmp(op, "broken")) {
+		show_broken(f, msg);
+	} else if (!strcmp(op, "done") && ours) {
+		f->code = show_done(f->c->rec.id, msg, now_monotonic() - f->t0);
+		return 1;
+	} else if (!strcmp(op, "error") && id && !strcmp(id, "cell")) {
+		error_set(PS_EXIT_REMOTE, "session %s: %s", f->c->rec.id,
+			  json_string_value(json_object_get(msg, "message")) ?: "refused the cell");
+		return 1;
+	} else if (!strcmp(op, "stopped")) {
+		error_set(PS_EXIT_REMOTE, "session %s stopped (%s)", f->c->rec.id,
+			  json_string_value(json_object_get(msg, "reason")) ?: "?");
+		return 1;
+	}
+	return 0;
+}
+
+/* Ctrl-C: an interrupt sent on (a second one stops the session, the hub's rule). */
+static int send_interrupt(struct follow_state *f)
+{
+	if (!log_json)
+		fprintf(stderr, "pystrib: interrupting the cell%s\n",
+			f->interrupts ? " again: the session stops" : "");
+	json_t *req = json_pack("{s:s,s:s}", "op", "interrupt", "id", INTERRUPT_ID);
+	int ret = session_client_send(f->c, req);
+	json_decref(req);
+	f->interrupts++;
+	return ret;
+}
+
 /*
- * Follows a cell to its `done`: output shown, Ctrl-C sent on as an
- * interrupt (a second one stops the session, as the hub does), `broken`
- * and `stopped` said. The exit code.
+ * Follows a cell (cell: its number, or 0 for the exec just sent) to its
+ * `done`: output shown, Ctrl-C sent on as an interrupt, `broken` and
+ * `stopped` said. The exit code.
  */
 static int follow_cell(struct session_client *c, long long cell, double t0)
 {
-	struct view v = { 0 };
-	int interrupts = 0, ret = -1;
-	json_t *msg = NULL;
+	struct follow_state f = { .c = c, .cell = cell, .t0 = t0, .code = -1 };
+	json_t *msg;
 	const char *data;
 	size_t len;
+	int item, end = 0;
 
-	for (;;) {
-		if (interrupt_clear()) {
-			if (!log_json)
-				fprintf(stderr, "pystrib: interrupting the cell%s\n",
-					interrupts ? " again: the session stops" : "");
-			json_t *req = json_pack("{s:s,s:s}", "op", "interrupt", "id", INTERRUPT_ID);
-			int sent = session_client_send(c, req);
-			json_decref(req);
-			if (sent < 0)
-				break;
-			interrupts++;
+	while (!end) {
+		if (interrupt_clear() && send_interrupt(&f) < 0)
+			break;
+		if ((item = session_client_next(c, 1000, -1, &msg, &data, &len)) < 0)
+			break;
+		if (item == SESSION_MESSAGE) {
+			end = on_message(&f, msg);
+			json_decref(msg);
 		}
-		int item = session_client_next(c, 1000, -1, &msg, &data, &len);
-		if (item < 0)
-			break;
-		if (item != SESSION_MESSAGE)
-			continue;
-		const char *op = json_string_value(json_object_get(msg, "op"));
-		const char *id = json_string_value(json_object_get(msg, "id"));
-		json_t *seq = json_object_get(msg, "cell");
-		/* The interrupt's own `done` names the cell too. */
-		int ours = id && !strcmp(id, INTERRUPT_ID) ? 0
-			: (id && !strcmp(id, "cell")) || (cell > 0 && json_integer_value(seq) == cell);
-		if (op && !strcmp(op, "started") && ours) {
-			cell = json_integer_value(seq);
-		} else if (op && !strcmp(op, "output")) {
-			show_output(&v, msg);
-		} else if (op && !strcmp(op, "broken")) {
-			json_t *rk = json_object_get(msg, "rank");
-			const char *why = json_string_value(json_object_get(msg, "reason"));
-			if (!log_json && json_is_integer(rk))
-				fprintf(stderr, "pystrib: session %s is broken: rank %d %s\n", c->rec.id,
-					(int)json_integer_value(rk), why ? why : "died");
-			else if (!log_json)
-				fprintf(stderr, "pystrib: session %s is broken: %s\n", c->rec.id,
-					why ? why : "its ranks died");
-		} else if (op && !strcmp(op, "done") && ours) {
-			ret = show_done(c->rec.id, msg, now_monotonic() - t0);
-			break;
-		} else if (op && !strcmp(op, "error") && id && !strcmp(id, "cell")) {
-			error_set(PS_EXIT_REMOTE, "session %s: %s", c->rec.id,
-				  json_string_value(json_object_get(msg, "message")) ?: "refused the cell");
-			break;
-		} else if (op && !strcmp(op, "stopped")) {
-			error_set(PS_EXIT_REMOTE, "session %s stopped (%s)", c->rec.id,
-				  json_string_value(json_object_get(msg, "reason")) ?: "?");
-			break;
-		}
-		json_decref(msg);
-		msg = NULL;
 	}
-	json_decref(msg);
-	view_release(&v);
-	if (ret < 0) {
-		if (!error_message()[0])
-			error_set(PS_EXIT_REMOTE, "session %s: the connection ended", c->rec.id);
-		if (interrupts && error_kind() == PS_EXIT_REMOTE && !log_json)
-			fprintf(stderr, "pystrib: the session stopped on the second interrupt\n");
-		ret = error_report();
-	}
-	return ret;
+	view_release(&f.v);
+	if (f.code >= 0)
+		return f.code;
+	if (!error_message()[0])
+		error_set(PS_EXIT_REMOTE, "session %s: the connection ended", c->rec.id);
+	if (f.interrupts > 1 && !log_json)
+		fprintf(stderr, "pystrib: the session stopped on the second interrupt\n");
+	return error_report();
 }
 
 /* ---- exec, attach --------------------------------------------------- */
