@@ -174,7 +174,7 @@ static int lock_dir(const char *dir)
 		goto out;
 	}
 	while (flock(fd, LOCK_EX) < 0) {
-		if (errno == EINTR && !interrupted)
+		if (errno == EINTR && !interrupt_requested())
 			continue;
 		error_set(errno == EINTR ? PS_EXIT_INTERRUPTED : PS_EXIT_USAGE,
 			  "cannot lock '%s': %s", path, strerror(errno));
@@ -363,62 +363,26 @@ out:
 	return ret;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes r to its file; the caller holds the lock. */
 static int save_locked(const char *dir, const struct jobrec *r)
 {
 	char *path = xstrfmt("%s/%s.json", dir, r->id);
-	char *tmp = xstrfmt("%s/.%s.json.XXXXXX", dir, r->id);
 	json_t *o = to_json(r);
 	char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-	int fd = -1, ret = -1;
+	struct buf b = BUF_INIT;
+	int ret = -1;
 
 	if (!text) {
 		error_set(PS_EXIT_USAGE, "cannot encode job record '%s'", r->id);
 		goto out;
 	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot write job record in '%s': %s", dir, strerror(errno));
-		goto out;
-	}
-	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 ||
-	    fsync(fd) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		error_set(PS_EXIT_USAGE, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-		goto out;
-	}
-	ret = 0;
+	buf_addstr(&b, text);
+	buf_addch(&b, '\n');
+	ret = write_file_atomic(path, b.ptr, b.len, 0600);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (ret < 0)
-		unlink(tmp);
+	buf_release(&b);
 	free(text);
 	json_decref(o);
-	free(tmp);
 	free(path);
 	return ret;
 }

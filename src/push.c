@@ -77,7 +77,7 @@ char *push_default_tag(const char *name, const char *digest)
 
 static int check_interrupt(void)
 {
-	if (interrupted)
+	if (interrupt_requested())
 		return error_set(PS_EXIT_INTERRUPTED, "interrupted; nothing was tagged");
 	return 0;
 }

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -249,7 +248,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 		       curl_off_t ulnow)
 {
 	struct req *q = ud;
-	if (interrupted)
+	if (interrupt_requested())
 		return 1;
 	if (q->src && q->src->fn && ulnow > 0)
 		q->src->fn(q->src->fn_data, q->src->off + (uint64_t)ulnow, q->src->total);
@@ -466,21 +465,13 @@ static int transient(const struct req *q)
 	return q->status >= 500 || q->status == 429;
 }
 
-/* Sleeps 0.3 s doubling per attempt (1, 2, ...); 0, or -1 when interrupted. */
+/* Sleeps 0.3 s doubling per attempt (1, 2, ...); 0, or -1 when interrupted (error set). */
 static int backoff(int attempt)
 {
 	double secs = BACKOFF_FIRST;
 	for (int i = 1; i < attempt; i++)
 		secs *= 2;
-	double until = now_monotonic() + secs;
-	while (!interrupted) {
-		double left = until - now_monotonic();
-		if (left <= 0)
-			return 0;
-		struct timespec ts = { 0, (long)((left < 0.05 ? left : 0.05) * 1e9) };
-		nanosleep(&ts, NULL);
-	}
-	return -1;
+	return sleep_interruptible(secs);
 }
 
 static int interrupted_error(void)
@@ -521,7 +512,7 @@ static int transport_error(struct registry *r, const struct req *q, const char *
 	transport_reason(r, q, &reason);
 	why = reason.ptr;
 
-	if (interrupted) {
+	if (interrupt_requested()) {
 		interrupted_error();
 	} else if (q->body && q->body->toobig) {
 		error_set(PS_EXIT_REGISTRY, "registry '%s' sent more than %zu bytes for %s", r->host,
@@ -605,7 +596,7 @@ static int request(struct registry *r, struct req *q, const char *what)
 	for (int attempt = 1;; attempt++) {
 		perform_once(r, q);
 		q->attempts = attempt;
-		if (interrupted)
+		if (interrupt_requested())
 			return interrupted_error();
 		if (q->cc == CURLE_OK && q->status == 401 && !authed && !q->token_request &&
 		    same_origin(r, q->url)) {
@@ -623,7 +614,7 @@ static int request(struct registry *r, struct req *q, const char *what)
 		log_info("registry '%s': %s %s failed (%s), trying again", r->host, q->method,
 			 url_path(r, q->url), q->cc != CURLE_OK ? curl_easy_strerror(q->cc) : "5xx");
 		if (backoff(attempt) < 0)
-			return interrupted_error();
+			return -1;
 	}
 	if (q->cc != CURLE_OK)
 		return transport_error(r, q, what);
@@ -1403,10 +1394,8 @@ static int upload(struct registry *r, const char *repo, struct source *src, cons
 			break;
 		if (fails) {
 			uint64_t at = 0;
-			if (backoff(fails) < 0) {
-				interrupted_error();
+			if (backoff(fails) < 0)
 				break;
-			}
 			if (!restart && upload_status(r, scope, &loc, &at) == 0 && at <= size) {
 				off = at;
 			} else {
@@ -1536,10 +1525,8 @@ int registry_put_manifest(struct registry *r, const char *repo, const char *ref,
 			break;
 		log_debug("%s: DIGEST_INVALID, putting it again", what);
 		req_release(&q);
-		if (backoff(attempt) < 0) {
-			interrupted_error();
+		if (backoff(attempt) < 0)
 			goto out_released;
-		}
 	}
 	status_error(r, &q, what);
 out:

@@ -475,7 +475,7 @@ static int conn_connect(struct ssh_conn *c, int flags)
 		return SSH_R_FAILED;
 	log_info("connecting to '%s'", c->name);
 	if (ssh_connect(c->s) != SSH_OK) {
-		if (interrupted)
+		if (interrupt_requested())
 			return interrupted_error();
 		error_set(PS_EXIT_REMOTE, "cannot reach '%s': %s", c->name, ssh_get_error(c->s));
 		error_hint("check that the host is up and sshd listens on that port "
@@ -492,7 +492,7 @@ static int conn_connect(struct ssh_conn *c, int flags)
 	if ((rc = verify_host(c, flags)) < 0)
 		goto fail;
 	if ((rc = authenticate(c)) < 0) {
-		if (interrupted)
+		if (interrupt_requested())
 			rc = interrupted_error();
 		goto fail;
 	}
@@ -733,7 +733,7 @@ static int exec_loop(struct ssh_conn *c, ssh_channel ch, struct exec_state *st,
 			ret = 0;
 			break;
 		}
-		if (interrupted) {
+		if (interrupt_requested()) {
 			ret = interrupted_error();
 			goto out;
 		}
@@ -759,7 +759,7 @@ static int exec_loop(struct ssh_conn *c, ssh_channel ch, struct exec_state *st,
 				ret = 0;
 				break;
 			}
-			if (interrupted) {
+			if (interrupt_requested()) {
 				ret = interrupted_error();
 				goto out;
 			}

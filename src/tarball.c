@@ -264,7 +264,7 @@ static int stream_file(struct writer *w, struct archive *a, const struct tar_ent
 		return error_set(PS_EXIT_USAGE, "cannot read '%s': %s", e->source, strerror(errno));
 	uint64_t left = e->size;
 	while (left) {
-		if (interrupted) {
+		if (interrupt_requested()) {
 			error_set(PS_EXIT_INTERRUPTED, "interrupted");
 			goto out;
 		}
