@@ -65,6 +65,7 @@ struct source {
 	uint64_t total;		/* for progress: of the whole blob */
 	registry_progress_fn *fn;
 	void *fn_data;
+	int read_errno;		/* reading fd failed: a local error, not the registry's */
 };
 
 struct req {
@@ -227,8 +228,10 @@ static size_t on_read(char *p, size_t size, size_t n, void *ud)
 		do
 			r = pread(s->fd, p, want, (off_t)(s->off + s->pos));
 		while (r < 0 && errno == EINTR);
-		if (r <= 0)
+		if (r <= 0) {
+			s->read_errno = r < 0 ? errno : EIO;	/* 0: the file shrank */
 			return CURL_READFUNC_ABORT;
+		}
 		want = (size_t)r;
 	}
 	s->pos += want;
@@ -328,8 +331,10 @@ static void perform_once(struct registry *r, struct req *q)
 		digest_init(&q->dg);
 		q->dg_live = 1;
 	}
-	if (q->src)
+	if (q->src) {
 		q->src->pos = 0;
+		q->src->read_errno = 0;
+	}
 	r->errbuf[0] = '\0';
 
 	curl_easy_setopt(c, CURLOPT_URL, q->url);
@@ -523,8 +528,11 @@ static int transport_error(struct registry *r, const struct req *q, const char *
 			  "manifest gives for %s", r->host, (unsigned long long)q->out_max, what);
 		error_hint("check that this is the registry and image you meant");
 	} else if (q->sink_errno) {
-		error_set(PS_EXIT_REGISTRY, "cannot write %s to disk: %s", what,
+		error_set(PS_EXIT_IO, "cannot write %s to disk: %s", what,
 			  strerror(q->sink_errno));
+	} else if (q->src && q->src->read_errno) {
+		error_set(PS_EXIT_IO, "cannot read %s from disk: %s", what,
+			  strerror(q->src->read_errno));
 	} else if (q->cc == CURLE_PEER_FAILED_VERIFICATION || q->cc == CURLE_SSL_CACERT_BADFILE ||
 		   q->cc == CURLE_SSL_CERTPROBLEM || q->cc == CURLE_SSL_ISSUER_ERROR) {
 		error_set(PS_EXIT_REGISTRY, "cannot reach registry '%s': its TLS certificate is not "
@@ -1197,14 +1205,14 @@ int registry_get_blob_file(struct registry *r, const char *repo, const char *dig
 		return -1;
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return error_set(PS_EXIT_REGISTRY, "cannot create '%s': %s", path, strerror(errno));
+		return error_set(PS_EXIT_IO, "cannot create '%s': %s", path, strerror(errno));
 	req_init(&q, "GET", NULL);
 	q.out_fd = fd;
 	q.out_max = size;
 	ret = get_blob(r, &q, repo, digest, got);
 	req_release(&q);
 	if (close(fd) < 0 && ret == 0)
-		ret = error_set(PS_EXIT_REGISTRY, "cannot write '%s': %s", path, strerror(errno));
+		ret = error_set(PS_EXIT_IO, "cannot write '%s': %s", path, strerror(errno));
 	if (ret < 0)
 		unlink(path);
 	return ret;
@@ -1428,10 +1436,10 @@ int registry_upload_file(struct registry *r, const char *repo, const char *path,
 		return -1;
 	src.fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (src.fd < 0)
-		return error_set(PS_EXIT_REGISTRY, "cannot open '%s': %s", path, strerror(errno));
+		return error_set(PS_EXIT_IO, "cannot open '%s': %s", path, strerror(errno));
 	if (fstat(src.fd, &st) < 0 || (uint64_t)st.st_size != size) {
 		close(src.fd);
-		return error_set(PS_EXIT_REGISTRY, "'%s' is not %llu bytes long (changed while "
+		return error_set(PS_EXIT_IO, "'%s' is not %llu bytes long (changed while "
 				 "pushing?)", path, (unsigned long long)size);
 	}
 	ret = upload(r, repo, &src, digest, size, 1);
