@@ -62,6 +62,7 @@ const char cmd_run_help[] =
 	"  3    registry error\n"
 	"  4    SSH or remote-host error (unreachable, host key, login, no runtime)\n"
 	"  5    the job ran past --timeout and was stopped\n"
+	"  6    local I/O error: a file, pipe or write on this machine failed\n"
 	"  130  interrupted (the remote job was stopped)\n"
 	"\n"
 	"examples:\n"

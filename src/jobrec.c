@@ -90,7 +90,7 @@ static int make_id(char *out)
 		got = getrandom(rnd, sizeof(rnd), 0);
 	while (got < 0 && errno == EINTR);
 	if (got != (ssize_t)sizeof(rnd))
-		return error_set(PS_EXIT_USAGE, "cannot make a job id: getrandom: %s",
+		return error_set(PS_EXIT_IO, "cannot make a job id: getrandom: %s",
 				 got < 0 ? strerror(errno) : "short read");
 	if (!gmtime_r(&now, &tm) || !strftime(out, JOBREC_ID_SIZE, "%Y%m%d-%H%M%S", &tm))
 		return error_set(PS_EXIT_USAGE, "cannot make a job id: the clock is out of range");
@@ -163,20 +163,20 @@ static int lock_dir(const char *dir)
 	int fd = -1;
 
 	if (mkdir_p(dir, 0700) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot create the job records directory '%s': %s",
+		error_set(PS_EXIT_IO, "cannot create the job records directory '%s': %s",
 			  dir, strerror(errno));
 		goto out;
 	}
 	path = xstrfmt("%s/.lock", dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot open '%s': %s", path, strerror(errno));
+		error_set(PS_EXIT_IO, "cannot open '%s': %s", path, strerror(errno));
 		goto out;
 	}
 	while (flock(fd, LOCK_EX) < 0) {
-		if (errno == EINTR && !interrupted)
+		if (errno == EINTR && !interrupt_requested())
 			continue;
-		error_set(errno == EINTR ? PS_EXIT_INTERRUPTED : PS_EXIT_USAGE,
+		error_set(errno == EINTR ? PS_EXIT_INTERRUPTED : PS_EXIT_IO,
 			  "cannot lock '%s': %s", path, strerror(errno));
 		close(fd);
 		fd = -1;
@@ -280,12 +280,12 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 
 	if (!json_is_object(o)) {
 		json_decref(o);
-		return error_set(PS_EXIT_USAGE, "job record '%s' is not a JSON object", path);
+		return error_set(PS_EXIT_IO, "job record '%s' is not a JSON object", path);
 	}
 	r->id = get_string(o, "id");
 	if (!jobrec_id_valid(r->id)) {
 		json_decref(o);
-		return error_set(PS_EXIT_USAGE, "job record '%s' has no valid id", path);
+		return error_set(PS_EXIT_IO, "job record '%s' has no valid id", path);
 	}
 	r->remote = get_string(o, "remote");
 	r->host = get_string(o, "host");
@@ -338,20 +338,20 @@ int jobrec_load(struct jobrec *r, const char *id)
 		if (errno == ENOENT)
 			error_set(PS_EXIT_USAGE, "no job '%s'", id);
 		else
-			error_set(PS_EXIT_USAGE, "cannot read job record '%s': %s", path,
+			error_set(PS_EXIT_IO, "cannot read job record '%s': %s", path,
 				  errno == EFBIG ? "too large" : strerror(errno));
 		goto out;
 	}
 	o = json_loadb(b.ptr, b.len, 0, &jerr);
 	if (!o) {
-		error_set(PS_EXIT_USAGE, "job record '%s' is corrupt: %s (line %d)", path,
+		error_set(PS_EXIT_IO, "job record '%s' is corrupt: %s (line %d)", path,
 			  jerr.text, jerr.line);
 		goto out;
 	}
 	if (from_json(r, o, path) < 0)
 		goto out;
 	if (strcmp(r->id, id)) {
-		error_set(PS_EXIT_USAGE, "job record '%s' holds another job ('%s')", path, r->id);
+		error_set(PS_EXIT_IO, "job record '%s' holds another job ('%s')", path, r->id);
 		goto out;
 	}
 	ret = 0;
@@ -363,62 +363,26 @@ out:
 	return ret;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes r to its file; the caller holds the lock. */
 static int save_locked(const char *dir, const struct jobrec *r)
 {
 	char *path = xstrfmt("%s/%s.json", dir, r->id);
-	char *tmp = xstrfmt("%s/.%s.json.XXXXXX", dir, r->id);
 	json_t *o = to_json(r);
 	char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-	int fd = -1, ret = -1;
+	struct buf b = BUF_INIT;
+	int ret = -1;
 
 	if (!text) {
 		error_set(PS_EXIT_USAGE, "cannot encode job record '%s'", r->id);
 		goto out;
 	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot write job record in '%s': %s", dir, strerror(errno));
-		goto out;
-	}
-	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 ||
-	    fsync(fd) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		error_set(PS_EXIT_USAGE, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-		goto out;
-	}
-	ret = 0;
+	buf_addstr(&b, text);
+	buf_addch(&b, '\n');
+	ret = write_file_atomic(path, b.ptr, b.len, 0600);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (ret < 0)
-		unlink(tmp);
+	buf_release(&b);
 	free(text);
 	json_decref(o);
-	free(tmp);
 	free(path);
 	return ret;
 }
@@ -473,7 +437,7 @@ int jobrec_remove(const char *id)
 		goto out;
 	path = xstrfmt("%s/%s.json", dir, id);
 	if (unlink(path) < 0 && errno != ENOENT)
-		error_set(PS_EXIT_USAGE, "cannot remove '%s': %s", path, strerror(errno));
+		error_set(PS_EXIT_IO, "cannot remove '%s': %s", path, strerror(errno));
 	else
 		ret = 0;
 	unlock_dir(lock);
@@ -501,7 +465,7 @@ int jobrec_ids(char ***out, size_t *n)
 	if (!d) {
 		int missing = errno == ENOENT;
 		if (!missing)
-			error_set(PS_EXIT_USAGE, "cannot read the job records in '%s': %s", dir,
+			error_set(PS_EXIT_IO, "cannot read the job records in '%s': %s", dir,
 				  strerror(errno));
 		free(dir);
 		return missing ? 0 : -1;

@@ -89,7 +89,7 @@ char *jobrec_path(const char *id);
 
 /*
  * Writes r (r->id must be valid) atomically under the lock, creating the
- * directory (0700) if needed. The file is 0600. 0 or -1 (PS_EXIT_USAGE,
+ * directory (0700) if needed. The file is 0600. 0 or -1 (PS_EXIT_IO,
  * with the path and the reason).
  */
 int jobrec_save(const struct jobrec *r);
@@ -105,7 +105,8 @@ int jobrec_update(const char *id, int (*fn)(struct jobrec *r, void *ctx), void *
 
 /*
  * Reads the record of id into r (initialised here). 0, or -1: no such
- * record (PS_EXIT_USAGE, "no job 'ID'"), or an unreadable/corrupt one.
+ * record (PS_EXIT_USAGE, "no job 'ID'"), or an unreadable/corrupt one
+ * (PS_EXIT_IO).
  */
 int jobrec_load(struct jobrec *r, const char *id);
 

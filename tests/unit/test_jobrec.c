@@ -178,10 +178,58 @@ static void test_round_trip(void **state)
 	assert_int_equal(jobrec_load(&l, r.id), -1);
 	assert_non_null(strstr(error_message(), "corrupt"));
 	assert_non_null(strstr(error_message(), path));
+	assert_int_equal(error_kind(), PS_EXIT_IO);
 	assert_int_equal(jobrec_load(&l, "20261123-090334-000000"), -1);
 	assert_string_equal(error_message(), "no job '20261123-090334-000000'");
 	assert_int_equal(error_kind(), PS_EXIT_USAGE);
 	free(path);
+	jobrec_release(&r);
+}
+
+/* Entries of dir other than "." and "..". */
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/*
+ * A record that cannot be written is a local I/O error (exit 6), whoever
+ * runs the tests (root writes into any directory, so the obstacles are a
+ * directory where the record goes and a file where the directory goes),
+ * and leaves no temporary file behind.
+ */
+static void test_save_io_error(void **state)
+{
+	(void)state;
+	struct jobrec r;
+	char *dir = jobrec_dir(), *path;
+
+	make(&r, "20261123-090334-0a9fce", "gpu1", 1);
+	path = jobrec_path(r.id);
+	test_sh(tmp, "mkdir -p '%s'", path);
+	assert_int_equal(jobrec_save(&r), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	assert_non_null(strstr(error_message(), path));
+	assert_int_equal(count_entries(dir), 2);	/* .lock and the directory */
+	error_clear();
+
+	test_sh(tmp, "rm -rf '%s' && touch '%s'", dir, dir);
+	assert_int_equal(jobrec_save(&r), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	assert_non_null(strstr(error_message(), dir));
+	error_clear();
+	test_sh(tmp, "rm -f '%s'", dir);
+
+	free(path);
+	free(dir);
 	jobrec_release(&r);
 }
 
@@ -532,6 +580,7 @@ int main(void)
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_dir),
 		cmocka_unit_test_setup(test_round_trip, clean),
+		cmocka_unit_test_setup(test_save_io_error, clean),
 		cmocka_unit_test_setup(test_list_resolve, clean),
 		cmocka_unit_test_setup(test_same_second, clean),
 		cmocka_unit_test_setup(test_concurrent, clean),
