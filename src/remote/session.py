@@ -19,6 +19,7 @@ import os
 import pickle
 import select
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -121,12 +122,14 @@ class Capture:
         self.marker = b"\x00PYSTRIB-SYNC-%s\x00" % os.urandom(8).hex().encode()
         self.synced = threading.Event()
         self.streams = {}
+        self.writers = []
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, name in ((1, "stdout"), (2, "stderr")):
             r, w = os.pipe()
             os.dup2(w, fd)
-            os.close(w)
+            # Our own write end: the markers get through a cell that moved fd 1.
+            self.writers.append(w)
             self.streams[r] = {"name": name, "held": b"", "text": "",
                                "decoder": codecs.getincrementaldecoder("utf-8")("replace")}
         self.pending_sync = 0
@@ -142,9 +145,9 @@ class Capture:
             pass
         self.synced.clear()
         self.pending_sync = 2
-        os.write(1, self.marker)
-        os.write(2, self.marker)
-        self.synced.wait()
+        for fd in self.writers:
+            os.write(fd, self.marker)
+        self.synced.wait(10)
 
     def emit(self, stream, text):
         while text:
@@ -508,6 +511,47 @@ class Payload:
 ZEROS = bytes(CHUNK)
 
 
+class Spool:
+    """A push's bytes kept on disk while the request waits its turn, so the
+    client's connection goes on being read (an interrupt must get through)."""
+
+    def __init__(self, path, size):
+        self.path, self.size = path, size
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.complete = False
+        self.closed = False
+        self.outlen = 0
+        self.remaining = size
+        self.dests = None
+
+    def send(self, data):
+        write_all(self.fd, data)
+
+    def written(self):
+        self.complete = True
+        os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def discard(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def relay(self):
+        """Sends the next chunks to dests while they keep up; True when all is sent."""
+        while self.remaining and all(d.closed or d.outlen < HIGH_WATER for d in self.dests):
+            data = os.read(self.fd, min(CHUNK, self.remaining))
+            if not data:
+                data = ZEROS[:min(CHUNK, self.remaining)]
+            for d in self.dests:
+                d.send(data)
+            self.remaining -= len(data)
+        return not self.remaining
+
+
 class Conn:
     """One non-blocking connection: JSON lines in and out, payloads relayed in chunks."""
 
@@ -670,6 +714,7 @@ class Job:
         self.next = 0
         self.relaying = False
         self.seq = None
+        self.spool = None
         self.files = {}
         self.followers = set()
         self.interrupts = 0
@@ -703,6 +748,8 @@ class Hub:
         self.signalled = None
         self.mpirun = None
         self.between = {}
+        self.spooled = 0
+        self.relays = []
         self.shm_before = set()
 
     # -- files
@@ -821,8 +868,13 @@ class Hub:
             return
         if self.job:
             self.job.followers.discard(conn)
+        if conn.payload is not None and isinstance(conn.payload.dests, list) and \
+                any(isinstance(d, Spool) for d in conn.payload.dests):
+            conn.payload = None
         for req in [q for q in self.queue if q[0] is conn]:
             self.queue.remove(req)
+            if req[3] is not None:
+                req[3].discard()
 
     # -- client requests
 
@@ -856,12 +908,29 @@ class Hub:
             if problem:
                 self.reply_error(conn, rid, problem)
                 return
+            spool = None
             if payload is not None:
                 payload.dests = None
-            self.queue.append((conn, msg, payload))
+                if self.job or self.queue or self.state != "idle":
+                    spool = self.spool(conn, payload)
+            self.queue.append((conn, msg, payload, spool))
             self.pump()
         else:
             self.reply_error(conn, rid, "unknown op %s" % json.dumps(op))
+
+    def spool(self, conn, payload):
+        folder = self.path("spool")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        self.spooled += 1
+        spool = Spool(os.path.join(folder, str(self.spooled)), payload.size)
+
+        def written():
+            spool.written()
+            self.pump()
+
+        payload.dests = [spool]
+        payload.on_done = written
+        return spool
 
     def check(self, msg, payload):
         op = msg["op"]
@@ -983,11 +1052,17 @@ class Hub:
     def pump(self):
         while (self.job is None and self.state == "idle" and not self.stop_reason
                and self.queue):
-            conn, msg, payload = self.queue.popleft()
+            spool = self.queue[0][3]
+            if spool is not None and not spool.complete:
+                return
+            conn, msg, payload, spool = self.queue.popleft()
             if conn.closed:
+                if spool is not None:
+                    spool.discard()
                 continue
             ranks = sorted(msg.get("ranks") or range(self.np))
             job = self.job = Job(conn, msg, payload, ranks)
+            job.spool = spool
             self.state = "busy"
             getattr(self, "start_" + job.op)(job)
             if self.job is job:
@@ -1110,7 +1185,11 @@ class Hub:
             w = self.worker(r)
             w.send_msg(header)
             dests.append(w)
-        job.conn.activate(dests)
+        if job.spool is not None:
+            job.spool.dests = dests
+            self.relays.append(job.spool)
+        else:
+            job.conn.activate(dests)
 
     start_scatter = start_push
 
@@ -1315,8 +1394,12 @@ class Hub:
 
     def fail_queue(self, message):
         while self.queue:
-            conn, msg, payload = self.queue.popleft()
-            if payload is not None:
+            conn, msg, payload, spool = self.queue.popleft()
+            if spool is not None:
+                if conn.payload is not None and conn.payload.dests == [spool]:
+                    conn.payload.dests = []
+                spool.discard()
+            elif payload is not None:
                 conn.activate([])
             self.reply_error(conn, msg.get("id"), message)
 
@@ -1403,6 +1486,10 @@ class Hub:
         return 1 if self.stop_reason == "start" else 0
 
     def step(self, wake_r, clients, ranks):
+        for spool in list(self.relays):
+            if spool.relay():
+                spool.discard()
+                self.relays.remove(spool)
         for conn in list(self.conns):
             if conn.outlen:
                 conn.flush()
@@ -1465,6 +1552,9 @@ class Hub:
         for fd in self.between.values():
             os.close(fd)
         self.clean_shm()
+        for spool in self.relays:
+            spool.discard()
+        shutil.rmtree(self.path("spool"), ignore_errors=True)
         self.state = "stopped"
         self.save()
 

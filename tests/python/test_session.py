@@ -422,6 +422,22 @@ def test_requests_wait_their_turn(session):
         c.close()
 
 
+def test_a_queued_push_does_not_hold_back_an_interrupt(session, client):
+    rid = client.request({"op": "exec", "code": "import time\nprint('busy', flush=True)\n"
+                          "time.sleep(60)\n"})
+    while client.recv()["op"] != "output":
+        pass
+    data = pickle.dumps({"queued": b"q" * (20 * MIB)}, protocol=4)
+    pid = client.request({"op": "push", "bytes": len(data)}, data)
+    t0 = time.time()
+    client.request({"op": "interrupt"})
+    got = client.until_done(rid)
+    assert done_of(got)["status"] == "interrupted" and time.time() - t0 < 3
+    assert done_of(client.until_done(pid))["status"] == "ok"
+    assert text_of(client.exec("print(len(queued))\ndel queued\n"), 1) == "%d\n" % (20 * MIB)
+    assert not os.listdir(str(session.job / "spool"))
+
+
 def test_unknown_and_bad_requests_get_errors(client):
     rid = client.request({"op": "frobnicate"})
     m = client.recv()
@@ -436,6 +452,46 @@ def test_permissions(session):
         mode = os.stat(str(session.job / name)).st_mode
         assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert stat.S_IMODE(os.stat(str(session.job / "cells")).st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_another_user_cannot_connect(session):
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(13)\n")
+    r = subprocess.run([PYTHON, "-c", probe, str(session.job / "hub.sock")],
+                       preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+    assert r.returncode == 13
+
+
+def load_session_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pystrib_session",
+                                                  os.path.join(SRC, "session.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gather_program(module, kind, pieces):
+    prefix, suffix = module.GATHER_PROGRAMS[kind]
+    out = prefix
+    for piece in pieces:
+        out += module.PIECE_HEAD + module.struct.pack("<Q", len(piece)) + piece
+        out += module.PIECE_TAIL
+    return out + suffix
+
+
+def test_gather_programs_load_with_the_standard_unpickler(monkeypatch):
+    module = load_session_module()
+    pieces = [pickle.dumps(v, protocol=4) for v in ([1, 2], (3,), range(4, 6))]
+    assert pickle.loads(gather_program(module, "list", pieces)) == [1, 2, 3, 4, 5]
+    fake = type(sys)("numpy")
+    fake.concatenate = lambda parts: ("concatenated", parts)
+    monkeypatch.setitem(sys.modules, "numpy", fake)
+    pieces = [pickle.dumps("a", protocol=4), pickle.dumps("b", protocol=4)]
+    assert pickle.loads(gather_program(module, "ndarray", pieces)) == \
+        ("concatenated", ("a", "b"))
 
 
 def test_status(session, client):
