@@ -40,6 +40,7 @@ HIGH_WATER = 8 << 20        # queued bytes past which the hub stops reading the 
 TEXT_CHUNK = 64 << 10       # the most text in one output message
 PARTIAL_DELAY = 0.05        # how long a line without its newline waits for the rest
 PICKLE_PROTOCOL = 4
+CLIENT_BACKLOG = 64 << 20   # output queued for one client past which it is dropped
 HERE = os.path.abspath(__file__)
 
 
@@ -750,6 +751,7 @@ class Hub:
         self.between = {}
         self.spooled = 0
         self.relays = []
+        self.stuck = []
         self.shm_before = set()
 
     # -- files
@@ -1115,8 +1117,11 @@ class Hub:
         line = encode({"op": "output", "id": job.id, "cell": job.seq, "rank": rank,
                        "stream": stream, "offset": entry[1], "text": text})
         entry[1] += len(data)
-        for conn in job.followers:
+        for conn in list(job.followers):
             conn.send(line)
+            if conn.outlen > CLIENT_BACKLOG:
+                # A client that cannot keep up reconnects and replays from the files.
+                self.lost(conn)
 
     def stray_output(self, rank, stream, text):
         """Output while no cell runs (a thread a cell left): kept in cells/0."""
@@ -1430,6 +1435,9 @@ class Hub:
             return
         self.stop_reason = reason
         job = self.job
+        if job and job.op == "exec":
+            self.stuck = [self.ranks[r]["pid"] for r in job.pending
+                          if self.ranks.get(r, {}).get("pid")]
         if job:
             for conn, _, payload in job.values.values():
                 if payload is not None and payload.dests is None:
@@ -1546,7 +1554,15 @@ class Hub:
             if conn.kind == "rank":
                 conn.send_msg({"op": "stop"})
             drain(conn, deadline)
-        self.end_mpirun()
+        # Ranks still in a cell cannot read their stop: an interrupt ends the
+        # cell, unless the stop came because the cell ignores interrupts.
+        sig = signal.SIGTERM if self.stop_reason in ("interrupt", "timeout") else signal.SIGINT
+        for pid in self.stuck:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        self.end_mpirun(5 if self.ranks else 0)
         for conn in list(self.conns):
             conn.sock.close()
         for fd in self.between.values():
@@ -1564,11 +1580,11 @@ class Hub:
             found += [p for p in (info.get("pid"), info.get("ppid")) if p]
         return found
 
-    def end_mpirun(self):
+    def end_mpirun(self, grace):
         proc = self.mpirun
         if proc is None:
             return
-        steps = ((5, None), (3, signal.SIGTERM), (3, signal.SIGKILL))
+        steps = ((grace, None), (3, signal.SIGTERM), (3, signal.SIGKILL))
         for wait, sig in steps:
             if sig is not None and proc.poll() is None:
                 for pid in self.pids():
