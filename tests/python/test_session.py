@@ -45,6 +45,7 @@ class Session:
 
     def __init__(self, tmp, np=2, idle_timeout=None, env=None):
         self.tmp = tmp
+        tmp.mkdir(exist_ok=True)
         cell = tmp / "cell"
         cell.mkdir()
         for name in ("session.py", "bootstrap.py"):
@@ -272,6 +273,38 @@ def test_torch_process_group_set_up_before_the_first_cell(client):
     client.exec("t = torch.tensor([rank + 1.0])\ndist.all_reduce(t)\n")
     got = client.exec("print('sum', t.item())\n")
     assert text_of(got, 1) == "sum 3.0\n"
+
+
+FAKE_TORCH = {
+    "__init__.py": "from . import cuda, distributed\n",
+    "cuda.py": "def is_available():\n    return False\n",
+    "distributed.py": (
+        "calls = []\n"
+        "def is_available():\n    return True\n"
+        "def is_initialized():\n    return bool(calls)\n"
+        "def is_nccl_available():\n    return False\n"
+        "def init_process_group(backend, rank, world_size):\n"
+        "    import os\n"
+        "    calls.append((backend, rank, world_size, os.environ['MASTER_ADDR'],\n"
+        "                  os.environ['MASTER_PORT'] != '29500'))\n"
+        "def destroy_process_group():\n    pass\n"),
+}
+
+
+def test_torch_process_group_is_initialised_once_where_torch_imports(tmp_path):
+    """A stand-in torch (where Debian's is not installed) records what the worker calls."""
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    for name, text in FAKE_TORCH.items():
+        (fake / name).write_text(text)
+    s = Session(tmp_path / "s", env={"PYTHONPATH": str(tmp_path / "fake")})
+    try:
+        c = s.client()
+        c.exec("pass\n")
+        got = c.exec("import torch.distributed as dist\nprint(dist.calls)\n")
+        assert text_of(got, 1) == "[('gloo', 1, 2, '127.0.0.1', True)]\n"
+    finally:
+        s.close()
 
 
 def test_interrupt_raises_in_the_cell_and_the_session_goes_on(client):
