@@ -959,10 +959,13 @@ class Hub:
         return None
 
     def broken_message(self):
+        return "session is broken: %s" % self.what_broke()
+
+    def what_broke(self):
         b = self.broken
         if b["rank"] is None:
-            return "session is broken: %s" % b["reason"]
-        return "session is broken: rank %d %s" % (b["rank"], b["reason"])
+            return b["reason"]
+        return "rank %d %s" % (b["rank"], b["reason"])
 
     def hello(self, conn, msg):
         job = self.job
@@ -1393,7 +1396,7 @@ class Hub:
             self.finish(self.job, "broken", message)
         self.fail_queue(message)
         if starting:
-            self.error = message
+            self.error = self.what_broke()
             self.begin_stop("start")
         self.save()
 

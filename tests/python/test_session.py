@@ -285,6 +285,8 @@ FAKE_TORCH = {
         "def is_nccl_available():\n    return False\n"
         "def init_process_group(backend, rank, world_size):\n"
         "    import os\n"
+        "    if os.environ.get('FAKE_TORCH_FAIL'):\n"
+        "        raise RuntimeError('no rendezvous')\n"
         "    calls.append((backend, rank, world_size, os.environ['MASTER_ADDR'],\n"
         "                  os.environ['MASTER_PORT'] != '29500'))\n"
         "def destroy_process_group():\n    pass\n"),
@@ -305,6 +307,25 @@ def test_torch_process_group_is_initialised_once_where_torch_imports(tmp_path):
         assert text_of(got, 1) == "[('gloo', 1, 2, '127.0.0.1', True)]\n"
     finally:
         s.close()
+
+
+def test_a_failed_init_fails_the_start_with_a_clear_error(tmp_path):
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    for name, text in FAKE_TORCH.items():
+        (fake / name).write_text(text)
+    with pytest.raises(AssertionError):
+        Session(tmp_path / "s", env={"PYTHONPATH": str(tmp_path / "fake"),
+                                     "FAKE_TORCH_FAIL": "1"})
+    job = tmp_path / "s" / "job"
+    deadline = time.time() + 30
+    while json.loads((job / "session.json").read_text())["state"] != "stopped":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    st = json.loads((job / "session.json").read_text())
+    assert st["stopped"] == "start"
+    assert st["error"] in ("rank %d failed to start: RuntimeError: "
+                           "no rendezvous" % r for r in (0, 1))
 
 
 def test_interrupt_raises_in_the_cell_and_the_session_goes_on(client):
