@@ -451,7 +451,9 @@ class Session:
             self._raise_for(last, "exec")
         result = CellResult(last)
         if interrupts or result.status == "interrupted":
-            raise CellInterrupted(self._interrupted_text(result, interrupts), result)
+            text = self._interrupted_text(result, interrupts)
+            self.err("pystrib: %s\n" % text)
+            raise CellInterrupted(text, result)
         if raise_error:
             self.check(result)
         return result

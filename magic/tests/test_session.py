@@ -270,3 +270,64 @@ def test_stop_on_exit_is_read_from_the_config(bed, monkeypatch):
     assert pool.stop_on_exit() is False             # the key is unknown: false
     monkeypatch.setenv("FAKE_STOP_ON_EXIT", "true")
     assert pool.stop_on_exit() is True
+
+
+# ---------------------------------------------------------------- a real kernel
+
+def _kernel_run(kc, code, timeout=120, interrupt_after=None, km=None):
+    """Runs code in the kernel; (stdout, stderr, error name or None)."""
+    msg_id = kc.execute(code)
+    out, err, ename = [], [], None
+    t0 = time.monotonic()
+    interrupted = False
+    while True:
+        if interrupt_after is not None and not interrupted and time.monotonic() - t0 > interrupt_after:
+            km.interrupt_kernel()
+            interrupted = True
+        try:
+            msg = kc.get_iopub_msg(timeout=0.5)
+        except Exception:   # queue.Empty
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError("the kernel did not finish: %r" % "".join(out + err))
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            (out if content["name"] == "stdout" else err).append(content["text"])
+        elif kind == "error":
+            ename = content["ename"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(out), "".join(err), ename
+
+
+def test_in_a_real_kernel_rank_interrupt_and_restart(bed, tmp_path):
+    jc = pytest.importorskip("jupyter_client")
+    from conftest import MAGIC
+    env = dict(os.environ, PYTHONPATH=MAGIC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    km = jc.KernelManager(kernel_name="python3")
+    km.start_kernel(env=env, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        assert _kernel_run(kc, "%load_ext pystributed")[2] is None
+        out, err, e = _kernel_run(kc, "%dist_init --num-ranks 3")
+        assert e is None, err
+        out, err, e = _kernel_run(kc, "%%rank[0,2]\nkept = rank * 11\nprint('r', rank)\n")
+        assert e is None and sorted(out.split("\n")[:2]) == ["[0] r 0", "[2] r 2"], (out, err)
+        out, err, e = _kernel_run(kc, "%%distributed\nimport time\ntime.sleep(60)\n",
+                                  interrupt_after=2, km=km, timeout=30)
+        assert e == "CellInterrupted" and "still up" in out + err, (out, err, e)
+        km.restart_kernel(now=False)
+        kc.wait_for_ready(timeout=60)
+        assert _kernel_run(kc, "%load_ext pystributed")[2] is None
+        out, err, e = _kernel_run(kc, "%dist_init --num-ranks 3")
+        assert e is None and "reattached to session" in out, (out, err)
+        out, err, e = _kernel_run(kc, "%%rank[2]\nprint('kept', kept)\n")
+        assert e is None and "[2] kept 22" in out, (out, err)
+        assert _kernel_run(kc, "%dist_shutdown")[2] is None
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert bed.alive_hubs() == []
