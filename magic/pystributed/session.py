@@ -489,8 +489,10 @@ class Session:
             raise cell_error(result, self.id)
         if result.status == "broken" or self.broken:
             b = self.broken or {}
-            raise SessionBroken("session %s is broken: %s" % (
-                self.id, result.message or "rank %s %s" % (b.get("rank"), b.get("reason"))),
+            why = result.message or "rank %s %s" % (b.get("rank"), b.get("reason"))
+            if why.startswith("session is broken: "):
+                why = why[len("session is broken: "):]
+            raise SessionBroken("session %s is broken: %s" % (self.id, why),
                 hint="%%dist_shutdown, then %%dist_init starts a new session")
         raise SessionError("cell %s: %s%s" % (result.cell, result.status,
                                                (": " + result.message) if result.message else ""))
