@@ -179,7 +179,18 @@ class Bed:
                 pids.append(int(p.read_text()))
         return pids
 
-    def alive_hubs(self):
+    def alive_hubs(self, wait=15):
+        """The hubs still running (after up to wait seconds for them to end:
+        a stop is answered before the hub has ended its ranks)."""
+        import time
+        deadline = time.time() + wait
+        while True:
+            alive = self._alive_hubs()
+            if not alive or time.time() > deadline:
+                return alive
+            time.sleep(0.1)
+
+    def _alive_hubs(self):
         alive = []
         for pid in self.hub_pids():
             try:
