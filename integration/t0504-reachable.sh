@@ -5,6 +5,7 @@
 # them from a directory B with no -c and no ./pystrib.ini, after FILE is
 # gone, and with an unrelated config (-c, or ./pystrib.ini in a directory C)
 # whose hosts are elsewhere. A recorded identity that is gone is named.
+# status gives each rank a state (exited N, running, killed by SIGNAME).
 . "$(dirname "$0")/lib.sh"
 bed_up sshd
 
@@ -49,6 +50,7 @@ check_grep "attach from B follows the job" -x "\[1\] hello from rank 1" "$out" |
 check_no_grep "attach from B: no 'no remote host'" "no remote host" "$err"
 expect_exit 0 P status "$id"
 check_grep "status from B says succeeded" "succeeded" "$out" "$err"
+check_grep "status: a state column, rank 1 exited 0" "^1  *0  *[0-9].*  *exited 0$" "$out"
 expect_exit 0 P logs "$id"
 check_grep "logs from B print the ranks' output" -x "\[0\] hello from rank 0" "$out" || show "$err"
 rm -rf "$A/pystrib-results"
@@ -85,9 +87,11 @@ for _ in $(seq 100); do
 done
 expect_exit 0 P status "$id2"
 check_grep "status of a running job from C" "running" "$out" "$err"
+check_grep "status: rank 1's state is running" "^1  *-  *-  *running$" "$out"
 expect_exit 0 P cancel "$id2"
 expect_exit 0 P status "$id2"
 check_grep "status after cancel from C says cancelled" "cancelled" "$out" "$err"
+check_grep "status: a cancelled rank's state says how it ended" "^0  .*  \(killed by SIG\|exited \|no exit code\)" "$out"
 
 # 4. The recorded identity gone: said, with the file's name.
 mv "$BED_SSH_KEY" "$BED_SSH_KEY.away"
