@@ -374,6 +374,60 @@ static void no_config_says_where_it_looked(void **state)
 	buf_release(&err);
 }
 
+/*
+ * The column where an option's description starts in help text (that of
+ * "-h, --help"), or -1. Every option line either has its description there
+ * after at least two spaces, or ends before it (the description follows on
+ * the next line); continuation lines start there too.
+ */
+static int help_column(const char *help)
+{
+	const char *h = strstr(help, "\n  -h, --help");
+	if (!h)
+		return -1;
+	h += 1 + strlen("  -h, --help");
+	return (int)(strlen("  -h, --help") + strspn(h, " "));
+}
+
+static void check_help_columns(const char *verb, const char *help)
+{
+	int col = help_column(help);
+	const char *p = strstr(help, "\noptions:\n");
+
+	if (!p)
+		return;
+	if (col < 0)
+		fail_msg("'%s --help' has no '-h, --help' line", verb);
+	for (p += strlen("\noptions:\n"); *p && *p != '\n'; p = strchr(p, '\n') + 1) {
+		int len = (int)strcspn(p, "\n"), lead = (int)strspn(p, " ");
+		int ok = lead == col;
+		if (p[lead] == '-') {	/* an option: its description at col, or on the next line */
+			char *line = xstrndup(p, (size_t)len);
+			char *gap = strstr(line + lead, "  ");
+			int words = 1;
+			for (const char *w = line + lead; (w = strchr(w, ' ')); w++)
+				words++;
+			/* Alone: "-e, --env KEY=VALUE" at most, no description after one space. */
+			ok = gap ? gap + strspn(gap, " ") - line == col : words <= 3;
+			free(line);
+		}
+		if (!ok)
+			fail_msg("'%s --help': the description column is %d, not so here:\n%.*s",
+				 verb, col, len, p);
+		if (!p[len])
+			break;
+	}
+}
+
+/* In every command's help the option descriptions start at one column. */
+static void help_columns_line_up(void **state)
+{
+	(void)state;
+#define X(verb, needs, summary) check_help_columns(#verb, cmd_##verb##_help);
+	PYSTRIB_COMMANDS(X)
+#undef X
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +443,7 @@ int main(void)
 		cmocka_unit_test(every_command_help_needs_nothing),
 		cmocka_unit_test(job_argument_errors_exit_2),
 		cmocka_unit_test(usage_errors_say_try_help),
+		cmocka_unit_test(help_columns_line_up),
 		cmocka_unit_test(no_config_says_where_it_looked),
 	};
 	return cmocka_run_group_tests(tests, find_bin, free_bin);
