@@ -10,6 +10,7 @@
 #include "config.h"
 #include "engine.h"
 #include "error.h"
+#include "gpucheck.h"
 #include "log.h"
 #include "ref.h"
 #include "registry.h"
@@ -25,7 +26,8 @@ const char cmd_doctor_help[] =
 	"failure: the config, the registry (reachable, credentials accepted, base\n"
 	"image present), the SSH host (reachable, host key known, login works), the\n"
 	"container runtime (or python3 and mpirun for runtime none), the remote work\n"
-	"directory, and the GPUs (nvidia-smi) when [remote] gpus is set.\n"
+	"directory, and the GPUs when [remote] gpus is set (nvidia-smi, and the\n"
+	"NVIDIA container toolkit for docker or a CDI spec for podman).\n"
 	"\n"
 	"The exit code is 0 when everything is fine, else that of the first failed\n"
 	"check: 2 config, 3 registry, 4 SSH or remote host.\n"
@@ -330,35 +332,20 @@ static void check_workdir(struct doctor *d, struct ssh_conn *c, const struct rem
 	buf_release(&out);
 }
 
-static void check_gpus(struct doctor *d, struct ssh_conn *c, const struct remote_config *r)
+static void check_gpus(struct doctor *d, struct ssh_conn *c, const struct config *cfg)
 {
-	static const char *const smi[] = { "nvidia-smi", "-L", NULL };
-	struct buf cmd = BUF_INIT, out;
+	int n;
 
-	if (!r->gpus) {
+	if (!cfg->remote.gpus) {
 		report(d, SKIP, 0, "gpus", NULL, "none requested ([remote] gpus is not set)");
 		return;
 	}
-	buf_init(&out, 1 << 20);
-	shquote_argv(&cmd, smi);
-	if (ssh_conn_run(c, cmd.ptr, "nvidia-smi", &out) < 0) {
-		report(d, FAIL, PS_EXIT_REMOTE, "gpus", "install the NVIDIA driver on the host, or "
-		       "unset [remote] gpus", "%s", error_message());
-	} else {
-		int n = 0;
-		for (const char *p = out.ptr; (p = strstr(p, "GPU ")); p += 4)
-			if (p == out.ptr || p[-1] == '\n')
-				n++;
-		if (n)
-			report(d, OK, 0, "gpus", NULL, "%d GPU%s (%s requested)", n, n == 1 ? "" : "s",
-			       r->gpus);
-		else
-			report(d, FAIL, PS_EXIT_REMOTE, "gpus", "check the driver with nvidia-smi on "
-			       "the host, or unset [remote] gpus", "nvidia-smi lists no GPU");
-	}
+	if (host_gpu_check(c, cfg, &n) < 0)
+		report(d, FAIL, PS_EXIT_REMOTE, "gpus", error_hint_text(), "%s", error_message());
+	else
+		report(d, OK, 0, "gpus", NULL, "%d GPU%s (%s requested), and %s can use them", n,
+		       n == 1 ? "" : "s", cfg->remote.gpus, runtime_name(cfg->remote.runtime));
 	error_clear();
-	buf_release(&cmd);
-	buf_release(&out);
 }
 
 /* "./pystrib.ini, then /home/me/.config/pystrib/config.ini" into b. */
@@ -463,7 +450,7 @@ int cmd_doctor(int argc, char **argv)
 	if (c) {
 		check_runtime(&d, c, &cfg.remote);
 		check_workdir(&d, c, &cfg.remote);
-		check_gpus(&d, c, &cfg.remote);
+		check_gpus(&d, c, &cfg);
 	} else {
 		report(&d, SKIP, 0, "runtime", NULL, "not checked: no SSH login");
 	}
