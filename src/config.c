@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "error.h"
 #include "log.h"
+#include "strvec.h"
 
 enum cfg_type { T_STR, T_INT, T_PORT, T_BOOL, T_RUNTIME, T_GPUS, T_URL, T_PLATFORM };
 enum { F_SECRET = 1 };
@@ -241,24 +242,40 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	return 1;
 }
 
-static const char *find_config_file(const char *explicit, int *must_exist, char **owned)
+int config_search_paths(struct strvec *out, const char *file)
 {
-	*must_exist = 1;
-	*owned = NULL;
-	if (explicit)
-		return explicit;
 	const char *env = getenv("PYSTRIB_CONFIG");
-	if (env && *env)
-		return env;
-	*must_exist = 0;
-	if (access("pystrib.ini", F_OK) == 0)
-		return "pystrib.ini";
 	const char *xdg = getenv("XDG_CONFIG_HOME");
+
+	if (file) {
+		strvec_push(out, file);
+		return 1;
+	}
+	if (env && *env) {
+		strvec_push(out, env);
+		return 1;
+	}
+	strvec_push(out, "pystrib.ini");
 	if (xdg && *xdg)
-		*owned = xstrfmt("%s/pystrib/config.ini", xdg);
+		strvec_pushf(out, "%s/pystrib/config.ini", xdg);
 	else
-		*owned = expand_home("~/.config/pystrib/config.ini");
-	return *owned;
+		strvec_push_nodup(out, expand_home("~/.config/pystrib/config.ini"));
+	return 0;
+}
+
+/* The file to read (owned by the caller), and whether it must exist. */
+static char *find_config_file(const char *explicit, int *must_exist)
+{
+	struct strvec paths = STRVEC_INIT;
+	char *path;
+	size_t i = 0;
+
+	*must_exist = config_search_paths(&paths, explicit);
+	while (!*must_exist && i + 1 < paths.nr && access(paths.v[i], F_OK) != 0)
+		i++;
+	path = xstrdup(paths.v[i]);
+	strvec_release(&paths);
+	return path;
 }
 
 /* Warns about sections and keys pystrib does not know (typos, mostly). */
@@ -306,8 +323,7 @@ static int file_has_password(const struct config *cfg)
 static int read_file(struct config *cfg, const char *explicit)
 {
 	int must_exist;
-	char *owned;
-	const char *path = find_config_file(explicit, &must_exist, &owned);
+	char *path = find_config_file(explicit, &must_exist);
 	int ret = -1;
 
 	FILE *f = fopen(path, "r");
@@ -341,7 +357,7 @@ static int read_file(struct config *cfg, const char *explicit)
 	}
 	fclose(f);
 out:
-	free(owned);
+	free(path);
 	return ret;
 }
 
@@ -492,6 +508,21 @@ static const char *list_remotes(const struct config *cfg, struct buf *out)
 	return out->len ? out->ptr : "none";
 }
 
+void config_print_searched(FILE *out, const char *prefix, const char *file)
+{
+	struct strvec paths = STRVEC_INIT;
+	char *target = config_init_path(file);
+
+	config_search_paths(&paths, file);
+	fprintf(out, "%sno config file; looked for, in order:\n", prefix);
+	for (size_t i = 0; i < paths.nr; i++)
+		fprintf(out, "%s  %s%s\n", prefix, paths.v[i][0] == '/' ? "" : "./", paths.v[i]);
+	fprintf(out, "%srun 'pystrib config init' to write a starter '%s', or copy"
+		" config.ini.example (every key, documented) to one of them\n", prefix, target);
+	free(target);
+	strvec_release(&paths);
+}
+
 int config_load(struct config *cfg, const char *file, const char *remote_name)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -594,9 +625,13 @@ void config_release(struct config *cfg)
 void config_show(const struct config *cfg, FILE *out, int json)
 {
 	json_t *root = json ? json_object() : NULL;
-	if (!json)
-		fprintf(out, "# config file: %s\n# remote: %s\n", cfg->file ? cfg->file : "(none)",
-			cfg->remote_name ? cfg->remote_name : "(default)");
+	if (!json) {
+		fprintf(out, "# config file: %s\n", cfg->file ? cfg->file : "(none)");
+		/* No file: a file given (-c, $PYSTRIB_CONFIG) would have had to exist. */
+		if (!cfg->file)
+			config_print_searched(out, "# ", NULL);
+		fprintf(out, "# remote: %s\n", cfg->remote_name ? cfg->remote_name : "(default)");
+	}
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct cfg_val *v = &cfg->vals[i];
 		const char *shown = !v->value ? NULL : (keys[i].flags & F_SECRET) ? "***" : v->value;
@@ -614,6 +649,15 @@ void config_show(const struct config *cfg, FILE *out, int json)
 	if (json) {
 		json_t *wrap = json_pack("{s:s?,s:s?,s:o}", "file", cfg->file, "remote",
 					 cfg->remote_name, "settings", root);
+		if (!cfg->file) {
+			struct strvec paths = STRVEC_INIT;
+			json_t *searched = json_array();
+			config_search_paths(&paths, NULL);
+			for (size_t i = 0; i < paths.nr; i++)
+				json_array_append_new(searched, json_string(paths.v[i]));
+			json_object_set_new(wrap, "searched", searched);
+			strvec_release(&paths);
+		}
 		json_dumpf(wrap, out, JSON_INDENT(2));
 		fputc('\n', out);
 		json_decref(wrap);

@@ -447,7 +447,7 @@ static int reconnect(struct ssh_conn *c, struct follow *f)
 {
 	int limit = f->reconnect_timeout > 0 ? f->reconnect_timeout : 600;
 	double until = now_monotonic() + limit, wait = 0.5;
-	int r;
+	int r, named;
 
 	if (log_json) {
 		/* The error may quote the host's stderr: any bytes. */
@@ -456,8 +456,10 @@ static int reconnect(struct ssh_conn *c, struct follow *f)
 		event_emit("status", "{s:s,s:s}", "message", "reconnecting", "reason", why.ptr);
 		buf_release(&why);
 	}
-	fprintf(stderr, "pystrib: %s; reconnecting to '%s' (for up to %d s)\n",
-		error_message(), ssh_conn_name(c), limit);
+	/* The host once: the reason ("lost the connection to 'H' ...") names it mostly. */
+	named = strstr(error_message(), ssh_conn_name(c)) != NULL;
+	fprintf(stderr, "pystrib: %s; reconnecting%s%s%s (for up to %d s)\n", error_message(),
+		named ? "" : " to '", named ? "" : ssh_conn_name(c), named ? "" : "'", limit);
 	error_clear();
 	for (;;) {
 		if (interrupt_requested())

@@ -32,6 +32,12 @@ void jobrec_release(struct jobrec *r)
 	free(r->host);
 	free(r->host_name);
 	free(r->jobdir);
+	free(r->ssh_host);
+	free(r->ssh_user);
+	free(r->identity);
+	free(r->known_hosts);
+	free(r->workdir);
+	free(r->config_file);
 	free(r->runtime);
 	free(r->image);
 	free(r->digest);
@@ -224,6 +230,16 @@ static json_t *to_json(const struct jobrec *r)
 	set_string(o, "host", r->host);
 	set_string(o, "host_name", r->host_name);
 	set_string(o, "jobdir", r->jobdir);
+	set_string(o, "ssh_host", r->ssh_host);
+	if (r->ssh_port > 0)
+		json_object_set_new(o, "ssh_port", json_integer(r->ssh_port));
+	else
+		json_object_del(o, "ssh_port");
+	set_string(o, "ssh_user", r->ssh_user);
+	set_string(o, "identity", r->identity);
+	set_string(o, "known_hosts", r->known_hosts);
+	set_string(o, "workdir", r->workdir);
+	set_string(o, "config_file", r->config_file);
 	set_string(o, "runtime", r->runtime);
 	set_string(o, "image", r->image);
 	set_string(o, "digest", r->digest);
@@ -291,6 +307,15 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 	r->host = get_string(o, "host");
 	r->host_name = get_string(o, "host_name");
 	r->jobdir = get_string(o, "jobdir");
+	r->ssh_host = get_string(o, "ssh_host");
+	r->ssh_port = get_int(o, "ssh_port", 0);
+	if (r->ssh_port < 0 || r->ssh_port > 65535)
+		r->ssh_port = 0;
+	r->ssh_user = get_string(o, "ssh_user");
+	r->identity = get_string(o, "identity");
+	r->known_hosts = get_string(o, "known_hosts");
+	r->workdir = get_string(o, "workdir");
+	r->config_file = get_string(o, "config_file");
 	r->runtime = get_string(o, "runtime");
 	r->image = get_string(o, "image");
 	r->digest = get_string(o, "digest");

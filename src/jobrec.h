@@ -38,6 +38,19 @@ struct jobrec {
 				 * then the remote's configuration says where */
 	char *host_name;	/* "user@host:port" as connected (ssh_conn_name), for display */
 	char *jobdir;		/* the remote job directory, "<workdir>/jobs/<id>" (may start "~/") */
+	/*
+	 * Where the job was reached at submit, so that it can be reached
+	 * again from any directory, with any config or none
+	 * (jobrec_set_target, jobrec_target): each NULL (or 0) when unknown,
+	 * then the config fills it in.
+	 */
+	char *ssh_host;		/* a name, address or ~/.ssh/config alias */
+	int ssh_port;		/* 0: ~/.ssh/config's, else 22 */
+	char *ssh_user;		/* NULL: ~/.ssh/config's, else the local user */
+	char *identity;		/* the private key file (absolute) */
+	char *known_hosts;	/* the known_hosts file (absolute); NULL: ~/.ssh/known_hosts */
+	char *workdir;		/* the remote workdir ("~/.pystrib") */
+	char *config_file;	/* the config file read at submit (absolute), or NULL */
 	char *runtime;		/* "docker", "podman", "none" */
 	char *image;		/* "REGISTRY/REPO:TAG@sha256:..." */
 	char *digest;		/* "sha256:..." of the image manifest */

@@ -205,6 +205,7 @@ static void save_record(struct run *r)
 	jobrec_set(&rec.host, r->opt.host);
 	jobrec_set(&rec.host_name, ssh_conn_name(r->conn));
 	jobrec_set(&rec.jobdir, r->dir);
+	jobrec_set_target(&rec, &r->target, r->cfg.file, r->cfg.remote.workdir);
 	jobrec_set(&rec.runtime, runtime_name(r->cfg.remote.runtime));
 	if (r->have_img) {
 		jobrec_set(&rec.image, r->img.reference);

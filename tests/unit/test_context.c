@@ -406,9 +406,15 @@ static void layer_contents(void **state)
 			 "pystrib/cell/inputs/params.json");
 	check_normalised(entries, n);
 	assert_string_equal(content.ptr, "{\"lr\": 0.1}");
-	assert_int_equal(n, 6);	/* pystrib, pystrib/cell, user_code.py, bootstrap.py, inputs, the input */
+	/* pystrib, pystrib/cell, user_code.py, .name, bootstrap.py, inputs, the input */
+	assert_int_equal(n, 7);
 	assert_non_null(entry(entries, n, "pystrib/cell/user_code.py"));
+	assert_non_null(entry(entries, n, "pystrib/cell/user_code.name"));
 	assert_non_null(entry(entries, n, "pystrib/cell/bootstrap.py"));
+	buf_reset(&content);
+	read_archive(ctx.cell.path, entries, ARRAY_SIZE(entries), &content,
+		     "pystrib/cell/user_code.name");
+	assert_string_equal(content.ptr, "nb/cell.py");	/* its path in the project */
 	assert_string_equal(ctx.env[0], "PYSTRIB_CELL=/pystrib/cell/user_code.py");
 	assert_string_equal(context_cmd[1], "/pystrib/cell/bootstrap.py");
 
