@@ -259,13 +259,14 @@ int slurm_submit_error(const char *host, int status, const char *err)
 	/* sbatch says more than one line for a rejected job: the first
 	 * error names what (the partition), the last is the verdict. */
 	const char *first = strstr(e, "sbatch: error: ");
-	if (first) {
+	if (first)
 		first += strlen("sbatch: error: ");
+	else if ((first = strstr(e, "sbatch: ")))
+		first += strlen("sbatch: ");
+	if (first) {
 		line = xstrndup(first, strcspn(first, "\r\n"));
 	} else {
 		line = last_line(e);
-		if (!strncmp(line, "sbatch: ", 8))
-			memmove(line, line + 8, strlen(line + 8) + 1);
 	}
 	if (strstr(e, "nvalid partition")) {
 		error_set(PS_EXIT_USAGE, "Slurm refused the job: %s", line);
