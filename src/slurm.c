@@ -28,7 +28,7 @@ static int next_word(const char **p, struct buf *w)
 			for (s++; *s != '"'; s++) {
 				if (!*s || *s == '$' || *s == '`')
 					return -1;
-				if (*s == '\\' && strchr("\"\\$`", s[1]))
+				if (*s == '\\' && s[1] && strchr("\"\\$`", s[1]))
 					s++;
 				buf_addch(w, *s);
 			}

@@ -81,7 +81,7 @@ static void extra_that_is_not_plain_words(void **state)
 	(void)state;
 	static const char *const bad[] = {
 		"--a='open", "--a=\"open", "--a; rm -rf /", "$(id)", "`id`", "--a|b",
-		"--a=\"$HOME\"", "a\\",
+		"--a=\"$HOME\"", "a\\", "\"a\\",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		struct buf b = BUF_INIT;
