@@ -18,6 +18,7 @@ bed_pkgs=(
   python3-ipykernel python3-nbclient python3-nbformat jupyter-nbconvert python3-pytest
   python3-pip python3-setuptools python3-wheel
   python3-numpy python3-torch python3-ipyparallel
+  slurm-wlm munge libpmix-dev
 )
 
 pkgs=("${build_pkgs[@]}")

@@ -12,6 +12,7 @@
 #include "jobstate.h"
 #include "outcome.h"
 #include "log.h"
+#include "slurm.h"
 #include "util.h"
 
 const char cmd_status_help[] =
@@ -24,7 +25,8 @@ const char cmd_status_help[] =
 	"\n"
 	"When the remote host cannot be reached, the last known state is shown,\n"
 	"marked as such, and the exit code is 4. A job whose directory was removed\n"
-	"on the remote host is 'lost', with the reason.\n"
+	"on the remote host is 'lost', with the reason. A job under Slurm shows its\n"
+	"Slurm job id, and 'pending' with Slurm's reason while it waits.\n"
 	"\n"
 	"options:\n"
 	"  -h, --help          show this help\n"
@@ -74,6 +76,7 @@ static void show(const struct jobrec *r, const char *stale)
 			r->host_name ? r->host_name : "", r->host_name ? ")" : "");
 	line("remote", where);
 	line("directory", r->jobdir);
+	line("slurm job", r->slurm_id);
 	snprintf(state, sizeof(state), "%s%s%s%s", r->state ? r->state : "unknown",
 		 r->state_reason ? " (" : "", r->state_reason ? r->state_reason : "",
 		 r->state_reason ? ")" : "");
@@ -123,14 +126,14 @@ static void emit(const struct jobrec *r, const char *stale)
 							      : json_null(),
 			"state", rank_state(st, sizeof(st), r, i)));
 	event_emit("job", "{s:s,s:s?,s:s?,s:s?,s:i,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:b,s:s?,s:o,"
-		   "s:f,s:f,s:f,s:s?,s:o}",
+		   "s:f,s:f,s:f,s:s?,s:o,s:s?}",
 		   "id", r->id, "remote", r->remote, "host", r->host_name, "jobdir", r->jobdir,
 		   "np", r->np, "image", r->image, "digest", r->digest, "runtime", r->runtime,
 		   "revision", r->revision, "cell", r->cell, "state", r->state,
 		   "stale", stale != NULL, "reason", stale ? stale : r->state_reason,
 		   "exit_code", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null(),
 		   "created", r->created, "started", r->started, "ended", r->ended,
-		   "results", r->results, "ranks", ranks);
+		   "results", r->results, "ranks", ranks, "slurm_id", r->slurm_id);
 }
 
 int cmd_status(int argc, char **argv)
@@ -150,6 +153,8 @@ int cmd_status(int argc, char **argv)
 		return cmd_report(ctx);
 	if (ctx->stale)
 		ret = error_report();
+	else
+		slurm_check_record(ctx->conn, &ctx->rec);
 	if (log_json)
 		emit(&ctx->rec, ctx->stale);
 	else

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "strvec.h"
 
-enum cfg_type { T_STR, T_INT, T_PORT, T_BOOL, T_RUNTIME, T_GPUS, T_URL, T_PLATFORM };
+enum cfg_type { T_STR, T_INT, T_PORT, T_BOOL, T_RUNTIME, T_GPUS, T_URL, T_PLATFORM, T_SCHEDULER };
 enum { F_SECRET = 1 };
 
 struct cfg_key {
@@ -52,6 +52,15 @@ static const struct cfg_key keys[] = {
 	{ "remote", "setup", T_STR, NULL, 0, 0, 0 },
 	{ "remote", "reconnect_timeout", T_INT, "600", 0, 0, 86400 * 7 },
 	{ "remote", "docker_socket", T_STR, "/var/run/docker.sock", 0, 0, 0 },
+	{ "remote", "scheduler", T_SCHEDULER, "none", 0, 0, 0 },
+	{ "slurm", "partition", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "account", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "time", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "nodes", T_INT, "0", 0, 0, 65536 },
+	{ "slurm", "ntasks_per_node", T_INT, "0", 0, 0, 65536 },
+	{ "slurm", "gpus_per_node", T_INT, "0", 0, 0, 1024 },
+	{ "slurm", "extra", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "shared_dir", T_STR, NULL, 0, 0, 0 },
 	{ "job", "np", T_INT, "1", 0, 1, 65536 },
 	{ "job", "timeout", T_INT, "0", 0, 0, 86400 * 365 },
 	{ "job", "results", T_STR, "./pystrib-results", 0, 0, 0 },
@@ -60,7 +69,7 @@ static const struct cfg_key keys[] = {
 };
 #define NKEYS ARRAY_SIZE(keys)
 
-static const char *const sections[] = { "registry", "image", "remote", "job", "notebook" };
+static const char *const sections[] = { "registry", "image", "remote", "slurm", "job", "notebook" };
 
 struct cfg_entry {
 	char *section;		/* as written: "remote.gpu1" */
@@ -179,6 +188,8 @@ static const char *check_value(const struct cfg_key *k, const char *v)
 	case T_URL:
 		return strncmp(v, "http://", 7) && strncmp(v, "https://", 8)
 			       ? "expected a URL starting with http:// or https://" : NULL;
+	case T_SCHEDULER:
+		return strcmp(v, "none") && strcmp(v, "slurm") ? "expected none or slurm" : NULL;
 	case T_PLATFORM: {
 		const char *slash = strchr(v, '/');
 		return !slash || slash == v || !slash[1] ? "expected OS/ARCH[/VARIANT], like linux/amd64" : NULL;
@@ -482,6 +493,16 @@ static void derive(struct config *cfg)
 	cfg->remote.setup = S("remote", "setup");
 	cfg->remote.reconnect_timeout = (int)I("remote", "reconnect_timeout");
 	cfg->remote.docker_socket = S("remote", "docker_socket");
+	const char *sched = S("remote", "scheduler");
+	cfg->remote.scheduler = sched && !strcmp(sched, "slurm") ? SCHEDULER_SLURM : SCHEDULER_NONE;
+	cfg->slurm.partition = S("slurm", "partition");
+	cfg->slurm.account = S("slurm", "account");
+	cfg->slurm.time = S("slurm", "time");
+	cfg->slurm.nodes = (int)I("slurm", "nodes");
+	cfg->slurm.ntasks_per_node = (int)I("slurm", "ntasks_per_node");
+	cfg->slurm.gpus_per_node = (int)I("slurm", "gpus_per_node");
+	cfg->slurm.extra = S("slurm", "extra");
+	cfg->slurm.shared_dir = S("slurm", "shared_dir");
 	cfg->job.np = (int)I("job", "np");
 	cfg->job.timeout = (int)I("job", "timeout");
 	cfg->job.results = S("job", "results");

@@ -19,6 +19,9 @@
 
 enum runtime { RUNTIME_DOCKER, RUNTIME_PODMAN, RUNTIME_NONE };
 
+/* [remote] scheduler: the job started by pystrib itself, or by Slurm (slurm.h). */
+enum scheduler { SCHEDULER_NONE, SCHEDULER_SLURM };
+
 struct registry_config {
 	const char *url;		/* "http://127.0.0.1:5000"; NULL if unset */
 	const char *repository;		/* "pystrib/cells" */
@@ -51,6 +54,19 @@ struct remote_config {
 	const char *setup;		/* shell lines before the job (runtime none) */
 	int reconnect_timeout;		/* seconds */
 	const char *docker_socket;	/* the engine's API socket; "" or NULL: not used */
+	enum scheduler scheduler;
+};
+
+/* [slurm]: how a job of scheduler slurm is submitted (slurm.h); 0 / NULL: unset. */
+struct slurm_config {
+	const char *partition;
+	const char *account;
+	const char *time;		/* sbatch --time; NULL: from --timeout, else Slurm's */
+	int nodes;
+	int ntasks_per_node;
+	int gpus_per_node;
+	const char *extra;		/* more sbatch options, shell-quoted words */
+	const char *shared_dir;		/* what every node sees; NULL: [remote] workdir */
 };
 
 struct job_config {
@@ -69,6 +85,7 @@ struct config {
 	struct registry_config registry;
 	struct image_config image;
 	struct remote_config remote;
+	struct slurm_config slurm;
 	struct job_config job;
 
 	/* private to config.c */

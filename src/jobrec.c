@@ -47,6 +47,7 @@ void jobrec_release(struct jobrec *r)
 	free(r->state);
 	free(r->state_reason);
 	free(r->state_code);
+	free(r->slurm_id);
 	free(r->ranks);
 	json_decref(r->extra);
 	jobrec_init(r);
@@ -249,6 +250,7 @@ static json_t *to_json(const struct jobrec *r)
 	set_string(o, "state", r->state);
 	set_string(o, "state_reason", r->state_reason);
 	set_string(o, "state_code", r->state_code);
+	set_string(o, "slurm_id", r->slurm_id);
 	json_object_set_new(o, "np", json_integer(r->np));
 	set_int_or_null(o, "exit_code", r->exit_code);
 	set_time(o, "created", r->created);
@@ -325,6 +327,7 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 	r->state = get_string(o, "state");
 	r->state_reason = get_string(o, "state_reason");
 	r->state_code = get_string(o, "state_code");
+	r->slurm_id = get_string(o, "slurm_id");
 	r->exit_code = get_int(o, "exit_code", -1);
 	r->created = get_number(o, "created", 0);
 	r->started = get_number(o, "started", 0);

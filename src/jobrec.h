@@ -61,6 +61,7 @@ struct jobrec {
 				 * failed timeout cancelled lost; NULL: unknown */
 	char *state_reason;	/* why, for `lost` (and other failures); may be NULL */
 	char *state_code;	/* the code of that (reason.h's names: "dir-gone", ...), or NULL */
+	char *slurm_id;		/* scheduler slurm: the Slurm job id ("1234"), else NULL */
 	int np;			/* ranks */
 	int exit_code;		/* mpirun's exit status; -1: unknown */
 	double created;		/* submission time, seconds since the epoch; 0: unknown */
