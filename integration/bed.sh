@@ -2,7 +2,8 @@
 # The test bed: the real services pystrib talks to, started on loopback in a
 # directory of their own, and stopped again. Several beds can run at once.
 #
-#   integration/bed.sh start DIR [SERVICES...]   registry tls sshd docker podman base (default: all)
+#   integration/bed.sh start DIR [SERVICES...]   registry tls sshd docker podman base slurm
+#                                                (default: all but slurm)
 #   integration/bed.sh stop DIR                  stops everything started in DIR; idempotent
 #
 # DIR/env (sourced by tests) says where each service listens; DIR/pystrib.ini
@@ -138,6 +139,88 @@ EOF
 		podman info > "$d/info.log" 2>&1 || { tail -n 20 "$d/info.log" >&2; die "podman does not work"; }
 }
 
+# Slurm: munge, slurmctld and two slurmd nodes, n1 and n2, on this machine
+# (ENVIRONMENT.md): both nodes on 127.0.0.1 with ports of their own, a
+# spool and a TmpFS per node (PMIx's appdirs collide without), 2 CPUs each
+# whatever the machine has (config_overrides), no accounting. Clients find
+# it through SLURM_CONF (sshd passes it on to its sessions), munge's socket
+# through AuthInfo.
+write_slurm_conf() {	# write_slurm_conf DIR MUNGE_SOCKET CTLD_PORT N1_PORT N2_PORT
+	local d=$1 host
+	host=$(hostname)
+	cat <<EOF
+ClusterName=pystribbed
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$3
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$2
+StateSaveLocation=$d/state
+SlurmctldPidFile=$d/slurmctld.pid
+SlurmctldLogFile=$d/slurmctld.log
+SlurmdPidFile=$d/slurmd-%n.pid
+SlurmdLogFile=$d/slurmd-%n.log
+SlurmdSpoolDir=$d/spool-%n
+TmpFS=$d/tmp-%n
+SlurmdParameters=config_overrides
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+JobAcctGatherType=jobacct_gather/none
+MinJobAge=600
+TaskProlog=$d/task-prolog
+KillWait=5
+InactiveLimit=0
+SlurmctldTimeout=30
+SlurmdTimeout=30
+NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$4 CPUs=2 State=UNKNOWN
+NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$5 CPUs=2 State=UNKNOWN
+PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
+EOF
+}
+
+svc_slurm() {
+	local d=$DIR/slurm m=$DIR/slurm/munge n
+	mkdir -p "$d/state" "$d/tmp-n1" "$d/tmp-n2" "$m"
+	chmod 755 "$m"
+	(umask 077; dd if=/dev/urandom bs=1 count=1024 of="$m/munge.key" status=none)
+	# As this user (root), not as munge: the bed's directory is private
+	# (mode 700), which munged checks and --force lets pass.
+	setsid munged -F --force --socket="$m/munge.socket" --key-file="$m/munge.key" \
+		--pid-file="$m/munged.pid" --log-file="$m/munged.log" --seed-file="$m/munged.seed" \
+		> "$d/munged.out" 2>&1 < /dev/null &
+	echo $! > "$DIR/munge.pid"
+	wait_for 30 "$d/munged.out" sh -c "munge -n -S '$m/munge.socket' | unmunge -S '$m/munge.socket'" ||
+		return 1
+	# Both nodes have the same host name: Open MPI takes ranks of n1 and
+	# n2 for neighbours and its shared-memory transport crashes (signal
+	# 11), as with two namespace hosts of one name. On real nodes it is
+	# right; here the tasks use TCP.
+	printf '#!/bin/sh\necho export OMPI_MCA_btl=self,tcp\n' > "$d/task-prolog"
+	chmod 755 "$d/task-prolog"
+	write_slurm_conf "$d" "$m/munge.socket" "$(free_port)" "$(free_port)" "$(free_port)" > "$d/slurm.conf"
+	export SLURM_CONF=$d/slurm.conf
+	setsid slurmctld -D -i -f "$d/slurm.conf" > "$d/slurmctld.out" 2>&1 < /dev/null &
+	echo $! > "$DIR/slurmctld.pid"
+	wait_for 60 "$d/slurmctld.log" scontrol ping || return 1
+	for n in n1 n2; do
+		setsid slurmd -D -N "$n" -f "$d/slurm.conf" > "$d/slurmd-$n.out" 2>&1 < /dev/null &
+		echo $! > "$DIR/slurmd-$n.pid"
+	done
+	wait_for 60 "$d/slurmd-n2.log" sh -c '[ "$(sinfo -h -N -o %t | grep -c idle)" -eq 2 ]' || return 1
+	envline SLURM_CONF "$d/slurm.conf"
+	envline BED_SLURM_CONF "$d/slurm.conf"
+	envline BED_SLURM_LOG "$d/slurmctld.log"
+}
+
 svc_sshd() {
 	local d=$DIR/ssh port
 	port=$(free_port)
@@ -163,6 +246,7 @@ svc_sshd() {
 		[ -n "${BED_DOCKER_HOST:-}" ] && printf ' DOCKER_HOST=%s' "$BED_DOCKER_HOST"
 		[ -n "${BED_CONTAINERS_CONF:-}" ] && printf ' CONTAINERS_CONF=%s CONTAINERS_STORAGE_CONF=%s' \
 			"$BED_CONTAINERS_CONF" "$BED_CONTAINERS_STORAGE_CONF"
+		[ -n "${BED_SLURM_CONF:-}" ] && printf ' SLURM_CONF=%s' "$BED_SLURM_CONF"
 		echo
 	} > "$d/sshd_config"
 	/usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
@@ -254,7 +338,7 @@ write_config() {
 }
 
 cmd_start() {
-	[ $# -ge 1 ] || die "usage: bed.sh start DIR [registry tls sshd docker podman base]"
+	[ $# -ge 1 ] || die "usage: bed.sh start DIR [registry tls sshd docker podman base slurm]"
 	DIR=$(realpath -m "$1")
 	shift
 	local services=("$@")
@@ -264,7 +348,7 @@ cmd_start() {
 	envline BED_DIR "$DIR"
 	# Order matters: sshd passes the engines' addresses to its sessions.
 	local s
-	for s in registry tls docker podman base sshd; do
+	for s in registry tls docker podman base slurm sshd; do
 		if printf '%s\n' "${services[@]}" | grep -qx "$s"; then
 			if ! "svc_$s"; then
 				cmd_stop "$DIR"
@@ -273,7 +357,7 @@ cmd_start() {
 		fi
 	done
 	for s in "${services[@]}"; do
-		case $s in registry|tls|docker|podman|base|sshd) ;; *) cmd_stop "$DIR"; die "unknown service '$s'";; esac
+		case $s in registry|tls|docker|podman|base|slurm|sshd) ;; *) cmd_stop "$DIR"; die "unknown service '$s'";; esac
 	done
 	write_config
 }
@@ -307,6 +391,15 @@ cmd_stop() {
 	kill_pidfile "$DIR/registry.pid"
 	kill_pidfile "$DIR/tls.pid"
 	kill_pidfile "$DIR/docker.pid"
+	# Slurm: its jobs, the nodes (their steps go with them), the
+	# controller, munge last.
+	if [ -f "$DIR/slurm/slurm.conf" ]; then
+		SLURM_CONF=$DIR/slurm/slurm.conf timeout 10 scancel --quiet --user=root 2>/dev/null || true
+	fi
+	kill_pidfile "$DIR/slurmd-n1.pid"
+	kill_pidfile "$DIR/slurmd-n2.pid"
+	kill_pidfile "$DIR/slurmctld.pid"
+	kill_pidfile "$DIR/munge.pid"
 	# Whatever the daemons left mounted (overlay layers, container shm).
 	{ grep -F " $DIR/" /proc/mounts || true; } | cut -d' ' -f2 | sort -r | while read -r m; do
 		umount -l "$m" 2>/dev/null || true

@@ -44,6 +44,7 @@
 #   job_id_from_err FILE    the id in the "pystrib: job ID: ..." line run prints on stderr
 #                           (for runs whose text output a check reads)
 #   pinned_ref REFERENCE    REGISTRY/REPO@sha256:... from a printed reference (with a tag or not)
+#   push_image_without_mpirun   the bed's base without mpirun, as $BED_REGISTRY/nompi:1
 #   $PYSTRIB                the binary under test (integration/run.sh sets it)
 #   $PY, $DOCKER            Debian's python3 and the bed's docker client
 # shellcheck shell=bash
@@ -313,6 +314,18 @@ for line in open(sys.argv[1]):
 
 job_id_from_err() {
 	sed -n 's/^pystrib: job \([0-9a-f-]*\):.*/\1/p' "$1" | head -1
+}
+
+# push_image_without_mpirun: builds the bed's base without Open MPI's
+# launchers on the bed's docker and pushes it as $BED_REGISTRY/nompi:1
+# (an image whose jobs cannot start a rank). Non-zero if that failed.
+push_image_without_mpirun() {
+	printf 'FROM %s\nRUN rm -f /usr/bin/mpirun /usr/bin/mpiexec /usr/bin/orterun\n' "$BED_BASE" \
+		> "$BED_DIR/nompi.Dockerfile"
+	mkdir -p "$BED_DIR/empty-ctx"
+	DOCKER_HOST=$BED_DOCKER_HOST DOCKER_BUILDKIT=0 "$DOCKER" build -q --network none \
+		-t "$BED_REGISTRY/nompi:1" -f "$BED_DIR/nompi.Dockerfile" "$BED_DIR/empty-ctx" > /dev/null &&
+		DOCKER_HOST=$BED_DOCKER_HOST "$DOCKER" push -q "$BED_REGISTRY/nompi:1" > /dev/null
 }
 
 pinned_ref() {

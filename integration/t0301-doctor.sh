@@ -3,7 +3,8 @@
 # credentials), sshd and the host's python3/mpirun: all good exits 0; each
 # failure is named on its own line with a fix and exits with its category's
 # code (2 config, 3 registry, 4 SSH/remote); an unknown host key is trusted
-# only with --trust-host; a changed host key is never accepted.
+# only with --trust-host; a changed host key is never accepted. With no
+# config file doctor says where it looked; a config with warnings is no ok.
 . "$(dirname "$0")/lib.sh"
 bed_up registry tls sshd base
 
@@ -49,6 +50,16 @@ PYSTRIB_REMOTE_PYTHON=python3-pystrib-nosuch expect_exit 4 doctor --remote none
 check_grep "missing remote python: named" "^FAIL  python .*has no 'python3-pystrib-nosuch'" "$out"
 PYSTRIB_REMOTE_GPUS=all expect_exit 4 doctor --remote none
 check_grep "gpus without nvidia-smi: named" "^FAIL  gpus .*nvidia-smi" "$out"
+# The same check run asks before a --gpus job: a host whose nvidia-smi (a
+# stand-in on the job's PATH through [remote] setup) lists one GPU.
+mkdir -p "$BED_DIR/fakegpu"
+printf '#!/bin/sh\necho "GPU 0: Stand-in (UUID: GPU-0)"\n' > "$BED_DIR/fakegpu/nvidia-smi"
+chmod +x "$BED_DIR/fakegpu/nvidia-smi"
+gpu_setup="PATH=$BED_DIR/fakegpu:\$PATH"
+PYSTRIB_REMOTE_SETUP=$gpu_setup PYSTRIB_REMOTE_GPUS=all expect_exit 0 doctor --remote none
+check_grep "gpus: one listed, ok" "^ok    gpus .*1 GPU (all requested)" "$out"
+PYSTRIB_REMOTE_SETUP=$gpu_setup PYSTRIB_REMOTE_GPUS=2 expect_exit 4 doctor --remote none
+check_grep "gpus: more asked for than there are, named" "^FAIL  gpus .*has 1 GPU; '2' asks for 2" "$out"
 
 # 5. SSH: unreachable port, wrong key.
 port=$(free_port)
@@ -86,3 +97,19 @@ check_cmp "changed host key: known_hosts untouched" "$BED_DIR/kh.before" "$BED_K
 printf '[job]\nnp = many\n' > "$BED_DIR/bad.ini"
 expect_exit 2 "$PYSTRIB" -c "$BED_DIR/bad.ini" doctor
 check_grep "config error: its own line" "^FAIL  config " "$out"
+
+# 9. No config file at all: where doctor looked, and what to do; warnings are no ok.
+mkdir -p "$BED_DIR/noconf"
+cd "$BED_DIR/noconf" || exit 1
+expect_exit 2 "$PYSTRIB" doctor
+cd - > /dev/null || exit 1
+check_grep "no config: the paths looked for, in order" \
+	"^FAIL  config      no config file; looked for ./pystrib.ini, then $XDG_CONFIG_HOME/pystrib/config.ini" \
+	"$out"
+check_grep "no config: points to config init" "fix: run 'pystrib config init'" "$out"
+check_no_grep "no config: no '(none)' host" "(none)" "$out"
+{ cat "$BED_CONFIG"; printf '[job]\nnpp = 2\n'; } > "$BED_DIR/typo.ini"
+# (Its exit code is the host key's, changed in 7.)
+"$PYSTRIB" -c "$BED_DIR/typo.ini" doctor --remote none > "$BED_DIR/typo.out" 2>&1
+check_grep "a config with warnings: warn, not ok" "^warn  config .*with 1 warning" "$BED_DIR/typo.out"
+check_no_grep "a config with warnings: no ok config line" "^ok    config" "$BED_DIR/typo.out"

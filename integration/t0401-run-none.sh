@@ -59,6 +59,8 @@ check_grep "names the failed rank" "^rank 1 failed (exit 1)" "$err"
 check "shows the end of its stderr: the traceback" eval \
 	'grep -q "^    ValueError: rank one is unhappy" "$err" && grep -q "in inner" "$err"' || show "$err"
 check_grep "the traceback streamed with its rank prefix" "^\[1\] ValueError: rank one is unhappy" "$err"
+check_grep "the traceback names the cell's file, not user_code.py" 'File "fails.py", line 5, in inner' "$err"
+check_no_grep "no /pystrib/cell/user_code.py in the traceback" "user_code.py" "$err"
 
 # 3. --timeout: exit 5, the job stopped, nothing left running.
 cat > sleeps.py <<'EOF'

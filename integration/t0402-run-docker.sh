@@ -106,13 +106,7 @@ if [ "$ENGINE" = docker ]; then
 
 	# An image without mpirun: no rank can start; exit 4 (the host's side,
 	# not the cell's) with what is missing.
-	printf 'FROM %s\nRUN rm -f /usr/bin/mpirun /usr/bin/mpiexec /usr/bin/orterun\n' "$BED_BASE" \
-		> "$BED_DIR/nompi.Dockerfile"
-	mkdir -p "$BED_DIR/empty-ctx"
-	if check "docker: an image without mpirun is built and pushed" eval \
-		'DOCKER_HOST=$BED_DOCKER_HOST DOCKER_BUILDKIT=0 "$DOCKER" build -q --network none \
-		-t "$BED_REGISTRY/nompi:1" -f "$BED_DIR/nompi.Dockerfile" "$BED_DIR/empty-ctx" > /dev/null &&
-		DOCKER_HOST=$BED_DOCKER_HOST "$DOCKER" push -q "$BED_REGISTRY/nompi:1" > /dev/null'; then
+	if check "docker: an image without mpirun is built and pushed" push_image_without_mpirun; then
 		PYSTRIB_IMAGE_BASE=$BED_REGISTRY/nompi:1 expect_exit 4 run allreduce.py -n 2
 		check_grep "docker: an image without mpirun: said so" "the image has no 'mpirun'" "$err"
 	fi

@@ -77,7 +77,7 @@ for engine in docker docker-login podman; do
 	# The text output is what this run checks: its id from stderr.
 	id=$(job_id_from_err "$err")
 	check "$engine: no login file left in the job directory" eval '[ -n "$id" ] && [ ! -e "$jobs_dir/$id/.auth" ]'
-	ref=$(sed -n 's/^  image:   //p' "$err")
+	ref=$(sed -n 's/^  image:   \([^ ]*\).*/\1/p' "$err")	# the pinned reference, before "(tag ...)"
 	check "$engine: the image is in the registry with a password ($ref)" eval '[[ $ref == "$reg"/*@sha256:* ]]'
 done
 found=$(grep -rlF -- "$password" "$jobs_dir" "$work" "$HOME/.local/state" "$BED_SSHD_LOG" "$BED_DIR/remote" 2>/dev/null)

@@ -124,13 +124,7 @@ check_no_grep "no GPU runtime: no spurious warning about removing the container"
 same_outcome "no GPU runtime" 4 "$id"
 
 # 9. docker: an image without mpirun: 4, said so.
-printf 'FROM %s\nRUN rm -f /usr/bin/mpirun /usr/bin/mpiexec /usr/bin/orterun\n' "$BED_BASE" \
-	> "$BED_DIR/nompi.Dockerfile"
-mkdir -p "$BED_DIR/empty-ctx"
-if check "an image without mpirun is built and pushed" eval \
-	'DOCKER_HOST=$BED_DOCKER_HOST DOCKER_BUILDKIT=0 "$DOCKER" build -q --network none \
-	-t "$BED_REGISTRY/nompi:1" -f "$BED_DIR/nompi.Dockerfile" "$BED_DIR/empty-ctx" > /dev/null &&
-	DOCKER_HOST=$BED_DOCKER_HOST "$DOCKER" push -q "$BED_REGISTRY/nompi:1" > /dev/null'; then
+if check "an image without mpirun is built and pushed" push_image_without_mpirun; then
 	PYSTRIB_IMAGE_BASE=$BED_REGISTRY/nompi:1 expect_exit 4 \
 		"$PYSTRIB" -c "$BED_CONFIG" run --no-project ok.py -n 1
 	id=$(job_id_from_err "$err")

@@ -120,6 +120,8 @@ code=$?
 check_eq "(a) exit 0" 0 "$code" || show a.err
 check "(a) says it lost the connection and reconnected" eval \
 	'grep -q "lost the connection to .*reconnecting" a.err && grep -q "reconnected to" a.err' || show a.err
+check_eq "(a) the reconnect message names the host once" 1 \
+	"$(grep -m1 "reconnecting" a.err | grep -o "'[^']*@[^']*:[0-9]*'" | wc -l)" || show a.err
 check "(a) every number exactly once, in order" all_numbers a.out || show a.out
 check_eq "(a) $N lines" "$N" "$(grep -c '^\[0\] n ' a.out)"
 

@@ -17,6 +17,8 @@ bed_pkgs=(
   openmpi-bin python3-mpi4py mmdebstrap skopeo umoci iproute2 procps psmisc curl
   python3-ipykernel python3-nbclient python3-nbformat jupyter-nbconvert python3-pytest
   python3-pip python3-setuptools python3-wheel
+  python3-numpy python3-torch python3-ipyparallel
+  slurm-wlm munge libpmix-dev
 )
 
 pkgs=("${build_pkgs[@]}")

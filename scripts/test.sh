@@ -33,7 +33,11 @@ if [ ${#pytests[@]} -gt 0 ]; then
   PYSTRIB_BIN="$build/pystrib" /usr/bin/python3 -m pytest -q "${pytests[@]}"
 fi
 
-if [ -x scripts/fuzz.sh ] && [ "${CI:-}" = true ]; then
+if [ ! -x scripts/fuzz.sh ]; then
+  echo "== fuzzing skipped: no scripts/fuzz.sh"
+elif [ "${CI:-}" != true ]; then
+  echo "== fuzzing skipped: it runs in CI only (CI=true scripts/test.sh, or scripts/fuzz.sh SECONDS)"
+else
   echo "== fuzzing (${PYSTRIB_FUZZ_SECONDS:-30} s per harness)"
   scripts/fuzz.sh "${PYSTRIB_FUZZ_SECONDS:-30}"
 fi

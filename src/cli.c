@@ -66,11 +66,21 @@ int cli_opts_merge(struct cli_opts *o, const char *shorts, const struct option *
 	return 0;
 }
 
-/* The first line of a help text, which is its usage line. */
+/*
+ * The first line of a help text, which is its usage line, and where to
+ * read the rest: "Try 'pystrib VERB --help'." (VERB from that line).
+ */
 static void print_usage_line(const char *help)
 {
+	static const char lead[] = "usage: pystrib ";
 	size_t n = strcspn(help, "\n");
+
 	fprintf(stderr, "%.*s\n", (int)n, help);
+	if (!strncmp(help, lead, sizeof(lead) - 1) && help[sizeof(lead) - 1] >= 'a' &&
+	    help[sizeof(lead) - 1] <= 'z') {
+		const char *verb = help + sizeof(lead) - 1;
+		fprintf(stderr, "Try 'pystrib %.*s --help'.\n", (int)strcspn(verb, " \n"), verb);
+	}
 }
 
 int cli_usage_error(const char *help, const char *fmt, ...)
@@ -141,7 +151,6 @@ int cli_getopt(int argc, char **argv, const char *shortopts,
 		} else {
 			cli_usage_error(help, "unknown option '-%c'", optopt);
 		}
-		fprintf(stderr, "Try 'pystrib %s --help'.\n", argv[0]);
 		return CLI_ERROR;
 	}
 	return c;

@@ -73,7 +73,10 @@ enum { CLI_HELP = -2, CLI_ERROR = -3 };
 int cli_getopt(int argc, char **argv, const char *shortopts,
 	       const struct option *longopts, const char *help);
 
-/* Prints "pystrib: MSG" and the usage line of `help`, returns PS_EXIT_USAGE. */
+/*
+ * Prints "pystrib: MSG", the usage line of `help` and "Try 'pystrib VERB
+ * --help'."; returns PS_EXIT_USAGE.
+ */
 int cli_usage_error(const char *help, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The table, for `help` and suggestions. */

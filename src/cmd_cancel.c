@@ -20,6 +20,7 @@ const char cmd_cancel_help[] =
 	"script stops its container), then, if it has not ended within 10 seconds,\n"
 	"KILL and `docker|podman rm -f` of its container. Its state becomes\n"
 	"'cancelled'. A job that has already ended is left as it is (and said so).\n"
+	"A job under Slurm ([remote] scheduler = slurm) is stopped with scancel.\n"
 	"JOB is an id, a unique prefix of one, or 'last'.\n"
 	"\n"
 	"options:\n"

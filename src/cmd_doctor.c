@@ -10,10 +10,12 @@
 #include "config.h"
 #include "engine.h"
 #include "error.h"
+#include "gpucheck.h"
 #include "log.h"
 #include "ref.h"
 #include "registry.h"
 #include "shquote.h"
+#include "strvec.h"
 #include "ssh.h"
 #include "util.h"
 
@@ -24,7 +26,8 @@ const char cmd_doctor_help[] =
 	"failure: the config, the registry (reachable, credentials accepted, base\n"
 	"image present), the SSH host (reachable, host key known, login works), the\n"
 	"container runtime (or python3 and mpirun for runtime none), the remote work\n"
-	"directory, and the GPUs (nvidia-smi) when [remote] gpus is set.\n"
+	"directory, and the GPUs when [remote] gpus is set (nvidia-smi, and the\n"
+	"NVIDIA container toolkit for docker or a CDI spec for podman).\n"
 	"\n"
 	"The exit code is 0 when everything is fine, else that of the first failed\n"
 	"check: 2 config, 3 registry, 4 SSH or remote host.\n"
@@ -42,10 +45,12 @@ const char cmd_doctor_help[] =
 
 struct doctor {
 	int code;		/* exit code of the first failure, 0 if none */
+	int warned;		/* checks that said warn */
 	int tty;
 };
 
-enum state { OK, FAIL, SKIP, INFO };
+/* WARN: not ok, yet no failure (the exit code stays 0). */
+enum state { OK, FAIL, SKIP, INFO, WARN };
 
 /* One line of the report; fix is shown under a failure. */
 static void report(struct doctor *d, enum state st, int code, const char *check,
@@ -53,9 +58,10 @@ static void report(struct doctor *d, enum state st, int code, const char *check,
 static void report(struct doctor *d, enum state st, int code, const char *check,
 		   const char *fix, const char *fmt, ...)
 {
-	static const char *const names[] = { "ok", "FAIL", "skip", "info" };
-	static const char *const json_names[] = { "ok", "fail", "skip", "info" };
-	static const char *const colors[] = { "\033[32m", "\033[31;1m", "\033[33m", "\033[36m" };
+	static const char *const names[] = { "ok", "FAIL", "skip", "info", "warn" };
+	static const char *const json_names[] = { "ok", "fail", "skip", "info", "warn" };
+	static const char *const colors[] = { "\033[32m", "\033[31;1m", "\033[33m", "\033[36m",
+					      "\033[33;1m" };
 	struct buf msg = BUF_INIT;
 	va_list ap;
 
@@ -64,6 +70,7 @@ static void report(struct doctor *d, enum state st, int code, const char *check,
 	va_end(ap);
 	if (st == FAIL && !d->code)
 		d->code = code;
+	d->warned += st == WARN;
 	if (log_json) {
 		event_emit("check", "{s:s,s:s,s:s,s:s?}", "check", check, "state", json_names[st],
 			   "message", msg.ptr, "fix", st == FAIL ? fix : NULL);
@@ -325,35 +332,87 @@ static void check_workdir(struct doctor *d, struct ssh_conn *c, const struct rem
 	buf_release(&out);
 }
 
-static void check_gpus(struct doctor *d, struct ssh_conn *c, const struct remote_config *r)
+static void check_gpus(struct doctor *d, struct ssh_conn *c, const struct config *cfg)
 {
-	static const char *const smi[] = { "nvidia-smi", "-L", NULL };
-	struct buf cmd = BUF_INIT, out;
+	int n;
 
-	if (!r->gpus) {
+	if (!cfg->remote.gpus) {
 		report(d, SKIP, 0, "gpus", NULL, "none requested ([remote] gpus is not set)");
 		return;
 	}
-	buf_init(&out, 1 << 20);
-	shquote_argv(&cmd, smi);
-	if (ssh_conn_run(c, cmd.ptr, "nvidia-smi", &out) < 0) {
-		report(d, FAIL, PS_EXIT_REMOTE, "gpus", "install the NVIDIA driver on the host, or "
-		       "unset [remote] gpus", "%s", error_message());
-	} else {
-		int n = 0;
-		for (const char *p = out.ptr; (p = strstr(p, "GPU ")); p += 4)
-			if (p == out.ptr || p[-1] == '\n')
-				n++;
-		if (n)
-			report(d, OK, 0, "gpus", NULL, "%d GPU%s (%s requested)", n, n == 1 ? "" : "s",
-			       r->gpus);
-		else
-			report(d, FAIL, PS_EXIT_REMOTE, "gpus", "check the driver with nvidia-smi on "
-			       "the host, or unset [remote] gpus", "nvidia-smi lists no GPU");
-	}
+	if (host_gpu_check(c, cfg, &n) < 0)
+		report(d, FAIL, PS_EXIT_REMOTE, "gpus", error_hint_text(), "%s", error_message());
+	else
+		report(d, OK, 0, "gpus", NULL, "%d GPU%s (%s requested), and %s can use them", n,
+		       n == 1 ? "" : "s", cfg->remote.gpus, runtime_name(cfg->remote.runtime));
 	error_clear();
-	buf_release(&cmd);
-	buf_release(&out);
+}
+
+/* "./pystrib.ini, then /home/me/.config/pystrib/config.ini" into b. */
+static void searched(struct buf *b)
+{
+	struct strvec paths = STRVEC_INIT;
+
+	config_search_paths(&paths, NULL);
+	for (size_t i = 0; i < paths.nr; i++)
+		buf_addf(b, "%s%s%s", i ? ", then " : "", paths.v[i][0] == '/' ? "" : "./",
+			 paths.v[i]);
+	strvec_release(&paths);
+}
+
+/* The config line when no file was found: settings from the environment at most. */
+static void report_no_file(struct doctor *d, const struct config *cfg)
+{
+	struct buf where = BUF_INIT, fix = BUF_INIT;
+	char *target = config_init_path(NULL);
+
+	searched(&where);
+	buf_addf(&fix, "run 'pystrib config init' to write a starter '%s', or copy "
+		 "config.ini.example (every key, documented) to one of them", target);
+	if (cfg->remote.host)
+		report(d, INFO, 0, "config", NULL, "no config file (looked for %s); remote host "
+		       "'%s' from %s", where.ptr, cfg->remote.host, config_origin(cfg, "remote.host"));
+	else
+		report(d, FAIL, PS_EXIT_USAGE, "config", fix.ptr, "no config file; looked for %s",
+		       where.ptr);
+	free(target);
+	buf_release(&where);
+	buf_release(&fix);
+}
+
+/*
+ * Loads the config and says how that went: a failure, no file, warnings
+ * (printed above the line), or ok. 0, or -1 when there is no config to go on.
+ */
+static int check_config(struct doctor *d, struct config *cfg, const char *remote)
+{
+	unsigned long warnings = log_warnings;
+	struct buf what = BUF_INIT;
+
+	if (config_load(cfg, cli.config_file, remote) < 0) {
+		report(d, FAIL, PS_EXIT_USAGE, "config", error_hint_text() ? error_hint_text()
+		       : "'pystrib config show' explains each setting", "%s", error_message());
+		error_clear();
+		return -1;
+	}
+	warnings = log_warnings - warnings;
+	if (!cfg->file) {
+		report_no_file(d, cfg);
+		return 0;
+	}
+	buf_addf(&what, "'%s' loaded", cfg->file);
+	if (remote)
+		buf_addf(&what, "; remote '%s'", remote);
+	if (cfg->remote.host)
+		buf_addf(&what, "%s host '%s' (from %s)", remote ? "," : "; remote", cfg->remote.host,
+			 config_origin(cfg, "remote.host"));
+	if (warnings)
+		report(d, WARN, 0, "config", NULL, "%s, with %lu warning%s (above)", what.ptr,
+		       warnings, warnings == 1 ? "" : "s");
+	else
+		report(d, OK, 0, "config", NULL, "%s", what.ptr);
+	buf_release(&what);
+	return 0;
 }
 
 int cmd_doctor(int argc, char **argv)
@@ -364,7 +423,7 @@ int cmd_doctor(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct doctor d = { 0, isatty(1) && !log_json };
+	struct doctor d = { 0, 0, isatty(1) && !log_json };
 	const char *remote = NULL;
 	struct ssh_conn *c = NULL;
 	struct registry *reg = NULL;
@@ -382,16 +441,8 @@ int cmd_doctor(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error(cmd_doctor_help, "doctor takes no arguments");
 
-	if (config_load(&cfg, cli.config_file, remote) < 0) {
-		report(&d, FAIL, PS_EXIT_USAGE, "config", error_hint_text() ? error_hint_text()
-		       : "'pystrib config show' explains each setting", "%s", error_message());
-		error_clear();
+	if (check_config(&d, &cfg, remote) < 0)
 		goto out;
-	}
-	report(&d, OK, 0, "config", NULL, "loaded; remote %s%s%shost '%s' (from %s)",
-	       remote ? "'" : "", remote ? remote : "", remote ? "' " : "",
-	       cfg.remote.host ? cfg.remote.host : "(none)",
-	       config_origin(&cfg, "remote.host"));
 	reg = check_registry(&d, &cfg);
 	check_base(&d, &cfg, reg);
 	registry_free(reg);
@@ -399,14 +450,16 @@ int cmd_doctor(int argc, char **argv)
 	if (c) {
 		check_runtime(&d, c, &cfg.remote);
 		check_workdir(&d, c, &cfg.remote);
-		check_gpus(&d, c, &cfg.remote);
+		check_gpus(&d, c, &cfg);
 	} else {
 		report(&d, SKIP, 0, "runtime", NULL, "not checked: no SSH login");
 	}
 	ssh_conn_free(c);
 out:
 	config_release(&cfg);
-	if (!log_json)
-		printf("%s\n", d.code ? "some checks failed" : "all checks passed");
+	if (!log_json && d.code)
+		printf("some checks failed\n");
+	else if (!log_json)
+		printf("all checks passed%s\n", d.warned ? ", with warnings" : "");
 	return d.code;
 }

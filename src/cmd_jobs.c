@@ -13,6 +13,7 @@
 #include "jobstate.h"
 #include "buf.h"
 #include "log.h"
+#include "slurm.h"
 #include "util.h"
 
 /* Without --all, the newest this many. */
@@ -26,7 +27,8 @@ const char cmd_jobs_help[] =
 	"not yet ended is asked from its remote host (one connection per remote);\n"
 	"when a host cannot be reached, the last known state is shown with a '?'\n"
 	"and the reason is printed below the table. A job whose directory was\n"
-	"removed on the remote host shows as 'lost'.\n"
+	"removed on the remote host shows as 'lost'. A job under Slurm ends its line\n"
+	"with its Slurm job id, and, while pending, Slurm's reason.\n"
 	"\n"
 	"The records are in $XDG_STATE_HOME/pystrib/jobs/ (~/.local/state/...).\n"
 	"\n"
@@ -37,7 +39,7 @@ const char cmd_jobs_help[] =
 	"\n"
 	"With the global --json, one {\"event\":\"job\"} line per job, with id, remote,\n"
 	"host, np, image, runtime, state, stale (true when the remote was not\n"
-	"reached), reason, exit_code, created, started, ended, duration.\n"
+	"reached), reason, exit_code, created, started, ended, duration, slurm_id.\n"
 	"\n"
 	"examples:\n"
 	"  pystrib jobs\n"
@@ -56,13 +58,13 @@ static double duration_of(const struct jobrec *r)
 
 static void emit(const struct jobrec *r, int stale, const char *why)
 {
-	event_emit("job", "{s:s,s:s?,s:s?,s:s?,s:i,s:s?,s:s?,s:s?,s:b,s:s?,s:o,s:f,s:f,s:f,s:f}",
+	event_emit("job", "{s:s,s:s?,s:s?,s:s?,s:i,s:s?,s:s?,s:s?,s:b,s:s?,s:o,s:f,s:f,s:f,s:f,s:s?}",
 		   "id", r->id, "kind", r->kind, "remote", r->remote, "host", r->host_name, "np", r->np,
 		   "image", r->image, "runtime", r->runtime, "state", r->state, "stale", stale,
 		   "reason", stale ? why : r->state_reason,
 		   "exit_code", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null(),
 		   "created", r->created, "started", r->started, "ended", r->ended,
-		   "duration", duration_of(r));
+		   "duration", duration_of(r), "slurm_id", r->slurm_id);
 }
 
 static void row(const struct jobrec *r, int stale)
@@ -78,8 +80,14 @@ static void row(const struct jobrec *r, int stale)
 		 tag);
 	if (!strcmp(kind, "session -"))
 		kind[7] = '\0';
-	printf("%-22s  %-12s  %-10s  %5d  %-19s  %8s  %s\n", r->id, jobrec_remote_label(r),
+	printf("%-22s  %-12s  %-10s  %5d  %-19s  %8s  %s", r->id, jobrec_remote_label(r),
 	       state, r->np, started, dur, kind);
+	/* Slurm's job id, and why a pending job waits. */
+	int why = r->state_reason && r->state && !strcmp(r->state, "pending");
+	if (r->slurm_id)
+		printf("  slurm %s%s%s%s", r->slurm_id, why ? " (" : "", why ? r->state_reason : "",
+		       why ? ")" : "");
+	printf("\n");
 }
 
 int cmd_jobs(int argc, char **argv)
@@ -132,7 +140,9 @@ int cmd_jobs(int argc, char **argv)
 				/* Kept, as this connection may serve the next job. */
 				buf_addf(&notes, "%s: %s\n", r->id, why);
 				error_clear();
-			} else if (!conn) {
+			} else if (conn) {
+				slurm_check_record(conn, r);
+			} else {
 				stale = 1;
 				if (!strstr(notes.ptr, why))
 					buf_addf(&notes, "%s: %s\n", jobrec_remote_label(r), why);

@@ -12,8 +12,9 @@
 #include "buf.h"
 #include "error.h"
 #include "log.h"
+#include "strvec.h"
 
-enum cfg_type { T_STR, T_INT, T_PORT, T_BOOL, T_RUNTIME, T_GPUS, T_URL, T_PLATFORM };
+enum cfg_type { T_STR, T_INT, T_PORT, T_BOOL, T_RUNTIME, T_GPUS, T_URL, T_PLATFORM, T_SCHEDULER };
 enum { F_SECRET = 1 };
 
 struct cfg_key {
@@ -51,6 +52,15 @@ static const struct cfg_key keys[] = {
 	{ "remote", "setup", T_STR, NULL, 0, 0, 0 },
 	{ "remote", "reconnect_timeout", T_INT, "600", 0, 0, 86400 * 7 },
 	{ "remote", "docker_socket", T_STR, "/var/run/docker.sock", 0, 0, 0 },
+	{ "remote", "scheduler", T_SCHEDULER, "none", 0, 0, 0 },
+	{ "slurm", "partition", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "account", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "time", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "nodes", T_INT, "0", 0, 0, 65536 },
+	{ "slurm", "ntasks_per_node", T_INT, "0", 0, 0, 65536 },
+	{ "slurm", "gpus_per_node", T_INT, "0", 0, 0, 1024 },
+	{ "slurm", "extra", T_STR, NULL, 0, 0, 0 },
+	{ "slurm", "shared_dir", T_STR, NULL, 0, 0, 0 },
 	{ "job", "np", T_INT, "1", 0, 1, 65536 },
 	{ "job", "timeout", T_INT, "0", 0, 0, 86400 * 365 },
 	{ "job", "results", T_STR, "./pystrib-results", 0, 0, 0 },
@@ -59,7 +69,7 @@ static const struct cfg_key keys[] = {
 };
 #define NKEYS ARRAY_SIZE(keys)
 
-static const char *const sections[] = { "registry", "image", "remote", "job", "notebook" };
+static const char *const sections[] = { "registry", "image", "remote", "slurm", "job", "notebook" };
 
 struct cfg_entry {
 	char *section;		/* as written: "remote.gpu1" */
@@ -178,6 +188,8 @@ static const char *check_value(const struct cfg_key *k, const char *v)
 	case T_URL:
 		return strncmp(v, "http://", 7) && strncmp(v, "https://", 8)
 			       ? "expected a URL starting with http:// or https://" : NULL;
+	case T_SCHEDULER:
+		return strcmp(v, "none") && strcmp(v, "slurm") ? "expected none or slurm" : NULL;
 	case T_PLATFORM: {
 		const char *slash = strchr(v, '/');
 		return !slash || slash == v || !slash[1] ? "expected OS/ARCH[/VARIANT], like linux/amd64" : NULL;
@@ -241,24 +253,40 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	return 1;
 }
 
-static const char *find_config_file(const char *explicit, int *must_exist, char **owned)
+int config_search_paths(struct strvec *out, const char *file)
 {
-	*must_exist = 1;
-	*owned = NULL;
-	if (explicit)
-		return explicit;
 	const char *env = getenv("PYSTRIB_CONFIG");
-	if (env && *env)
-		return env;
-	*must_exist = 0;
-	if (access("pystrib.ini", F_OK) == 0)
-		return "pystrib.ini";
 	const char *xdg = getenv("XDG_CONFIG_HOME");
+
+	if (file) {
+		strvec_push(out, file);
+		return 1;
+	}
+	if (env && *env) {
+		strvec_push(out, env);
+		return 1;
+	}
+	strvec_push(out, "pystrib.ini");
 	if (xdg && *xdg)
-		*owned = xstrfmt("%s/pystrib/config.ini", xdg);
+		strvec_pushf(out, "%s/pystrib/config.ini", xdg);
 	else
-		*owned = expand_home("~/.config/pystrib/config.ini");
-	return *owned;
+		strvec_push_nodup(out, expand_home("~/.config/pystrib/config.ini"));
+	return 0;
+}
+
+/* The file to read (owned by the caller), and whether it must exist. */
+static char *find_config_file(const char *explicit, int *must_exist)
+{
+	struct strvec paths = STRVEC_INIT;
+	char *path;
+	size_t i = 0;
+
+	*must_exist = config_search_paths(&paths, explicit);
+	while (!*must_exist && i + 1 < paths.nr && access(paths.v[i], F_OK) != 0)
+		i++;
+	path = xstrdup(paths.v[i]);
+	strvec_release(&paths);
+	return path;
 }
 
 /* Warns about sections and keys pystrib does not know (typos, mostly). */
@@ -306,8 +334,7 @@ static int file_has_password(const struct config *cfg)
 static int read_file(struct config *cfg, const char *explicit)
 {
 	int must_exist;
-	char *owned;
-	const char *path = find_config_file(explicit, &must_exist, &owned);
+	char *path = find_config_file(explicit, &must_exist);
 	int ret = -1;
 
 	FILE *f = fopen(path, "r");
@@ -341,7 +368,7 @@ static int read_file(struct config *cfg, const char *explicit)
 	}
 	fclose(f);
 out:
-	free(owned);
+	free(path);
 	return ret;
 }
 
@@ -466,6 +493,16 @@ static void derive(struct config *cfg)
 	cfg->remote.setup = S("remote", "setup");
 	cfg->remote.reconnect_timeout = (int)I("remote", "reconnect_timeout");
 	cfg->remote.docker_socket = S("remote", "docker_socket");
+	const char *sched = S("remote", "scheduler");
+	cfg->remote.scheduler = sched && !strcmp(sched, "slurm") ? SCHEDULER_SLURM : SCHEDULER_NONE;
+	cfg->slurm.partition = S("slurm", "partition");
+	cfg->slurm.account = S("slurm", "account");
+	cfg->slurm.time = S("slurm", "time");
+	cfg->slurm.nodes = (int)I("slurm", "nodes");
+	cfg->slurm.ntasks_per_node = (int)I("slurm", "ntasks_per_node");
+	cfg->slurm.gpus_per_node = (int)I("slurm", "gpus_per_node");
+	cfg->slurm.extra = S("slurm", "extra");
+	cfg->slurm.shared_dir = S("slurm", "shared_dir");
 	cfg->job.np = (int)I("job", "np");
 	cfg->job.timeout = (int)I("job", "timeout");
 	cfg->job.results = S("job", "results");
@@ -490,6 +527,21 @@ static const char *list_remotes(const struct config *cfg, struct buf *out)
 		buf_addf(out, "%s%s", i ? ", " : "", names[i]);
 	free(names);
 	return out->len ? out->ptr : "none";
+}
+
+void config_print_searched(FILE *out, const char *prefix, const char *file)
+{
+	struct strvec paths = STRVEC_INIT;
+	char *target = config_init_path(file);
+
+	config_search_paths(&paths, file);
+	fprintf(out, "%sno config file; looked for, in order:\n", prefix);
+	for (size_t i = 0; i < paths.nr; i++)
+		fprintf(out, "%s  %s%s\n", prefix, paths.v[i][0] == '/' ? "" : "./", paths.v[i]);
+	fprintf(out, "%srun 'pystrib config init' to write a starter '%s', or copy"
+		" config.ini.example (every key, documented) to one of them\n", prefix, target);
+	free(target);
+	strvec_release(&paths);
 }
 
 int config_load(struct config *cfg, const char *file, const char *remote_name)
@@ -594,9 +646,13 @@ void config_release(struct config *cfg)
 void config_show(const struct config *cfg, FILE *out, int json)
 {
 	json_t *root = json ? json_object() : NULL;
-	if (!json)
-		fprintf(out, "# config file: %s\n# remote: %s\n", cfg->file ? cfg->file : "(none)",
-			cfg->remote_name ? cfg->remote_name : "(default)");
+	if (!json) {
+		fprintf(out, "# config file: %s\n", cfg->file ? cfg->file : "(none)");
+		/* No file: a file given (-c, $PYSTRIB_CONFIG) would have had to exist. */
+		if (!cfg->file)
+			config_print_searched(out, "# ", NULL);
+		fprintf(out, "# remote: %s\n", cfg->remote_name ? cfg->remote_name : "(default)");
+	}
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct cfg_val *v = &cfg->vals[i];
 		const char *shown = !v->value ? NULL : (keys[i].flags & F_SECRET) ? "***" : v->value;
@@ -614,6 +670,15 @@ void config_show(const struct config *cfg, FILE *out, int json)
 	if (json) {
 		json_t *wrap = json_pack("{s:s?,s:s?,s:o}", "file", cfg->file, "remote",
 					 cfg->remote_name, "settings", root);
+		if (!cfg->file) {
+			struct strvec paths = STRVEC_INIT;
+			json_t *searched = json_array();
+			config_search_paths(&paths, NULL);
+			for (size_t i = 0; i < paths.nr; i++)
+				json_array_append_new(searched, json_string(paths.v[i]));
+			json_object_set_new(wrap, "searched", searched);
+			strvec_release(&paths);
+		}
 		json_dumpf(wrap, out, JSON_INDENT(2));
 		fputc('\n', out);
 		json_decref(wrap);

@@ -19,6 +19,9 @@
 
 enum runtime { RUNTIME_DOCKER, RUNTIME_PODMAN, RUNTIME_NONE };
 
+/* [remote] scheduler: the job started by pystrib itself, or by Slurm (slurm.h). */
+enum scheduler { SCHEDULER_NONE, SCHEDULER_SLURM };
+
 struct registry_config {
 	const char *url;		/* "http://127.0.0.1:5000"; NULL if unset */
 	const char *repository;		/* "pystrib/cells" */
@@ -51,6 +54,19 @@ struct remote_config {
 	const char *setup;		/* shell lines before the job (runtime none) */
 	int reconnect_timeout;		/* seconds */
 	const char *docker_socket;	/* the engine's API socket; "" or NULL: not used */
+	enum scheduler scheduler;
+};
+
+/* [slurm]: how a job of scheduler slurm is submitted (slurm.h); 0 / NULL: unset. */
+struct slurm_config {
+	const char *partition;
+	const char *account;
+	const char *time;		/* sbatch --time; NULL: from --timeout, else Slurm's */
+	int nodes;
+	int ntasks_per_node;
+	int gpus_per_node;
+	const char *extra;		/* more sbatch options, shell-quoted words */
+	const char *shared_dir;		/* what every node sees; NULL: [remote] workdir */
 };
 
 struct job_config {
@@ -69,6 +85,7 @@ struct config {
 	struct registry_config registry;
 	struct image_config image;
 	struct remote_config remote;
+	struct slurm_config slurm;
 	struct job_config job;
 
 	/* private to config.c */
@@ -99,6 +116,51 @@ int config_set(struct config *cfg, const char *name, const char *value,
 /* The resolved value and origin of "section.key", or NULL if no such key. */
 const char *config_get(const struct config *cfg, const char *name);
 const char *config_origin(const struct config *cfg, const char *name);
+
+/*
+ * Appends to out the config files config_load(file) looks for, in order:
+ * file (-c FILE) alone when given, else $PYSTRIB_CONFIG alone when set,
+ * else "pystrib.ini" (in the working directory) and
+ * $XDG_CONFIG_HOME/pystrib/config.ini (~/.config/pystrib/config.ini).
+ * Returns 1 when the one path must exist (-c or $PYSTRIB_CONFIG), else 0:
+ * then the first that exists is read, and none is fine.
+ */
+struct strvec;
+int config_search_paths(struct strvec *out, const char *file);
+
+/*
+ * Prints, one per line with the prefix, where config_load(file) looked and
+ * what to do: for `config show` and `doctor` when no file was found.
+ */
+void config_print_searched(FILE *out, const char *prefix, const char *file);
+
+/* ---- config_init.c: `pystrib config init` */
+
+/*
+ * Appends the plain host names of ~/.ssh/config's Host lines (no
+ * patterns), in order, at most 16. A missing file adds none.
+ */
+void config_ssh_hosts(struct strvec *hosts);
+
+/*
+ * Appends to out a commented starter config that sets what can be found
+ * out here: the user ($USER), an identity in ~/.ssh (id_ed25519, id_ecdsa,
+ * id_rsa...), and ~/.ssh/config's hosts offered as commented
+ * [remote.NAME] sections. remote: write [remote.NAME] rather than
+ * [remote] (with host = NAME when ~/.ssh/config knows it). It is valid
+ * for config_load as it stands.
+ */
+struct buf;
+void config_starter(struct buf *out, const char *remote);
+
+/* Where `config init` writes: file (-c FILE), else the XDG config file. Caller frees. */
+char *config_init_path(const char *file);
+
+/*
+ * Writes config_starter's text to path (0600, its directory made 0700).
+ * An existing file is PS_EXIT_USAGE unless force. 0 or -1.
+ */
+int config_init(const char *path, const char *remote, int force);
 
 /* Names of the [remote.NAME] sections in the file, NULL-terminated; free with free(). */
 const char **config_remote_names(const struct config *cfg);

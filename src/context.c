@@ -39,6 +39,8 @@ struct gathered {
 	char *cell;		/* resolved path of the cell file; a session's: the
 				 * current directory */
 	int session;		/* context_options.session */
+	char *cell_name;	/* its name in tracebacks (user_code.name): path in the project,
+				 * else the file's name */
 	uint64_t cell_size;
 	char **inputs;		/* resolved input paths */
 	uint64_t *input_sizes;
@@ -51,6 +53,7 @@ static void gathered_release(struct gathered *g)
 {
 	gitrepo_release(&g->proj);
 	free(g->cell);
+	free(g->cell_name);
 	for (int i = 0; i < g->ninputs; i++)
 		free(g->inputs[i]);
 	free(g->inputs);
@@ -175,6 +178,8 @@ static int gather(struct gathered *g, const struct context_options *o, const cha
 			goto out;
 		g->has_project = 1;
 		const char *cell_rel = below(g->cell, g->proj.root);
+		if (cell_rel && !o->session)
+			g->cell_name = xstrdup(cell_rel);
 		/* The cell lives in the cell layer; keeping it out of the project
 		 * layer means editing it changes only the cell layer. */
 		if (cell_rel && !o->session)
@@ -191,6 +196,13 @@ static int gather(struct gathered *g, const struct context_options *o, const cha
 	} else {
 		g->workdir = xstrdup("/pystrib/cell");
 	}
+	/*
+	 * The name tracebacks give the cell: its path in the project, else its
+	 * file name; never where it is on this machine, so that the same cell
+	 * elsewhere makes the same layer.
+	 */
+	if (!o->session && !g->cell_name)
+		g->cell_name = xstrdup(base_name(g->cell));
 	if (!o->session)
 		strvec_push(&g->env, "PYSTRIB_CELL=/pystrib/cell/user_code.py");
 	strvec_push(&g->env, "PYSTRIB_INPUTS=/pystrib/cell/inputs");
@@ -334,6 +346,10 @@ static int add_cell_entries(struct tar_list *l, const struct gathered *g, const 
 	} else {
 		p = xstrfmt("%s/user_code.py", prefix);
 		tar_list_add_file(l, p, g->cell, g->cell_size, 0);
+		free(p);
+		/* The name the user gave, for the tracebacks bootstrap.py prints. */
+		p = xstrfmt("%s/user_code.name", prefix);
+		tar_list_add_data(l, p, g->cell_name, strlen(g->cell_name), 0);
 	}
 	free(p);
 	p = xstrfmt("%s/inputs", prefix);

@@ -11,6 +11,7 @@
  *
  *   /pystrib/project/<path in the git work tree>   project layer (slow-changing)
  *   /pystrib/cell/user_code.py                     cell layer (fast-changing)
+ *   /pystrib/cell/user_code.name                     the cell's name in tracebacks
  *   /pystrib/cell/bootstrap.py                       (src/remote/bootstrap.py)
  *   /pystrib/cell/inputs/<name>                      (--input files)
  *

@@ -15,6 +15,7 @@ struct error_state {
 
 static _Thread_local struct error_state last;
 
+static char *vfmt(const char *fmt, va_list ap) PRINTF_LIKE(1, 0);
 static char *vfmt(const char *fmt, va_list ap)
 {
 	va_list cp;

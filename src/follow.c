@@ -60,25 +60,64 @@ void follow_release(struct follow *f)
 	memset(f, 0, sizeof(*f));
 }
 
-/* Appends s to b as valid UTF-8 (each invalid byte becomes U+FFFD), for JSON. */
+/*
+ * The length of the well-formed UTF-8 sequence at s (at most n bytes), or
+ * minus the length of its longest invalid prefix that could have begun
+ * one (at least 1). Well-formed is what jansson accepts: no overlong
+ * forms, no surrogates (U+D800..DFFF), nothing above U+10FFFF; NUL counts
+ * as invalid too, since the text ends up in a C string.
+ */
+static long utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len, k;
+
+	if (c > 0 && c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return -1;
+	/* The second byte's range is what rules out the overlong and the too big. */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	for (k = 1; k < len && k < n; k++) {
+		if (s[k] < lo || s[k] > hi)
+			break;
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	return k == len ? (long)len : -(long)k;
+}
+
+/*
+ * Appends s to b as valid UTF-8, for JSON: each invalid sequence becomes
+ * one U+FFFD, as Python's decode(errors="replace") does (an invalid byte
+ * alone, or a sequence cut short, is one).
+ */
 static void utf8_clean(struct buf *b, const char *s, size_t n)
 {
+	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0;
+
 	while (i < n) {
-		unsigned char c = (unsigned char)s[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
-			     (c & 0xf8) == 0xf0 ? 4 : 0;
-		int ok = len > 0 && i + len <= n && !(c == 0xc0 || c == 0xc1 || c > 0xf4);
-		for (size_t k = 1; ok && k < len; k++)
-			ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
-		if (ok && len == 1 && c == 0)
-			ok = 0;
-		if (ok) {
-			buf_add(b, s + i, len);
-			i += len;
+		long len = utf8_seq(u + i, n - i);
+		if (len > 0) {
+			buf_add(b, s + i, (size_t)len);
+			i += (size_t)len;
 		} else {
 			buf_addstr(b, "\xef\xbf\xbd");
-			i++;
+			i += (size_t)-len;
 		}
 	}
 }
@@ -199,6 +238,34 @@ static int end_line(struct follow *f, const char *p)
 	return 0;
 }
 
+/*
+ * An "S STATE [LAUNCHED]" line: a new state is kept and announced. The
+ * state comes from the host: cleaned to UTF-8 first, or jansson would
+ * refuse the event (and a record could not hold it).
+ */
+static void state_line(struct follow *f, char *p)
+{
+	struct buf st = BUF_INIT;
+	char *sp = strchr(p, ' ');
+
+	if (sp) {
+		*sp = '\0';
+		double l = strtod(sp + 1, NULL);
+		if (l > 0)
+			f->launched = l;
+	}
+	utf8_clean(&st, p, strlen(p));
+	if (st.len && (!f->state || strcmp(f->state, st.ptr))) {
+		free(f->state);
+		f->state = xstrdup(st.ptr);
+		/* First: run announces the job (its "job" event) on the first state. */
+		if (f->on_state)
+			f->on_state(f->ctx, f->state);
+		event_emit("status", "{s:s,s:s}", "message", f->state, "state", f->state);
+	}
+	buf_release(&st);
+}
+
 static int header(struct follow *f)
 {
 	char *line = f->hdr.ptr, *end;
@@ -238,22 +305,7 @@ static int header(struct follow *f)
 			event_emit("rank_exit", "{s:i,s:i,s:f}", "rank", (int)r, "exit_code", (int)code,
 				   "duration", fr->duration >= 0 ? fr->duration : 0.0);
 	} else if (kind == 'S') {
-		char *st = line + 2;
-		char *sp = strchr(st, ' ');
-		if (sp) {
-			*sp = '\0';
-			double l = strtod(sp + 1, NULL);
-			if (l > 0)
-				f->launched = l;
-		}
-		if (*st && (!f->state || strcmp(f->state, st))) {
-			free(f->state);
-			f->state = xstrdup(st);
-			/* First: run announces the job (its "job" event) on the first state. */
-			if (f->on_state)
-				f->on_state(f->ctx, st);
-			event_emit("status", "{s:s,s:s}", "message", st, "state", st);
-		}
+		state_line(f, line + 2);
 	} else if (kind == 'E') {
 		if (end_line(f, line + 2) < 0)
 			return protocol_error(f);
@@ -395,12 +447,19 @@ static int reconnect(struct ssh_conn *c, struct follow *f)
 {
 	int limit = f->reconnect_timeout > 0 ? f->reconnect_timeout : 600;
 	double until = now_monotonic() + limit, wait = 0.5;
-	int r;
+	int r, named;
 
-	if (log_json)
-		event_emit("status", "{s:s,s:s}", "message", "reconnecting", "reason", error_message());
-	fprintf(stderr, "pystrib: %s; reconnecting to '%s' (for up to %d s)\n",
-		error_message(), ssh_conn_name(c), limit);
+	if (log_json) {
+		/* The error may quote the host's stderr: any bytes. */
+		struct buf why = BUF_INIT;
+		utf8_clean(&why, error_message(), strlen(error_message()));
+		event_emit("status", "{s:s,s:s}", "message", "reconnecting", "reason", why.ptr);
+		buf_release(&why);
+	}
+	/* The host once: the reason ("lost the connection to 'H' ...") names it mostly. */
+	named = strstr(error_message(), ssh_conn_name(c)) != NULL;
+	fprintf(stderr, "pystrib: %s; reconnecting%s%s%s (for up to %d s)\n", error_message(),
+		named ? "" : " to '", named ? "" : ssh_conn_name(c), named ? "" : "'", limit);
 	error_clear();
 	for (;;) {
 		if (interrupt_requested())

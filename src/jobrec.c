@@ -32,6 +32,12 @@ void jobrec_release(struct jobrec *r)
 	free(r->host);
 	free(r->host_name);
 	free(r->jobdir);
+	free(r->ssh_host);
+	free(r->ssh_user);
+	free(r->identity);
+	free(r->known_hosts);
+	free(r->workdir);
+	free(r->config_file);
 	free(r->runtime);
 	free(r->kind);
 	free(r->image);
@@ -42,6 +48,7 @@ void jobrec_release(struct jobrec *r)
 	free(r->state);
 	free(r->state_reason);
 	free(r->state_code);
+	free(r->slurm_id);
 	free(r->ranks);
 	json_decref(r->extra);
 	jobrec_init(r);
@@ -91,7 +98,7 @@ static int make_id(char *out)
 		got = getrandom(rnd, sizeof(rnd), 0);
 	while (got < 0 && errno == EINTR);
 	if (got != (ssize_t)sizeof(rnd))
-		return error_set(PS_EXIT_USAGE, "cannot make a job id: getrandom: %s",
+		return error_set(PS_EXIT_IO, "cannot make a job id: getrandom: %s",
 				 got < 0 ? strerror(errno) : "short read");
 	if (!gmtime_r(&now, &tm) || !strftime(out, JOBREC_ID_SIZE, "%Y%m%d-%H%M%S", &tm))
 		return error_set(PS_EXIT_USAGE, "cannot make a job id: the clock is out of range");
@@ -164,20 +171,20 @@ static int lock_dir(const char *dir)
 	int fd = -1;
 
 	if (mkdir_p(dir, 0700) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot create the job records directory '%s': %s",
+		error_set(PS_EXIT_IO, "cannot create the job records directory '%s': %s",
 			  dir, strerror(errno));
 		goto out;
 	}
 	path = xstrfmt("%s/.lock", dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot open '%s': %s", path, strerror(errno));
+		error_set(PS_EXIT_IO, "cannot open '%s': %s", path, strerror(errno));
 		goto out;
 	}
 	while (flock(fd, LOCK_EX) < 0) {
-		if (errno == EINTR && !interrupted)
+		if (errno == EINTR && !interrupt_requested())
 			continue;
-		error_set(errno == EINTR ? PS_EXIT_INTERRUPTED : PS_EXIT_USAGE,
+		error_set(errno == EINTR ? PS_EXIT_INTERRUPTED : PS_EXIT_IO,
 			  "cannot lock '%s': %s", path, strerror(errno));
 		close(fd);
 		fd = -1;
@@ -225,6 +232,16 @@ static json_t *to_json(const struct jobrec *r)
 	set_string(o, "host", r->host);
 	set_string(o, "host_name", r->host_name);
 	set_string(o, "jobdir", r->jobdir);
+	set_string(o, "ssh_host", r->ssh_host);
+	if (r->ssh_port > 0)
+		json_object_set_new(o, "ssh_port", json_integer(r->ssh_port));
+	else
+		json_object_del(o, "ssh_port");
+	set_string(o, "ssh_user", r->ssh_user);
+	set_string(o, "identity", r->identity);
+	set_string(o, "known_hosts", r->known_hosts);
+	set_string(o, "workdir", r->workdir);
+	set_string(o, "config_file", r->config_file);
 	set_string(o, "runtime", r->runtime);
 	set_string(o, "kind", r->kind);
 	set_string(o, "image", r->image);
@@ -235,6 +252,7 @@ static json_t *to_json(const struct jobrec *r)
 	set_string(o, "state", r->state);
 	set_string(o, "state_reason", r->state_reason);
 	set_string(o, "state_code", r->state_code);
+	set_string(o, "slurm_id", r->slurm_id);
 	json_object_set_new(o, "np", json_integer(r->np));
 	set_int_or_null(o, "exit_code", r->exit_code);
 	set_time(o, "created", r->created);
@@ -282,17 +300,26 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 
 	if (!json_is_object(o)) {
 		json_decref(o);
-		return error_set(PS_EXIT_USAGE, "job record '%s' is not a JSON object", path);
+		return error_set(PS_EXIT_IO, "job record '%s' is not a JSON object", path);
 	}
 	r->id = get_string(o, "id");
 	if (!jobrec_id_valid(r->id)) {
 		json_decref(o);
-		return error_set(PS_EXIT_USAGE, "job record '%s' has no valid id", path);
+		return error_set(PS_EXIT_IO, "job record '%s' has no valid id", path);
 	}
 	r->remote = get_string(o, "remote");
 	r->host = get_string(o, "host");
 	r->host_name = get_string(o, "host_name");
 	r->jobdir = get_string(o, "jobdir");
+	r->ssh_host = get_string(o, "ssh_host");
+	r->ssh_port = get_int(o, "ssh_port", 0);
+	if (r->ssh_port < 0 || r->ssh_port > 65535)
+		r->ssh_port = 0;
+	r->ssh_user = get_string(o, "ssh_user");
+	r->identity = get_string(o, "identity");
+	r->known_hosts = get_string(o, "known_hosts");
+	r->workdir = get_string(o, "workdir");
+	r->config_file = get_string(o, "config_file");
 	r->runtime = get_string(o, "runtime");
 	r->kind = get_string(o, "kind");
 	r->image = get_string(o, "image");
@@ -303,6 +330,7 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 	r->state = get_string(o, "state");
 	r->state_reason = get_string(o, "state_reason");
 	r->state_code = get_string(o, "state_code");
+	r->slurm_id = get_string(o, "slurm_id");
 	r->exit_code = get_int(o, "exit_code", -1);
 	r->created = get_number(o, "created", 0);
 	r->started = get_number(o, "started", 0);
@@ -341,20 +369,20 @@ int jobrec_load(struct jobrec *r, const char *id)
 		if (errno == ENOENT)
 			error_set(PS_EXIT_USAGE, "no job '%s'", id);
 		else
-			error_set(PS_EXIT_USAGE, "cannot read job record '%s': %s", path,
+			error_set(PS_EXIT_IO, "cannot read job record '%s': %s", path,
 				  errno == EFBIG ? "too large" : strerror(errno));
 		goto out;
 	}
 	o = json_loadb(b.ptr, b.len, 0, &jerr);
 	if (!o) {
-		error_set(PS_EXIT_USAGE, "job record '%s' is corrupt: %s (line %d)", path,
+		error_set(PS_EXIT_IO, "job record '%s' is corrupt: %s (line %d)", path,
 			  jerr.text, jerr.line);
 		goto out;
 	}
 	if (from_json(r, o, path) < 0)
 		goto out;
 	if (strcmp(r->id, id)) {
-		error_set(PS_EXIT_USAGE, "job record '%s' holds another job ('%s')", path, r->id);
+		error_set(PS_EXIT_IO, "job record '%s' holds another job ('%s')", path, r->id);
 		goto out;
 	}
 	ret = 0;
@@ -366,62 +394,26 @@ out:
 	return ret;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes r to its file; the caller holds the lock. */
 static int save_locked(const char *dir, const struct jobrec *r)
 {
 	char *path = xstrfmt("%s/%s.json", dir, r->id);
-	char *tmp = xstrfmt("%s/.%s.json.XXXXXX", dir, r->id);
 	json_t *o = to_json(r);
 	char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-	int fd = -1, ret = -1;
+	struct buf b = BUF_INIT;
+	int ret = -1;
 
 	if (!text) {
 		error_set(PS_EXIT_USAGE, "cannot encode job record '%s'", r->id);
 		goto out;
 	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		error_set(PS_EXIT_USAGE, "cannot write job record in '%s': %s", dir, strerror(errno));
-		goto out;
-	}
-	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 ||
-	    fsync(fd) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		error_set(PS_EXIT_USAGE, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		error_set(PS_EXIT_USAGE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-		goto out;
-	}
-	ret = 0;
+	buf_addstr(&b, text);
+	buf_addch(&b, '\n');
+	ret = write_file_atomic(path, b.ptr, b.len, 0600);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (ret < 0)
-		unlink(tmp);
+	buf_release(&b);
 	free(text);
 	json_decref(o);
-	free(tmp);
 	free(path);
 	return ret;
 }
@@ -476,7 +468,7 @@ int jobrec_remove(const char *id)
 		goto out;
 	path = xstrfmt("%s/%s.json", dir, id);
 	if (unlink(path) < 0 && errno != ENOENT)
-		error_set(PS_EXIT_USAGE, "cannot remove '%s': %s", path, strerror(errno));
+		error_set(PS_EXIT_IO, "cannot remove '%s': %s", path, strerror(errno));
 	else
 		ret = 0;
 	unlock_dir(lock);
@@ -504,7 +496,7 @@ int jobrec_ids(char ***out, size_t *n)
 	if (!d) {
 		int missing = errno == ENOENT;
 		if (!missing)
-			error_set(PS_EXIT_USAGE, "cannot read the job records in '%s': %s", dir,
+			error_set(PS_EXIT_IO, "cannot read the job records in '%s': %s", dir,
 				  strerror(errno));
 		free(dir);
 		return missing ? 0 : -1;

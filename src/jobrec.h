@@ -38,6 +38,19 @@ struct jobrec {
 				 * then the remote's configuration says where */
 	char *host_name;	/* "user@host:port" as connected (ssh_conn_name), for display */
 	char *jobdir;		/* the remote job directory, "<workdir>/jobs/<id>" (may start "~/") */
+	/*
+	 * Where the job was reached at submit, so that it can be reached
+	 * again from any directory, with any config or none
+	 * (jobrec_set_target, jobrec_target): each NULL (or 0) when unknown,
+	 * then the config fills it in.
+	 */
+	char *ssh_host;		/* a name, address or ~/.ssh/config alias */
+	int ssh_port;		/* 0: ~/.ssh/config's, else 22 */
+	char *ssh_user;		/* NULL: ~/.ssh/config's, else the local user */
+	char *identity;		/* the private key file (absolute) */
+	char *known_hosts;	/* the known_hosts file (absolute); NULL: ~/.ssh/known_hosts */
+	char *workdir;		/* the remote workdir ("~/.pystrib") */
+	char *config_file;	/* the config file read at submit (absolute), or NULL */
 	char *runtime;		/* "docker", "podman", "none" */
 	char *kind;		/* "session" (docs/sessions.md), or NULL: a job */
 	char *image;		/* "REGISTRY/REPO:TAG@sha256:..." */
@@ -49,6 +62,7 @@ struct jobrec {
 				 * failed timeout cancelled lost; NULL: unknown */
 	char *state_reason;	/* why, for `lost` (and other failures); may be NULL */
 	char *state_code;	/* the code of that (reason.h's names: "dir-gone", ...), or NULL */
+	char *slurm_id;		/* scheduler slurm: the Slurm job id ("1234"), else NULL */
 	int np;			/* ranks */
 	int exit_code;		/* mpirun's exit status; -1: unknown */
 	double created;		/* submission time, seconds since the epoch; 0: unknown */
@@ -90,7 +104,7 @@ char *jobrec_path(const char *id);
 
 /*
  * Writes r (r->id must be valid) atomically under the lock, creating the
- * directory (0700) if needed. The file is 0600. 0 or -1 (PS_EXIT_USAGE,
+ * directory (0700) if needed. The file is 0600. 0 or -1 (PS_EXIT_IO,
  * with the path and the reason).
  */
 int jobrec_save(const struct jobrec *r);
@@ -106,7 +120,8 @@ int jobrec_update(const char *id, int (*fn)(struct jobrec *r, void *ctx), void *
 
 /*
  * Reads the record of id into r (initialised here). 0, or -1: no such
- * record (PS_EXIT_USAGE, "no job 'ID'"), or an unreadable/corrupt one.
+ * record (PS_EXIT_USAGE, "no job 'ID'"), or an unreadable/corrupt one
+ * (PS_EXIT_IO).
  */
 int jobrec_load(struct jobrec *r, const char *id);
 

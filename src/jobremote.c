@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,53 +14,6 @@
 #include "ssh.h"
 #include "util.h"
 
-int jobrec_config(const struct jobrec *r, const char *config_file, struct config *cfg)
-{
-	if (config_load(cfg, config_file, NULL) < 0)
-		return -1;
-	if (r->remote) {
-		const char **names = config_remote_names(cfg);
-		int found = 0;
-		for (size_t i = 0; names[i] && !found; i++)
-			found = !strcmp(names[i], r->remote);
-		free(names);
-		if (!found) {
-			error_set(PS_EXIT_USAGE,
-				  "job '%s' ran on remote '%s', which is no longer configured in %s",
-				  r->id, r->remote, cfg->file ? cfg->file : "any config file");
-			return error_hint("add a [remote.%s] section back to reach the job%s%s%s",
-					  r->remote, r->host_name ? " (it was on " : "",
-					  r->host_name ? r->host_name : "",
-					  r->host_name ? ")" : "");
-		}
-		config_release(cfg);
-		if (config_load(cfg, config_file, r->remote) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-int jobrec_target(const struct jobrec *r, const char *config_file,
-		  struct config *cfg, struct ssh_target *t)
-{
-	if (jobrec_config(r, config_file, cfg) < 0)
-		return -1;
-	if (r->host) {
-		/* Identity and known_hosts still come from the configuration. */
-		if (ssh_target_from_config(t, cfg) < 0)
-			error_clear();
-		return ssh_target_parse(t, r->host);
-	}
-	return ssh_target_from_config(t, cfg);
-}
-
-char *jobrec_remote_dir(const struct jobrec *r, const struct config *cfg)
-{
-	if (r->jobdir && *r->jobdir)
-		return xstrdup(r->jobdir);
-	return remote_job_dir(cfg ? cfg->remote.workdir : NULL, r->id);
-}
-
 /* An absolute form of path (relative to the working directory). Caller frees. */
 static char *absolute(const char *path)
 {
@@ -72,6 +26,146 @@ static char *absolute(const char *path)
 	if (!strcmp(path, ".") || !*path)
 		return xstrdup(cwd);
 	return xstrfmt("%s/%s", cwd, path);
+}
+
+static void set_absolute(char **field, const char *path)
+{
+	char *abs = path && *path ? absolute(path) : NULL;
+	jobrec_set(field, abs);
+	free(abs);
+}
+
+void jobrec_set_target(struct jobrec *r, const struct ssh_target *t, const char *config_file,
+		       const char *workdir)
+{
+	jobrec_set(&r->ssh_host, t->host);
+	r->ssh_port = t->port > 0 ? t->port : 0;
+	jobrec_set(&r->ssh_user, t->user);
+	set_absolute(&r->identity, t->identity);
+	set_absolute(&r->known_hosts, t->known_hosts);
+	jobrec_set(&r->workdir, workdir);
+	set_absolute(&r->config_file, config_file);
+}
+
+/* 1 if r says by itself where its host is (jobrec_set_target, or --host). */
+static int has_target(const struct jobrec *r)
+{
+	return (r->ssh_host && *r->ssh_host) || (r->host && *r->host);
+}
+
+/*
+ * The config file to read for r: -c FILE when given, else the one the job
+ * was submitted with while it is still there, else the usual search.
+ */
+static const char *config_for(const struct jobrec *r, const char *config_file)
+{
+	if (config_file)
+		return config_file;
+	if (r->config_file && access(r->config_file, R_OK) == 0)
+		return r->config_file;
+	return NULL;
+}
+
+static int remote_configured(const struct config *cfg, const char *name)
+{
+	const char **names = config_remote_names(cfg);
+	int found = 0;
+	for (size_t i = 0; names[i] && !found; i++)
+		found = !strcmp(names[i], name);
+	free(names);
+	return found;
+}
+
+static int remote_gone_error(const struct jobrec *r, const struct config *cfg)
+{
+	error_set(PS_EXIT_USAGE, "job '%s' ran on remote '%s', which is no longer configured in %s",
+		  r->id, r->remote, cfg->file ? cfg->file : "any config file");
+	if (r->config_file && (!cfg->file || strcmp(r->config_file, cfg->file)))
+		return error_hint("it was submitted with '%s'%s: pass -c with it, or add a [remote.%s]"
+				  " section back", r->config_file,
+				  access(r->config_file, R_OK) ? ", which is gone" : "", r->remote);
+	return error_hint("add a [remote.%s] section back to reach the job%s%s%s",
+			  r->remote, r->host_name ? " (it was on " : "",
+			  r->host_name ? r->host_name : "",
+			  r->host_name ? ")" : "");
+}
+
+int jobrec_config(const struct jobrec *r, const char *config_file, struct config *cfg)
+{
+	const char *file = config_for(r, config_file);
+
+	if (config_load(cfg, file, NULL) < 0)
+		return -1;
+	if (!r->remote)
+		return 0;
+	if (!remote_configured(cfg, r->remote)) {
+		/* The record knows where the job is: this config only fills in the rest. */
+		return has_target(r) ? 0 : remote_gone_error(r, cfg);
+	}
+	config_release(cfg);
+	return config_load(cfg, file, r->remote);
+}
+
+/* A file the record names that is needed to reach the job, if it is gone. */
+static int check_file(const struct jobrec *r, const char *what, const char *path)
+{
+	char *rec;
+
+	if (!path || access(path, R_OK) == 0)
+		return 0;
+	if (errno == ENOENT)
+		error_set(PS_EXIT_USAGE, "cannot reach job '%s': its %s file '%s' is gone", r->id,
+			  what, path);
+	else
+		error_set(PS_EXIT_USAGE, "cannot reach job '%s': cannot read its %s file '%s': %s",
+			  r->id, what, path, strerror(errno));
+	rec = jobrec_path(r->id);
+	error_hint("put it back, or change '%s' in the job's record '%s'", what, rec);
+	free(rec);
+	return -1;
+}
+
+/*
+ * The target the record holds. It is whole: a user or identity it lacks
+ * was left to ~/.ssh/config, the agent or the defaults at submit, and is
+ * left to them again rather than taken from whatever config is read now.
+ */
+static int record_target(const struct jobrec *r, struct ssh_target *t)
+{
+	if (check_file(r, "identity", r->identity) < 0 ||
+	    check_file(r, "known_hosts", r->known_hosts) < 0)
+		return -1;
+	jobrec_set(&t->host, r->ssh_host);
+	t->port = r->ssh_port;
+	jobrec_set(&t->user, r->ssh_user);
+	jobrec_set(&t->identity, r->identity);
+	jobrec_set(&t->known_hosts, r->known_hosts);
+	jobrec_set(&t->label, r->remote);
+	return 0;
+}
+
+int jobrec_target(const struct jobrec *r, const char *config_file,
+		  struct config *cfg, struct ssh_target *t)
+{
+	if (jobrec_config(r, config_file, cfg) < 0)
+		return -1;
+	if (r->ssh_host && *r->ssh_host)
+		return record_target(r, t);
+	if (!r->host)
+		return ssh_target_from_config(t, cfg);
+	/* An older record with --host: identity and known_hosts from the config. */
+	if (ssh_target_from_config(t, cfg) < 0)
+		error_clear();
+	return ssh_target_parse(t, r->host);
+}
+
+char *jobrec_remote_dir(const struct jobrec *r, const struct config *cfg)
+{
+	if (r->jobdir && *r->jobdir)
+		return xstrdup(r->jobdir);
+	if (r->workdir && *r->workdir)
+		return remote_job_dir(r->workdir, r->id);
+	return remote_job_dir(cfg ? cfg->remote.workdir : NULL, r->id);
 }
 
 char *jobrec_results_dir(const struct jobrec *r, const struct config *cfg, const char *want)
@@ -191,7 +285,7 @@ int jobrec_check(struct ssh_conn *c, const struct config *cfg, struct jobrec *r)
 }
 
 struct conn_slot {
-	char *remote, *host;
+	char *key;		/* slot_key: where the job is reached */
 	struct config cfg;
 	struct ssh_conn *conn;
 	char *why;
@@ -211,25 +305,30 @@ struct jobrec_conns *jobrec_conns_new(const char *config_file)
 	return cc;
 }
 
-static int same(const char *a, const char *b)
+/* Jobs with the same key are reached through the same connection. */
+static char *slot_key(const struct jobrec *r)
 {
-	return (!a && !b) || (a && b && !strcmp(a, b));
+	return xstrfmt("%s\n%s\n%s\n%d\n%s\n%s\n%s\n%s", r->remote ? r->remote : "",
+		       r->host ? r->host : "", r->ssh_host ? r->ssh_host : "", r->ssh_port,
+		       r->ssh_user ? r->ssh_user : "", r->identity ? r->identity : "",
+		       r->known_hosts ? r->known_hosts : "", r->config_file ? r->config_file : "");
 }
 
 struct ssh_conn *jobrec_conns_get(struct jobrec_conns *cc, const struct jobrec *r,
 				  const struct config **cfg, const char **why, int *kind)
 {
 	struct conn_slot *s = NULL;
+	char *key = slot_key(r);
 
 	for (size_t i = 0; i < cc->n && !s; i++)
-		if (same(cc->v[i].remote, r->remote) && same(cc->v[i].host, r->host))
+		if (!strcmp(cc->v[i].key, key))
 			s = &cc->v[i];
 	if (!s) {
 		cc->v = xrealloc(cc->v, (cc->n + 1) * sizeof(*cc->v));
 		s = &cc->v[cc->n++];
 		memset(s, 0, sizeof(*s));
-		s->remote = r->remote ? xstrdup(r->remote) : NULL;
-		s->host = r->host ? xstrdup(r->host) : NULL;
+		s->key = key;
+		key = NULL;
 		if (jobrec_connect(r, cc->config_file, &s->cfg, &s->conn) < 0) {
 			s->conn = NULL;
 			s->kind = error_kind();
@@ -237,6 +336,7 @@ struct ssh_conn *jobrec_conns_get(struct jobrec_conns *cc, const struct jobrec *
 			error_clear();
 		}
 	}
+	free(key);
 	*cfg = &s->cfg;
 	*why = s->why;
 	*kind = s->kind;
@@ -250,8 +350,7 @@ void jobrec_conns_free(struct jobrec_conns *cc)
 	for (size_t i = 0; i < cc->n; i++) {
 		ssh_conn_free(cc->v[i].conn);
 		config_release(&cc->v[i].cfg);
-		free(cc->v[i].remote);
-		free(cc->v[i].host);
+		free(cc->v[i].key);
 		free(cc->v[i].why);
 	}
 	free(cc->v);

@@ -15,24 +15,40 @@ struct ssh_target;
  */
 
 /*
- * Loads the configuration of the job's remote into cfg: that of r->remote
- * ([remote.NAME]), else the default [remote]. The caller releases cfg
- * either way. A remote that is no longer configured is PS_EXIT_USAGE:
+ * Records in r where the job is reached (t, as connected at submit), the
+ * remote workdir and the config file read (NULL: none), so that the job
+ * can be reached again from any directory with any config or none. Paths
+ * are made absolute.
+ */
+void jobrec_set_target(struct jobrec *r, const struct ssh_target *t, const char *config_file,
+		       const char *workdir);
+
+/*
+ * Loads the configuration of the job's remote into cfg, from config_file
+ * (-c FILE) when given, else from the file the job was submitted with
+ * (r->config_file) while it is there, else the usual search: that of
+ * r->remote ([remote.NAME]), else the default [remote]. A remote that is
+ * no longer configured is fine when the record says where the job is (the
+ * default [remote] is loaded then, for the rest); else it is PS_EXIT_USAGE:
  * "job 'ID' ran on remote 'NAME', which is no longer configured in FILE",
- * with a hint. 0 or -1.
+ * with a hint. The caller releases cfg either way. 0 or -1.
  */
 int jobrec_config(const struct jobrec *r, const char *config_file, struct config *cfg);
 
 /*
- * jobrec_config, and fills t with where to connect: the configuration's
- * host, or r->host (when set) on top of it. 0 or -1.
+ * jobrec_config, and fills t with where to connect: the record's own
+ * target when it has one (r->ssh_host: host, port, user, identity,
+ * known_hosts as recorded; a recorded file that is gone is PS_EXIT_USAGE,
+ * "cannot reach job 'ID': its identity file 'PATH' is gone"); else the
+ * configuration's, with r->host (--host) on top when set. 0 or -1.
  */
 int jobrec_target(const struct jobrec *r, const char *config_file,
 		  struct config *cfg, struct ssh_target *t);
 
 /*
  * The job's remote directory: r->jobdir, else "<workdir>/jobs/<id>" with
- * the configured workdir (remote_job_dir). Caller frees.
+ * the recorded workdir, else the configured one (remote_job_dir). Caller
+ * frees.
  */
 char *jobrec_remote_dir(const struct jobrec *r, const struct config *cfg);
 

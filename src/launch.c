@@ -202,7 +202,7 @@ static void header(struct buf *b, const struct launch_spec *s)
 	var(b, "ps_mode", script_mode(s));
 	/* In the engine's container its pids are not the host's: cpid there,
 	 * and pid (the host's) comes from `run` (launch_engine_config). */
-	var(b, "ps_pidfile", s->in_engine ? "cpid" : "pid");
+	var(b, "ps_pidfile", s->in_engine ? "cpid" : s->srun ? "spid" : "pid");
 	var_int(b, "ps_np", s->np);
 	var_int(b, "ps_timeout", s->timeout > 0 ? s->timeout : 0);
 	var(b, "ps_image", none ? "" : s->image);
@@ -213,6 +213,7 @@ static void header(struct buf *b, const struct launch_spec *s)
 	var(b, "ps_tls_verify_off", s->tls_verify_off ? "1" : "");
 	var(b, "ps_gpus", s->gpus);
 	var_words(b, "ps_env", s->env, s->nenv);
+	var(b, "ps_launcher", s->srun ? "srun" : "mpirun");
 	var_mpirun_args(b, s->mpirun_args);
 	var_words(b, "ps_args", s->args, nargs);
 	var(b, "ps_python", none ? (s->python ? s->python : "python3") : context_cmd[0]);

@@ -60,6 +60,8 @@ struct launch_spec {
 	size_t nenv;
 	const char *gpus;		/* NULL, "all", "N" or "0,1" */
 	const char *mpirun_args;	/* words separated by blanks, each quoted on its own */
+	int srun;			/* scheduler slurm: the ranks start with srun --mpi=pmix
+					 * (in the allocation) instead of mpirun (slurm.h) */
 	const char *const *args;	/* the cell's arguments, NULL-terminated; may be NULL */
 
 	/*

@@ -6,7 +6,9 @@
 
 int log_verbosity;
 int log_json;
+atomic_ulong log_warnings;
 
+static void vlog(const char *prefix, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
 static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
 	fputs(prefix, stderr);
@@ -17,6 +19,7 @@ static void vlog(const char *prefix, const char *fmt, va_list ap)
 void log_warn(const char *fmt, ...)
 {
 	va_list ap;
+	log_warnings++;
 	va_start(ap, fmt);
 	vlog("pystrib: warning: ", fmt, ap);
 	va_end(ap);

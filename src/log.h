@@ -13,6 +13,8 @@
 extern int log_verbosity;	/* 0 quiet, 1 with -v, 2 with -vv */
 extern int log_json;		/* --json: events on stdout */
 
+extern atomic_ulong log_warnings;	/* how many log_warn calls so far */
+
 void log_warn(const char *fmt, ...) PRINTF_LIKE(1, 2);	/* always shown */
 void log_info(const char *fmt, ...) PRINTF_LIKE(1, 2);	/* shown with -v */
 void log_debug(const char *fmt, ...) PRINTF_LIKE(1, 2);	/* shown with -vv */

@@ -34,6 +34,7 @@ static const char exit_codes[] =
 	"  3    registry error\n"
 	"  4    SSH or remote-host error\n"
 	"  5    timeout\n"
+	"  6    local I/O error: a file, pipe or write on this machine failed\n"
 	"  130  interrupted\n";
 
 const struct cli_command *cli_find(const char *name)

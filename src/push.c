@@ -77,7 +77,7 @@ char *push_default_tag(const char *name, const char *digest)
 
 static int check_interrupt(void)
 {
-	if (interrupted)
+	if (interrupt_requested())
 		return error_set(PS_EXIT_INTERRUPTED, "interrupted; nothing was tagged");
 	return 0;
 }
@@ -184,7 +184,7 @@ static int copy_base_layer(struct pusher *p, const struct descriptor *d, const c
 	const char *tmp = getenv("TMPDIR");
 	char *tmpl = xstrfmt("%s/pystrib-blob-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(tmpl)) {
-		error_set(PS_EXIT_REGISTRY, "cannot create a temporary directory in '%s': %s",
+		error_set(PS_EXIT_IO, "cannot create a temporary directory in '%s': %s",
 			  tmp && *tmp ? tmp : "/tmp", strerror(errno));
 		free(tmpl);
 		return -1;

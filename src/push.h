@@ -34,8 +34,8 @@ struct pushed_image {
  * {"event":"blob"} lines with --json. On success fills *out (release it
  * with pushed_image_release) and emits {"event":"pushed"}. 0, or -1 with
  * the error set: PS_EXIT_REGISTRY for anything the registry did or did
- * not do, PS_EXIT_USAGE for a bad reference or missing setting,
- * PS_EXIT_INTERRUPTED. On failure nothing was tagged.
+ * not do, PS_EXIT_USAGE for a bad reference or missing setting, PS_EXIT_IO
+ * for a local file, PS_EXIT_INTERRUPTED. On failure nothing was tagged.
  */
 int push_image(const struct config *cfg, const struct context *ctx,
 	       const char *tag, struct pushed_image *out);

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -66,6 +65,7 @@ struct source {
 	uint64_t total;		/* for progress: of the whole blob */
 	registry_progress_fn *fn;
 	void *fn_data;
+	int read_errno;		/* reading fd failed: a local error, not the registry's */
 };
 
 struct req {
@@ -228,8 +228,10 @@ static size_t on_read(char *p, size_t size, size_t n, void *ud)
 		do
 			r = pread(s->fd, p, want, (off_t)(s->off + s->pos));
 		while (r < 0 && errno == EINTR);
-		if (r <= 0)
+		if (r <= 0) {
+			s->read_errno = r < 0 ? errno : EIO;	/* 0: the file shrank */
 			return CURL_READFUNC_ABORT;
+		}
 		want = (size_t)r;
 	}
 	s->pos += want;
@@ -249,7 +251,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 		       curl_off_t ulnow)
 {
 	struct req *q = ud;
-	if (interrupted)
+	if (interrupt_requested())
 		return 1;
 	if (q->src && q->src->fn && ulnow > 0)
 		q->src->fn(q->src->fn_data, q->src->off + (uint64_t)ulnow, q->src->total);
@@ -329,8 +331,10 @@ static void perform_once(struct registry *r, struct req *q)
 		digest_init(&q->dg);
 		q->dg_live = 1;
 	}
-	if (q->src)
+	if (q->src) {
 		q->src->pos = 0;
+		q->src->read_errno = 0;
+	}
 	r->errbuf[0] = '\0';
 
 	curl_easy_setopt(c, CURLOPT_URL, q->url);
@@ -466,21 +470,13 @@ static int transient(const struct req *q)
 	return q->status >= 500 || q->status == 429;
 }
 
-/* Sleeps 0.3 s doubling per attempt (1, 2, ...); 0, or -1 when interrupted. */
+/* Sleeps 0.3 s doubling per attempt (1, 2, ...); 0, or -1 when interrupted (error set). */
 static int backoff(int attempt)
 {
 	double secs = BACKOFF_FIRST;
 	for (int i = 1; i < attempt; i++)
 		secs *= 2;
-	double until = now_monotonic() + secs;
-	while (!interrupted) {
-		double left = until - now_monotonic();
-		if (left <= 0)
-			return 0;
-		struct timespec ts = { 0, (long)((left < 0.05 ? left : 0.05) * 1e9) };
-		nanosleep(&ts, NULL);
-	}
-	return -1;
+	return sleep_interruptible(secs);
 }
 
 static int interrupted_error(void)
@@ -521,7 +517,7 @@ static int transport_error(struct registry *r, const struct req *q, const char *
 	transport_reason(r, q, &reason);
 	why = reason.ptr;
 
-	if (interrupted) {
+	if (interrupt_requested()) {
 		interrupted_error();
 	} else if (q->body && q->body->toobig) {
 		error_set(PS_EXIT_REGISTRY, "registry '%s' sent more than %zu bytes for %s", r->host,
@@ -532,8 +528,11 @@ static int transport_error(struct registry *r, const struct req *q, const char *
 			  "manifest gives for %s", r->host, (unsigned long long)q->out_max, what);
 		error_hint("check that this is the registry and image you meant");
 	} else if (q->sink_errno) {
-		error_set(PS_EXIT_REGISTRY, "cannot write %s to disk: %s", what,
+		error_set(PS_EXIT_IO, "cannot write %s to disk: %s", what,
 			  strerror(q->sink_errno));
+	} else if (q->src && q->src->read_errno) {
+		error_set(PS_EXIT_IO, "cannot read %s from disk: %s", what,
+			  strerror(q->src->read_errno));
 	} else if (q->cc == CURLE_PEER_FAILED_VERIFICATION || q->cc == CURLE_SSL_CACERT_BADFILE ||
 		   q->cc == CURLE_SSL_CERTPROBLEM || q->cc == CURLE_SSL_ISSUER_ERROR) {
 		error_set(PS_EXIT_REGISTRY, "cannot reach registry '%s': its TLS certificate is not "
@@ -605,7 +604,7 @@ static int request(struct registry *r, struct req *q, const char *what)
 	for (int attempt = 1;; attempt++) {
 		perform_once(r, q);
 		q->attempts = attempt;
-		if (interrupted)
+		if (interrupt_requested())
 			return interrupted_error();
 		if (q->cc == CURLE_OK && q->status == 401 && !authed && !q->token_request &&
 		    same_origin(r, q->url)) {
@@ -623,7 +622,7 @@ static int request(struct registry *r, struct req *q, const char *what)
 		log_info("registry '%s': %s %s failed (%s), trying again", r->host, q->method,
 			 url_path(r, q->url), q->cc != CURLE_OK ? curl_easy_strerror(q->cc) : "5xx");
 		if (backoff(attempt) < 0)
-			return interrupted_error();
+			return -1;
 	}
 	if (q->cc != CURLE_OK)
 		return transport_error(r, q, what);
@@ -1206,14 +1205,14 @@ int registry_get_blob_file(struct registry *r, const char *repo, const char *dig
 		return -1;
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return error_set(PS_EXIT_REGISTRY, "cannot create '%s': %s", path, strerror(errno));
+		return error_set(PS_EXIT_IO, "cannot create '%s': %s", path, strerror(errno));
 	req_init(&q, "GET", NULL);
 	q.out_fd = fd;
 	q.out_max = size;
 	ret = get_blob(r, &q, repo, digest, got);
 	req_release(&q);
 	if (close(fd) < 0 && ret == 0)
-		ret = error_set(PS_EXIT_REGISTRY, "cannot write '%s': %s", path, strerror(errno));
+		ret = error_set(PS_EXIT_IO, "cannot write '%s': %s", path, strerror(errno));
 	if (ret < 0)
 		unlink(path);
 	return ret;
@@ -1403,10 +1402,8 @@ static int upload(struct registry *r, const char *repo, struct source *src, cons
 			break;
 		if (fails) {
 			uint64_t at = 0;
-			if (backoff(fails) < 0) {
-				interrupted_error();
+			if (backoff(fails) < 0)
 				break;
-			}
 			if (!restart && upload_status(r, scope, &loc, &at) == 0 && at <= size) {
 				off = at;
 			} else {
@@ -1439,10 +1436,10 @@ int registry_upload_file(struct registry *r, const char *repo, const char *path,
 		return -1;
 	src.fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (src.fd < 0)
-		return error_set(PS_EXIT_REGISTRY, "cannot open '%s': %s", path, strerror(errno));
+		return error_set(PS_EXIT_IO, "cannot open '%s': %s", path, strerror(errno));
 	if (fstat(src.fd, &st) < 0 || (uint64_t)st.st_size != size) {
 		close(src.fd);
-		return error_set(PS_EXIT_REGISTRY, "'%s' is not %llu bytes long (changed while "
+		return error_set(PS_EXIT_IO, "'%s' is not %llu bytes long (changed while "
 				 "pushing?)", path, (unsigned long long)size);
 	}
 	ret = upload(r, repo, &src, digest, size, 1);
@@ -1536,10 +1533,8 @@ int registry_put_manifest(struct registry *r, const char *repo, const char *ref,
 			break;
 		log_debug("%s: DIGEST_INVALID, putting it again", what);
 		req_release(&q);
-		if (backoff(attempt) < 0) {
-			interrupted_error();
+		if (backoff(attempt) < 0)
 			goto out_released;
-		}
 	}
 	status_error(r, &q, what);
 out:

@@ -27,8 +27,9 @@
  * Failures: connection errors, dropped connections and 5xx answers are
  * retried with backoff (0.3 s, doubling, 4 attempts). A failed upload is
  * resumed from the offset the registry reports, else restarted. Every
- * body read from the network is capped. Errors are PS_EXIT_REGISTRY with
- * one line saying what failed and a hint, never holding a secret.
+ * body read from the network is capped. Errors are PS_EXIT_REGISTRY (a
+ * local file that cannot be read or written: PS_EXIT_IO) with one line
+ * saying what failed and a hint, never holding a secret.
  *
  * Blobs up to 32 MiB go up in one PUT, larger ones in PATCH requests of
  * 32 MiB; PYSTRIB_REGISTRY_CHUNK (bytes, for tests) overrides both.

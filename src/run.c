@@ -15,6 +15,7 @@
 #include "results.h"
 #include "run.h"
 #include "session.h"
+#include "slurm.h"
 #include "util.h"
 
 /* Past this, runtime none's cell layer is uploaded on its own. */
@@ -55,6 +56,7 @@ void run_release(struct run *r)
 	free(r->opt.env);
 	free(r->dir);
 	free(r->results);
+	free(r->slurm_id);
 }
 
 char *run_job_json(const struct run *r, const char *image)
@@ -92,6 +94,34 @@ void run_base_spec(const struct run *r, struct launch_spec *s)
 	s->args = (const char *const *)r->opt.args;
 	s->session = r->opt.session;
 	s->idle_timeout = r->opt.idle_timeout;
+	s->srun = cfg->remote.scheduler == SCHEDULER_SLURM;
+}
+
+/*
+ * Scheduler slurm: the job directory under [slurm] shared_dir (as the
+ * workdir, so that runtime none's layers are there too), and what Slurm
+ * cannot run yet refused before anything is built.
+ */
+static int run_slurm_check(struct run *r)
+{
+	if (r->cfg.remote.scheduler != SCHEDULER_SLURM)
+		return 0;
+	if (r->cfg.slurm.shared_dir)
+		r->cfg.remote.workdir = r->cfg.slurm.shared_dir;
+	if (r->cfg.remote.runtime != RUNTIME_NONE) {
+		error_set(PS_EXIT_USAGE, "runtime '%s' cannot run under Slurm yet",
+			  runtime_name(r->cfg.remote.runtime));
+		return error_hint("use runtime = none with scheduler = slurm (the nodes' own "
+				  "python and MPI, after [remote] setup)");
+	}
+	return 0;
+}
+
+/* Submits the job with sbatch (slurm.h): its id in r->slurm_id. */
+static int run_slurm_submit(struct run *r, const char *json, const char *script)
+{
+	return slurm_submit(r->conn, &r->cfg.slurm, r->id, r->cfg.job.np, r->cfg.job.timeout,
+			    r->dir, json, script, &r->slurm_id);
 }
 
 /* runtime none: the layers go over SSH, a small cell layer with the start. */
@@ -158,7 +188,7 @@ int run_submit(struct run *r)
 							r->id) < 0 ||
 			    buf_read_file(&r->start_in, r->ctx.cell.path) < 0))
 		goto out;
-	if (!r->opt.detach && remote_job_start_command(&r->start, r->dir, json, script.ptr) == 0) {
+	if (!s.srun && !r->opt.detach && remote_job_start_command(&r->start, r->dir, json, script.ptr) == 0) {
 		/* Started with the follower, in the same round trip. */
 		if (have_cred)
 			buf_addf(&r->start_in, "%s\n", cred.password);
@@ -176,8 +206,11 @@ int run_submit(struct run *r)
 		error_hint("pass large values in a file (--input)");
 		goto out;
 	}
-	ret = remote_job_submit(r->conn, r->dir, json, script.ptr,
-				have_cred ? cred.password : NULL);
+	if (s.srun)
+		ret = run_slurm_submit(r, json, script.ptr);
+	else
+		ret = remote_job_submit(r->conn, r->dir, json, script.ptr,
+					have_cred ? cred.password : NULL);
 out:
 	credentials_release(&cred);
 	free(login);
@@ -211,6 +244,7 @@ static void save_record(struct run *r)
 	jobrec_set(&rec.host, r->opt.host);
 	jobrec_set(&rec.host_name, ssh_conn_name(r->conn));
 	jobrec_set(&rec.jobdir, r->dir);
+	jobrec_set_target(&rec, &r->target, r->cfg.file, r->cfg.remote.workdir);
 	jobrec_set(&rec.runtime, runtime_name(r->cfg.remote.runtime));
 	jobrec_set(&rec.kind, r->opt.session ? "session" : NULL);
 	if (r->have_img) {
@@ -221,6 +255,7 @@ static void save_record(struct run *r)
 	jobrec_set(&rec.cell, r->copts.cell);
 	jobrec_set(&rec.results, r->results);
 	jobrec_set(&rec.state, "submitted");
+	jobrec_set(&rec.slurm_id, r->slurm_id);
 	jobrec_set_np(&rec, r->cfg.job.np);
 	rec.created = r->created;
 	if (jobrec_save(&rec) < 0) {
@@ -241,9 +276,10 @@ void run_announce(struct run *r)
 		   "image", r->have_img ? r->img.pinned : NULL,
 		   "runtime", runtime_name(r->cfg.remote.runtime), "dir", r->dir);
 	if (!log_json && !r->opt.detach)
-		fprintf(stderr, "pystrib: job %s: %d rank%s on '%s' (%s)\n", r->id, r->cfg.job.np,
+		fprintf(stderr, "pystrib: job %s: %d rank%s on '%s' (%s%s%s)\n", r->id, r->cfg.job.np,
 			r->cfg.job.np == 1 ? "" : "s", ssh_conn_name(r->conn),
-			runtime_name(r->cfg.remote.runtime));
+			runtime_name(r->cfg.remote.runtime), r->slurm_id ? ", Slurm job " : "",
+			r->slurm_id ? r->slurm_id : "");
 }
 
 /* Stops the job after Ctrl-C or a timeout; the state it ended in, or NULL. */
@@ -365,7 +401,7 @@ void run_init_follow(struct run *r)
 	r->f.ctx = r;
 	/* The job's own watchdog stops it at --timeout; this is for a host that
 	 * cannot (not while the push may still run: it would count too). */
-	if (r->cfg.job.timeout > 0 && !r->deferred)
+	if (r->cfg.job.timeout > 0 && !r->deferred && !r->slurm_id)
 		r->f.deadline = now_monotonic() + r->cfg.job.timeout + 30;
 }
 
@@ -507,7 +543,7 @@ int run_job(struct run *r)
 	char *cache = NULL;
 	int ret;
 
-	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0)
+	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || run_slurm_check(r) < 0)
 		return error_report();
 	cache = context_cache_dir();
 	ret = context_build(&r->ctx, &r->copts, cache);
@@ -515,6 +551,8 @@ int run_job(struct run *r)
 	if (ret < 0)
 		return error_report();
 	run_stage("context built");
+	if (r->cfg.remote.scheduler == SCHEDULER_SLURM)
+		return run_in_turn(r);
 	if (run_engine_eligible(r))
 		return run_through_engine(r);
 	if (r->cfg.remote.runtime != RUNTIME_NONE && !r->opt.detach)
@@ -534,6 +572,11 @@ int run_session(struct run *r)
 	r->opt.detach = 1;
 	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0)
 		return error_report();
+	if (r->cfg.remote.scheduler == SCHEDULER_SLURM) {
+		error_set(PS_EXIT_USAGE, "sessions cannot run under Slurm yet");
+		error_hint("start the session on a host of its own (--host), with scheduler = none");
+		return error_report();
+	}
 	cache = context_cache_dir();
 	ret = context_build(&r->ctx, &r->copts, cache);
 	free(cache);

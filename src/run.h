@@ -72,6 +72,7 @@ struct run {
 	int announced;		/* the job record, event and line are out */
 	int pulled;		/* the image was put on the host through the engine */
 	atomic_int early_stop;	/* the job is over: an early pull can stop */
+	char *slurm_id;		/* scheduler slurm: the Slurm job id, once submitted */
 };
 
 /* Zeroes r and starts its clock (for the -v timings). */

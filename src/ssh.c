@@ -311,7 +311,7 @@ static int record_host(struct ssh_conn *c, const char *type)
 	}
 	free(dir);
 	if (ssh_session_update_known_hosts(c->s) != SSH_OK)
-		return error_set(PS_EXIT_REMOTE, "cannot record the host key of '%s' in '%s': %s",
+		return error_set(PS_EXIT_IO, "cannot record the host key of '%s' in '%s': %s",
 				 c->name, c->known_hosts, ssh_get_error(c->s));
 	log_warn("added the %s host key %s of '%s' to '%s'", type, c->fingerprint,
 		 c->name, c->known_hosts);
@@ -476,7 +476,7 @@ static int conn_connect(struct ssh_conn *c, int flags)
 		return SSH_R_FAILED;
 	log_info("connecting to '%s'", c->name);
 	if (ssh_connect(c->s) != SSH_OK) {
-		if (interrupted)
+		if (interrupt_requested())
 			return interrupted_error();
 		error_set(PS_EXIT_REMOTE, "cannot reach '%s': %s", c->name, ssh_get_error(c->s));
 		error_hint("check that the host is up and sshd listens on that port "
@@ -493,7 +493,7 @@ static int conn_connect(struct ssh_conn *c, int flags)
 	if ((rc = verify_host(c, flags)) < 0)
 		goto fail;
 	if ((rc = authenticate(c)) < 0) {
-		if (interrupted)
+		if (interrupt_requested())
 			rc = interrupted_error();
 		goto fail;
 	}
@@ -649,7 +649,7 @@ static int feed_stdin(struct ssh_conn *c, ssh_channel ch, struct feed *f)
 			if (r < 0 && errno == EINTR)
 				continue;
 			if (r < 0)
-				return error_set(PS_EXIT_REMOTE, "cannot read the data to send: %s",
+				return error_set(PS_EXIT_IO, "cannot read the data to send: %s",
 						 strerror(errno));
 			if (r == 0) {
 				f->fd = -1;
@@ -734,7 +734,7 @@ static int exec_loop(struct ssh_conn *c, ssh_channel ch, struct exec_state *st,
 			ret = 0;
 			break;
 		}
-		if (interrupted) {
+		if (interrupt_requested()) {
 			ret = interrupted_error();
 			goto out;
 		}
@@ -760,7 +760,7 @@ static int exec_loop(struct ssh_conn *c, ssh_channel ch, struct exec_state *st,
 				ret = 0;
 				break;
 			}
-			if (interrupted) {
+			if (interrupt_requested()) {
 				ret = interrupted_error();
 				goto out;
 			}
@@ -1052,11 +1052,15 @@ int ssh_conn_upload_file(struct ssh_conn *c, const char *remote_path,
 			 const char *local_path, unsigned mode)
 {
 	struct stat st;
+	const char *why = NULL;
 	int fd = open(local_path, O_RDONLY | O_CLOEXEC), ret;
 
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ret = error_set(PS_EXIT_USAGE, "cannot read '%s': %s", local_path,
-				fd < 0 || errno ? strerror(errno) : "not a regular file");
+	if (fd < 0 || fstat(fd, &st) < 0)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";	/* not a stale errno */
+	if (why) {
+		ret = error_set(PS_EXIT_IO, "cannot read '%s': %s", local_path, why);
 		if (fd >= 0)
 			close(fd);
 		return ret;

@@ -12,8 +12,10 @@
  *
  * Functions return 0 on success or one of the negative codes below, with
  * the error recorded (error.h): exit kind PS_EXIT_REMOTE for everything
- * about the connection or the remote host, PS_EXIT_INTERRUPTED when
- * `interrupted` was set, PS_EXIT_TIMEOUT when a deadline passed. Callers
+ * about the connection or the remote host, PS_EXIT_IO when a local file
+ * (one to upload, known_hosts) cannot be read or written,
+ * PS_EXIT_INTERRUPTED when an interrupt was requested (interrupt_set),
+ * PS_EXIT_TIMEOUT when a deadline passed. Callers
  * that only care about success test `< 0`.
  *
  * Commands are strings for the remote shell: build them with shquote.h.

@@ -175,7 +175,7 @@ static int out_write(struct writer *w, const unsigned char *p, size_t n)
 			continue;
 		if (k < 0) {
 			w->failed = 1;
-			return error_set(PS_EXIT_USAGE, "cannot write the archive: %s", strerror(errno));
+			return error_set(PS_EXIT_IO, "cannot write the archive: %s", strerror(errno));
 		}
 		p += k;
 		n -= (size_t)k;
@@ -194,7 +194,7 @@ static int deflate_some(struct writer *w, const void *p, size_t n, int flush)
 		r = deflate(&w->z, flush);
 		if (r == Z_STREAM_ERROR) {
 			w->failed = 1;
-			return error_set(PS_EXIT_USAGE, "cannot compress the archive: zlib error");
+			return error_set(PS_EXIT_IO, "cannot compress the archive: zlib error");
 		}
 		size_t have = sizeof(w->out) - w->z.avail_out;
 		if (have && out_write(w, w->out, have) < 0)
@@ -228,7 +228,7 @@ static int gzip_begin(struct writer *w)
 	static const unsigned char header[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff };
 	memset(&w->z, 0, sizeof(w->z));
 	if (deflateInit2(&w->z, GZIP_LEVEL, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		return error_set(PS_EXIT_USAGE, "cannot start zlib compression");
+		return error_set(PS_EXIT_IO, "cannot start zlib compression");
 	w->z_ready = 1;
 	w->crc = crc32(0, Z_NULL, 0);
 	return out_write(w, header, sizeof(header));
@@ -251,7 +251,7 @@ static int archive_failed(struct writer *w, struct archive *a, const char *path)
 {
 	if (w->failed)
 		return -1;
-	return error_set(PS_EXIT_USAGE, "cannot archive '%s': %s", path, archive_error_string(a));
+	return error_set(PS_EXIT_IO, "cannot archive '%s': %s", path, archive_error_string(a));
 }
 
 /* Streams e->size bytes of e->source, insisting that the file does not change meanwhile. */
@@ -261,10 +261,10 @@ static int stream_file(struct writer *w, struct archive *a, const struct tar_ent
 	int ret = -1;
 	int fd = open(e->source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return error_set(PS_EXIT_USAGE, "cannot read '%s': %s", e->source, strerror(errno));
+		return error_set(PS_EXIT_IO, "cannot read '%s': %s", e->source, strerror(errno));
 	uint64_t left = e->size;
 	while (left) {
-		if (interrupted) {
+		if (interrupt_requested()) {
 			error_set(PS_EXIT_INTERRUPTED, "interrupted");
 			goto out;
 		}
@@ -273,7 +273,7 @@ static int stream_file(struct writer *w, struct archive *a, const struct tar_ent
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			error_set(PS_EXIT_USAGE, "cannot read '%s': %s", e->source, strerror(errno));
+			error_set(PS_EXIT_IO, "cannot read '%s': %s", e->source, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -286,7 +286,7 @@ static int stream_file(struct writer *w, struct archive *a, const struct tar_ent
 	}
 	ssize_t extra = read(fd, chunk, 1);
 	if (left || extra > 0) {
-		error_set(PS_EXIT_USAGE, "'%s' changed while it was being archived", e->source);
+		error_set(PS_EXIT_IO, "'%s' changed while it was being archived", e->source);
 		error_hint("run the command again once the file stops changing");
 		goto out;
 	}

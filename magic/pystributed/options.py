@@ -230,8 +230,11 @@ class _JobOptionsMethods:
 class OptionTable:
     """A sequence of Options and what is built from it."""
 
-    def __init__(self, options):
+    def __init__(self, options, class_name="JobOptions", doc=None):
         self.options = tuple(options)
+        self.class_name = class_name
+        self.doc = doc or ("What %%save_for_remote / %%remote / runner.main() accept; "
+                           "None or empty means the config's default. Fields: the table's.")
         names = [o.name for o in self.options]
         if len(set(names)) != len(names) or "help" in names:
             raise ValueError("option names must be unique and not 'help': %s" % names)
@@ -260,13 +263,12 @@ class OptionTable:
             fields.append((o.name, object, f))
         namespace = {
             "__module__": __name__,
-            "__doc__": "What %%save_for_remote / %%remote / runner.main() accept; "
-                       "None or empty means the config's default. Fields: the table's.",
+            "__doc__": self.doc,
             "_table": self,
             "FIELDS": tuple(o.name for o in self.fields()),
         }
         kw = {"kw_only": True} if sys.version_info >= (3, 10) else {}
-        return dataclasses.make_dataclass("JobOptions", fields, bases=(_JobOptionsMethods,),
+        return dataclasses.make_dataclass(self.class_name, fields, bases=(_JobOptionsMethods,),
                                           namespace=namespace, repr=False, **kw)
 
     def parser(self, prog):
@@ -343,3 +345,56 @@ class OptionTable:
 
 TABLE = OptionTable(OPTIONS)
 JobOptions = TABLE.job_options
+
+
+def _shared(name):
+    """The Option of OPTIONS named name: the session tables use the same one."""
+    for o in OPTIONS:
+        if o.name == name:
+            return o
+    raise KeyError(name)
+
+
+def _session_np(o):
+    return dataclasses.replace(o, flags=("-n", "--num-ranks", "--np"))
+
+
+# `pystrib session start`'s options, as %dist_init, Cluster() and
+# %%distribute take them (runtime and the timeouts are the sessions' own).
+RUNTIME = Option("runtime", ("--runtime",), "R", "docker, podman or none (default: the config's)",
+                 pystrib="--runtime")
+GPU_IDS = Option("gpus", ("--gpu-ids", "--gpus"), "SPEC",
+                 "the GPUs of the ranks: all, a count, or a list of devices (0,1)",
+                 pystrib="--gpus")
+START_TIMEOUT = Option("start_timeout", ("-t", "--start-timeout"), "S",
+                       "give up starting the session after S seconds (0: no limit)",
+                       parse=_seconds)
+IDLE_TIMEOUT = Option("idle_timeout", ("--idle-timeout",), "S",
+                      "the session stops itself after S seconds without a cell "
+                      "(default: [session] idle_timeout)",
+                      parse=_seconds, pystrib="--idle-timeout")
+NAME = Option("name", ("--name",), "NAME", "a name for the session (pystrib session list)",
+              pystrib="--name")
+CELL_TIMEOUT = Option("timeout", ("--timeout",), "S",
+                      "interrupt the cell after S seconds (the session stays up)",
+                      parse=_seconds)
+SYNC = Option("sync", ("--sync",), None,
+              "copy the variables process 0's cell set to every process", kind=SWITCH)
+TARGETS = Option("targets", ("--targets",), "SPEC",
+                 "the ranks: all, 0, 0,2-3, [0,1] or a slice as ::2")
+
+SESSION_OPTIONS = (
+    _session_np(_shared("np")), _shared("remote"), RUNTIME, GPU_IDS,
+    _shared("env"), IDLE_TIMEOUT, NAME, START_TIMEOUT, _shared("config"),
+)
+SESSION_TABLE = OptionTable(SESSION_OPTIONS, "SessionOptions",
+                            "What %dist_init and Cluster() accept; None or empty means "
+                            "the config's default.")
+SessionOptions = SESSION_TABLE.job_options
+
+# %%distribute n's own options (n is the first word), then the session's.
+DISTRIBUTE_TABLE = OptionTable(
+    (CELL_TIMEOUT, SYNC) + tuple(o for o in SESSION_OPTIONS if o.name not in ("np",)),
+    "DistributeOptions", "What %%distribute n accepts after n.")
+PX_TABLE = OptionTable((TARGETS, CELL_TIMEOUT), "PxOptions", "What %%px accepts.")
+CELL_TABLE = OptionTable((CELL_TIMEOUT,), "CellOptions", "What %%distributed and %%rank accept.")

@@ -139,3 +139,104 @@ def real_binary():
 
 def dedent(s):
     return textwrap.dedent(s).lstrip("\n")
+
+
+# ---------------------------------------------------------------- sessions
+
+SESSIONBED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sessionbed.py")
+
+
+def session_src():
+    """The directory holding the hub's session.py and bootstrap.py: the
+    repository's src/remote once session.py is there, else
+    $PYSTRIB_SESSION_SRC (a copy of them from the branch that has it)."""
+    if os.path.exists(os.path.join(REPO, "src", "remote", "session.py")):
+        return os.path.join(REPO, "src", "remote")
+    d = os.environ.get("PYSTRIB_SESSION_SRC")
+    if d and os.path.exists(os.path.join(d, "session.py")):
+        return d
+    return None
+
+
+class Bed:
+    """sessionbed.py (the local stand-in for pystrib's session verbs, with
+    the real hub and real Open MPI ranks) as PYSTRIB_BIN."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def argv_log(self):
+        p = self.root / "argv.log"
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines()]
+
+    def hub_pids(self):
+        pids = []
+        for d in self.root.iterdir():
+            p = d / "hub.pid"
+            if p.exists():
+                pids.append(int(p.read_text()))
+        return pids
+
+    def alive_hubs(self, wait=15):
+        """The hubs still running (after up to wait seconds for them to end:
+        a stop is answered before the hub has ended its ranks)."""
+        import time
+        deadline = time.time() + wait
+        while True:
+            alive = self._alive_hubs()
+            if not alive or time.time() > deadline:
+                return alive
+            time.sleep(0.1)
+
+    def _alive_hubs(self):
+        alive = []
+        for pid in self.hub_pids():
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                continue
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().split(") ", 1)[1].startswith("Z"):
+                        continue
+            except OSError:
+                continue
+            alive.append(pid)
+        return alive
+
+
+@pytest.fixture
+def bed(tmp_path, monkeypatch):
+    import shutil
+    import signal
+    import pystributed.pool
+    import pystributed.cluster
+    import pystributed.dist
+    src = session_src()
+    if src is None or not shutil.which("mpirun"):
+        pytest.skip("needs session.py (src/remote or $PYSTRIB_SESSION_SRC) and mpirun")
+    root = tmp_path / "sessions"
+    root.mkdir()
+    monkeypatch.setenv("PYSTRIB_BIN", SESSIONBED)
+    monkeypatch.setenv("FAKE_SESSIONS", str(root))
+    monkeypatch.setenv("SESSION_SRC", src)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("PYSTRIB_NOTEBOOK", str(tmp_path / "nb.ipynb"))
+    b = Bed(root)
+    yield b
+    for _, s in pystributed.pool.live():
+        try:
+            s.stop()
+        except Exception:
+            pass
+    pystributed.pool._live.clear()
+    pystributed.cluster._active["cluster"] = None
+    pystributed.dist._autopx["on"] = False
+    pystributed.dist._state.update(remote="", options=None)
+    for pid in b.alive_hubs():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass

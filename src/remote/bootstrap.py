@@ -27,6 +27,10 @@ descriptor level, so child processes and C extensions too) to
 $PYSTRIB_JOB_DIR/logs/rank.N.out and rank.N.err, line by line, and the exit
 code is written to rank.N.exit when the rank ends.
 
+A traceback names the cell as it was given to `pystrib run` (raise1.py),
+read from the file beside CELL with the extension .name (user_code.name),
+when there is one; __file__ and sys.argv[0] stay the real path.
+
 The cell runs as __main__ with sys.argv = [CELL] + ARGS and the globals
 rank, world_size and __process_id__ (= rank). sys.path starts with the
 working directory (as in a notebook), the project root ($PYSTRIB_PROJECT, so
@@ -42,6 +46,7 @@ A value that cannot be pickled lands in "errors" instead of failing the rank.
 """
 
 import builtins
+import linecache
 import os
 import pickle
 import signal
@@ -234,9 +239,41 @@ def _on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def run_cell(cell, args, rank, size, inputs):
+NAME_MAX = 4096
+
+
+def display_name(cell):
+    """The name the cell was given to run with, from user_code.name beside it, else cell.
+
+    pystrib writes that file into the cell layer (the cell is always
+    user_code.py there), so that a traceback names the user's own file.
+    """
+    try:
+        with open(os.path.splitext(cell)[0] + ".name", "rb") as f:
+            name = f.read(NAME_MAX + 1).decode("utf-8", "replace").strip()
+    except OSError:
+        return cell
+    if not name or len(name) > NAME_MAX or "\n" in name or "\0" in name:
+        return cell
+    return name
+
+
+def compile_cell(cell):
+    """The cell's code, compiled under its display name; its lines are kept for tracebacks."""
     with open(cell, "rb") as f:
-        code = compile(f.read(), cell, "exec")
+        source = f.read()
+    name = display_name(cell)
+    code = compile(source, name, "exec")
+    if name != cell:
+        # The name is not a file here: linecache gets the lines (an mtime of
+        # None means checkcache never drops them).
+        text = source.decode("utf-8", "replace")
+        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
+    return code
+
+
+def run_cell(cell, args, rank, size, inputs):
+    code = compile_cell(cell)
     module = types.ModuleType("__main__")
     namespace = module.__dict__
     namespace.update(__file__=cell, __builtins__=builtins, __cached__=None,

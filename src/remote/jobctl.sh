@@ -22,7 +22,14 @@ action=$1 dir=$2
 final() { case $1 in succeeded|failed|timeout|cancelled) return 0;; esac; return 1; }
 set_state() { printf '%s\n' "$1" > state.tmp && mv -f state.tmp state; }
 alive() {
-	p=''
+	p='' sid=''
+	# A Slurm job (slurm.h) runs on a node, not here: Slurm knows.
+	if [ -f slurm ] && read -r sid < slurm && [ -n "$sid" ]; then
+		case $(squeue -h -j "$sid" -o %T 2>/dev/null) in
+		PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUE*|RESIZING|SIGNALING|STAGE_OUT|STOPPED) return 0 ;;
+		esac
+		return 1
+	fi
 	[ -f pid ] && read -r p < pid
 	[ -n "$p" ] && kill -0 "$p" 2>/dev/null
 }
@@ -180,7 +187,8 @@ cancel)
 	if alive; then
 		# The job script alone: it stops mpirun once, which stops its
 		# ranks (a second signal makes mpirun abort without doing so).
-		kill -TERM "$p" 2>/dev/null
+		# Slurm's scancel sends TERM to the job script and the steps.
+		if [ -n "$sid" ]; then scancel "$sid" 2>/dev/null; else kill -TERM "$p" 2>/dev/null; fi
 		i=0
 		while [ "$i" -lt 100 ]; do
 			[ -f state ] && read -r st < state
@@ -194,7 +202,9 @@ cancel)
 	if ! final "$st"; then
 		# Open MPI puts each rank in a process group of its own, but
 		# all stay in the job's session.
-		if alive; then
+		if alive && [ -n "$sid" ]; then
+			scancel -s KILL "$sid" 2>/dev/null
+		elif alive; then
 			pkill -KILL -s "$p" 2>/dev/null || kill -KILL -"$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
 		fi
 		if [ -f container ] && [ -f runtime ]; then

@@ -6,7 +6,10 @@
 #   ps_mode                    docker | podman (run the image here) | engine
 #                              (this script runs in the job's container) |
 #                              none (the host's own mpirun and python)
-#   ps_pidfile                 pid, or cpid in the engine's container
+#   ps_pidfile                 pid, or cpid in the engine's container, or
+#                              spid under Slurm (a pid of the node, not the host's)
+#   ps_launcher                mpirun, or srun (Slurm: srun --mpi=pmix in the
+#                              allocation; mpirun_args are mpirun's, not used)
 #   ps_image ps_image_present  what to run; 1: it is on the host already
 #   ps_login_registry ps_login_user ps_tls_verify_off   the login before the
 #                              pull ('': none); the password is stdin's first line
@@ -142,7 +145,7 @@ mpirun_failed() {
 		host_error slots "mpirun has not enough slots for $ps_np ranks (the host has $cores cores; --oversubscribe allows more): $line" "$1"
 	fi
 	ls "$J"/logs/rank.* >/dev/null 2>&1 && return 0
-	host_error launch "mpirun failed before any rank ran: $(last_err)" "$1"
+	host_error launch "${ps_launcher:-mpirun} failed before any rank ran: $(last_err)" "$1"
 }
 
 # ranks FLAG BOOTSTRAP CELL [COMMAND...]: runs COMMAND mpirun FLAG -np N
@@ -158,6 +161,8 @@ ranks() {
 		it=''
 		[ -z "$ps_idle_timeout" ] || it='--idle-timeout "$ps_idle_timeout"'
 		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it -- mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
+	elif [ "$ps_launcher" = srun ]; then
+		eval "set -- \"\$@\" srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=\"\$ps_np\" \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	else
 		eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	fi
@@ -380,7 +385,7 @@ run_host() {
 	fi
 	jpath "${ps_workdir:-/pystrib/cell}"
 	cd "$P" || host_error workdir "the image's working directory '${ps_workdir:-/pystrib/cell}' is missing" 125
-	need mpirun
+	need "${ps_launcher:-mpirun}"
 	need "$ps_python"
 	now > "$J/launched"
 	jpath "$ps_bootstrap"

@@ -183,6 +183,27 @@ def test_exit_codes(cell_dir):
     assert r.returncode == 1 and "SyntaxError" in r.stderr
 
 
+def test_traceback_names_the_users_file(cell_dir):
+    """With user_code.name beside the cell, a traceback says that name and shows its lines."""
+    (cell_dir / "user_code.name").write_text("raise1.py\n")
+    r = run(cell_dir, "import os\ndef f():\n    raise ValueError('boom')\nf()\n"
+            "print(__file__)\n")
+    assert r.returncode == 1
+    assert 'File "raise1.py", line 3, in f' in r.stderr
+    assert "raise ValueError('boom')" in r.stderr     # the source line is shown
+    assert "user_code.py" not in r.stderr
+    assert "bootstrap.py" not in r.stderr
+    r = run(cell_dir, "x = (\n")
+    assert r.returncode == 1 and 'File "raise1.py"' in r.stderr and "SyntaxError" in r.stderr
+    # __file__ and argv[0] stay the real file, for code that finds files beside it.
+    r = run(cell_dir, "import sys\nprint(__file__ == sys.argv[0], __file__.endswith('user_code.py'))\n")
+    assert r.stdout.strip() == "True True"
+    # An empty or unreadable name is no name.
+    (cell_dir / "user_code.name").write_text("")
+    r = run(cell_dir, "raise ValueError('boom')\n")
+    assert "user_code.py" in r.stderr
+
+
 def test_job_dir_logs_and_exit_file(cell_dir, tmp_path):
     job = tmp_path / "job"
     env = {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "PYSTRIB_JOB_DIR": str(job)}

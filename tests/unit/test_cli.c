@@ -290,6 +290,144 @@ static void job_argument_errors_exit_2(void **state)
 	buf_release(&err);
 }
 
+/* Every usage error ends with where the help is, whatever the command. */
+static void usage_errors_say_try_help(void **state)
+{
+	(void)state;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	static const char *const cases[][2] = {
+		{ "run", "run" }, { "run --bogus x.py", "run" }, { "status", "status" },
+		{ "attach", "attach" }, { "config", "config" }, { "config get", "config" },
+		{ "doctor extra", "doctor" }, { "jobs extra", "jobs" }, { "push", "push" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char *want = xstrfmt("\nTry 'pystrib %s --help'.\n", cases[i][1]);
+		assert_int_equal(run(cases[i][0], &out, &err), 2);
+		const char *try = strstr(err.ptr, "Try '");
+		if (!strstr(err.ptr, want) || strstr(try + 1, "Try '"))
+			fail_msg("'pystrib %s' said:\n%s", cases[i][0], err.ptr);
+		assert_true(err.len >= strlen(want) && !strcmp(err.ptr + err.len - strlen(want), want));
+		free(want);
+	}
+	buf_release(&out);
+	buf_release(&err);
+}
+
+/*
+ * With no config file, `config show` and `doctor` say where they looked
+ * and what to do; `config init` writes a starter that loads, and never
+ * over a file without --force.
+ */
+static void no_config_says_where_it_looked(void **state)
+{
+	(void)state;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	char dir[] = "/tmp/pystrib-cli-init-XXXXXX";
+	char *args;
+
+	assert_int_equal(run("config show", &out, &err), 0);
+	assert_non_null(strstr(out.ptr, "# config file: (none)\n"));
+	assert_non_null(strstr(out.ptr, "#   ./pystrib.ini\n#   /nonexistent/pystrib/config.ini\n"));
+	assert_non_null(strstr(out.ptr, "'pystrib config init'"));
+	assert_non_null(strstr(out.ptr, "config.ini.example"));
+
+	assert_int_equal(run("doctor", &out, &err), 2);
+	assert_non_null(strstr(out.ptr, "FAIL  config      no config file; looked for ./pystrib.ini, "
+			       "then /nonexistent/pystrib/config.ini\n"));
+	assert_non_null(strstr(out.ptr, "fix: run 'pystrib config init'"));
+	assert_null(strstr(out.ptr, "(none)"));
+	assert_null(strstr(out.ptr, "ok    config"));
+
+	assert_non_null(mkdtemp(dir));
+	args = xstrfmt("-c %s/p.ini config init --remote gpu1", dir);
+	assert_int_equal(run(args, &out, &err), 0);
+	assert_non_null(strstr(err.ptr, "wrote '"));
+	assert_int_equal(run(args, &out, &err), 2);
+	assert_non_null(strstr(err.ptr, "exists already"));
+	free(args);
+	args = xstrfmt("-c %s/p.ini config init --force", dir);
+	assert_int_equal(run(args, &out, &err), 0);
+	free(args);
+	args = xstrfmt("-c %s/p.ini config show", dir);
+	assert_int_equal(run(args, &out, &err), 0);
+	assert_string_equal(err.ptr, "");
+	free(args);
+	assert_int_equal(run("config show --force", &out, &err), 2);
+
+	/* A config with warnings is no "ok" in doctor. */
+	args = xstrfmt("%s/p.ini", dir);
+	FILE *f = fopen(args, "a");
+	fputs("[job]\nnpp = 2\n", f);
+	fclose(f);
+	free(args);
+	args = xstrfmt("-c %s/p.ini doctor", dir);
+	assert_int_equal(run(args, &out, &err), 2);	/* no registry, no host */
+	assert_non_null(strstr(err.ptr, "unknown key 'npp'"));
+	assert_int_equal(strncmp(out.ptr, "warn  config ", 13), 0);
+	assert_non_null(strstr(out.ptr, "with 1 warning"));
+	free(args);
+	args = xstrfmt("rm -rf %s", dir);
+	assert_int_equal(system(args), 0);
+	free(args);
+	buf_release(&out);
+	buf_release(&err);
+}
+
+/*
+ * The column where an option's description starts in help text (that of
+ * "-h, --help"), or -1. Every option line either has its description there
+ * after at least two spaces, or ends before it (the description follows on
+ * the next line); continuation lines start there too.
+ */
+static int help_column(const char *help)
+{
+	const char *h = strstr(help, "\n  -h, --help");
+	if (!h)
+		return -1;
+	h += 1 + strlen("  -h, --help");
+	return (int)(strlen("  -h, --help") + strspn(h, " "));
+}
+
+static void check_help_columns(const char *verb, const char *help)
+{
+	int col = help_column(help);
+	const char *p = strstr(help, "\noptions:\n");
+
+	if (!p)
+		return;
+	if (col < 0)
+		fail_msg("'%s --help' has no '-h, --help' line", verb);
+	for (p += strlen("\noptions:\n"); *p && *p != '\n'; p = strchr(p, '\n') + 1) {
+		int len = (int)strcspn(p, "\n"), lead = (int)strspn(p, " ");
+		int ok = lead == col;
+		if (p[lead] == '-') {	/* an option: its description at col, or on the next line */
+			char *line = xstrndup(p, (size_t)len);
+			char *gap = strstr(line + lead, "  ");
+			int words = 1;
+			for (const char *w = line + lead; (w = strchr(w, ' ')); w++)
+				words++;
+			/* Alone: "-e, --env KEY=VALUE" at most, no description after one space. */
+			ok = gap ? gap + strspn(gap, " ") - line == col : words <= 3;
+			free(line);
+		}
+		if (!ok)
+			fail_msg("'%s --help': the description column is %d, not so here:\n%.*s",
+				 verb, col, len, p);
+		if (!p[len])
+			break;
+	}
+}
+
+/* In every command's help the option descriptions start at one column. */
+static void help_columns_line_up(void **state)
+{
+	(void)state;
+#define X(verb, needs, summary) check_help_columns(#verb, cmd_##verb##_help);
+	PYSTRIB_COMMANDS(X)
+#undef X
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +442,9 @@ int main(void)
 		cmocka_unit_test(globals_cannot_be_hidden),
 		cmocka_unit_test(every_command_help_needs_nothing),
 		cmocka_unit_test(job_argument_errors_exit_2),
+		cmocka_unit_test(usage_errors_say_try_help),
+		cmocka_unit_test(help_columns_line_up),
+		cmocka_unit_test(no_config_says_where_it_looked),
 	};
 	return cmocka_run_group_tests(tests, find_bin, free_bin);
 }

@@ -1,4 +1,7 @@
-/* Unit tests for config.c: sources, precedence, named remotes, errors. */
+/*
+ * Unit tests for config.c: sources, precedence, named remotes, errors, the
+ * paths looked for; config_init.c: the starter config.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +18,7 @@
 #include "buf.h"
 #include "config.h"
 #include "error.h"
+#include "strvec.h"
 #include "testutil.h"
 
 static char *tmpdir;
@@ -363,6 +367,115 @@ static void loopback_detection(void **state)
 	assert_false(host_is_loopback("http://10.0.0.1:5000"));
 }
 
+/* The paths looked for are those config_load reads, in its order. */
+static void search_paths_in_order(void **state)
+{
+	(void)state;
+	struct strvec v = STRVEC_INIT;
+	char *xdg = xstrfmt("%s/pystrib/config.ini", tmpdir);
+
+	assert_int_equal(config_search_paths(&v, NULL), 0);
+	assert_int_equal(v.nr, 2);
+	assert_string_equal(v.v[0], "pystrib.ini");
+	assert_string_equal(v.v[1], xdg);
+	strvec_release(&v);
+	setenv("PYSTRIB_CONFIG", "/env.ini", 1);
+	assert_int_equal(config_search_paths(&v, NULL), 1);
+	assert_int_equal(v.nr, 1);
+	assert_string_equal(v.v[0], "/env.ini");
+	strvec_release(&v);
+	assert_int_equal(config_search_paths(&v, "/c.ini"), 1);
+	assert_string_equal(v.v[0], "/c.ini");
+	strvec_release(&v);
+	unsetenv("PYSTRIB_CONFIG");
+
+	/* What show prints when none is found. */
+	char *path = xstrfmt("%s/show.txt", tmpdir);
+	FILE *f = fopen(path, "w");
+	struct buf b = BUF_INIT;
+	config_print_searched(f, "# ", NULL);
+	fclose(f);
+	assert_int_equal(buf_read_file(&b, path), 0);
+	assert_non_null(strstr(b.ptr, "#   ./pystrib.ini\n"));
+	assert_non_null(strstr(b.ptr, xdg));
+	assert_true(strstr(b.ptr, "./pystrib.ini") < strstr(b.ptr, xdg));
+	assert_non_null(strstr(b.ptr, "pystrib config init"));
+	assert_non_null(strstr(b.ptr, "config.ini.example"));
+	buf_release(&b);
+	free(path);
+	free(xdg);
+}
+
+/*
+ * config init's starter: valid as written, with the user, a key found in
+ * ~/.ssh and the hosts of ~/.ssh/config; never over a file without force.
+ */
+static void starter_config(void **state)
+{
+	(void)state;
+	struct buf text = BUF_INIT, err = BUF_INIT;
+	struct config cfg;
+	char *home = getenv("HOME") ? xstrdup(getenv("HOME")) : NULL;
+	char *path;
+
+	setenv("HOME", tmpdir, 1);
+	setenv("USER", "alice", 1);
+	test_sh(tmpdir, "mkdir -p .ssh && : > .ssh/id_rsa && : > .ssh/id_ed25519 && "
+		"printf 'Host gpu1 gpu2\\n  HostName 10.0.0.1\\nHost *.corp\\nhost=bastion # x\\n' "
+		"> .ssh/config");
+	config_starter(&text, NULL);
+	assert_non_null(strstr(text.ptr, "\n[remote]\n"));
+	assert_non_null(strstr(text.ptr, "\nuser = alice\n"));
+	assert_non_null(strstr(text.ptr, "\nidentity = ~/.ssh/id_ed25519\n"));
+	assert_non_null(strstr(text.ptr, "\n;[remote.gpu1]\n;host = gpu1\n"));
+	assert_non_null(strstr(text.ptr, "\n;[remote.gpu2]\n"));
+	assert_non_null(strstr(text.ptr, "\n;[remote.bastion]\n"));
+	assert_null(strstr(text.ptr, "corp"));
+
+	path = config_init_path(NULL);
+	char *want = xstrfmt("%s/pystrib/config.ini", tmpdir);
+	assert_string_equal(path, want);
+	free(want);
+	assert_int_equal(config_init(path, NULL, 0), 0);
+	assert_int_equal(load_capturing(&cfg, NULL, NULL, &err), 0);
+	assert_string_equal(err.ptr, "");
+	assert_string_equal(cfg.file, path);
+	assert_string_equal(cfg.remote.user, "alice");
+	assert_null(cfg.remote.host);
+	config_release(&cfg);
+
+	/* Never over an existing file, unless forced. */
+	assert_int_equal(config_init(path, "gpu1", 0), -1);
+	assert_int_equal(error_kind(), PS_EXIT_USAGE);
+	assert_non_null(strstr(error_message(), "exists already"));
+	assert_non_null(strstr(error_hint_text(), "--force"));
+	error_clear();
+	assert_int_equal(config_init(path, "gpu1", 1), 0);
+	assert_int_equal(load_capturing(&cfg, path, "gpu1", &err), 0);
+	assert_string_equal(err.ptr, "");
+	assert_string_equal(cfg.remote.host, "gpu1");
+	config_release(&cfg);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	/* Nothing in ~/.ssh: the agent is said, nothing is set. */
+	test_sh(tmpdir, "rm -rf .ssh");
+	buf_reset(&text);
+	config_starter(&text, "newhost");
+	assert_non_null(strstr(text.ptr, "\n[remote.newhost]\n"));
+	assert_non_null(strstr(text.ptr, "\n;host = "));
+	assert_non_null(strstr(text.ptr, "\n;identity = "));
+	assert_null(strstr(text.ptr, ";[remote."));
+
+	if (home)
+		setenv("HOME", home, 1);
+	free(home);
+	free(path);
+	buf_release(&text);
+	buf_release(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -378,6 +491,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(secrets_are_masked_in_show, setup, teardown),
 		cmocka_unit_test_setup_teardown(file_search_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(example_config_is_valid, setup, teardown),
+		cmocka_unit_test_setup_teardown(search_paths_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(starter_config, setup, teardown),
 		cmocka_unit_test(loopback_detection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

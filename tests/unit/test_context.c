@@ -406,9 +406,15 @@ static void layer_contents(void **state)
 			 "pystrib/cell/inputs/params.json");
 	check_normalised(entries, n);
 	assert_string_equal(content.ptr, "{\"lr\": 0.1}");
-	assert_int_equal(n, 6);	/* pystrib, pystrib/cell, user_code.py, bootstrap.py, inputs, the input */
+	/* pystrib, pystrib/cell, user_code.py, .name, bootstrap.py, inputs, the input */
+	assert_int_equal(n, 7);
 	assert_non_null(entry(entries, n, "pystrib/cell/user_code.py"));
+	assert_non_null(entry(entries, n, "pystrib/cell/user_code.name"));
 	assert_non_null(entry(entries, n, "pystrib/cell/bootstrap.py"));
+	buf_reset(&content);
+	read_archive(ctx.cell.path, entries, ARRAY_SIZE(entries), &content,
+		     "pystrib/cell/user_code.name");
+	assert_string_equal(content.ptr, "nb/cell.py");	/* its path in the project */
 	assert_string_equal(ctx.env[0], "PYSTRIB_CELL=/pystrib/cell/user_code.py");
 	assert_string_equal(context_cmd[1], "/pystrib/cell/bootstrap.py");
 
@@ -625,6 +631,7 @@ static void tar_list_rules(void **state)
 	tar_list_add_data(&l, "a", "x", 1, 0);
 	tar_list_add_data(&l, "a/b", "y", 1, 0);
 	assert_int_equal(tarball_write(&l, fd, 0, &r), -1);	/* a file and a directory */
+	assert_int_equal(error_kind(), PS_EXIT_USAGE);
 	error_clear();
 	tar_list_release(&l);
 
@@ -634,11 +641,26 @@ static void tar_list_rules(void **state)
 	tar_list_release(&l);
 	close(fd);
 
-	/* A write error (disk full) is reported, not ignored. */
+	/* A write error (disk full) is reported, not ignored: a local I/O error. */
 	fd = open("/dev/full", O_WRONLY);
 	tar_list_add_data(&l, "./x/y", "data", 4, 1);
 	assert_int_equal(tarball_write(&l, fd, 1, &r), -1);
 	assert_non_null(strstr(error_message(), "cannot write"));
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	error_clear();
+	close(fd);
+	/* So are a descriptor not open for writing (EBADF) and a source file that is gone. */
+	fd = open("/dev/null", O_RDONLY);
+	assert_int_equal(tarball_write(&l, fd, 0, &r), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	error_clear();
+	tar_list_release(&l);
+	close(fd);
+	fd = open("/dev/null", O_WRONLY);
+	tar_list_add_file(&l, "gone", "/nonexistent/pystrib-test-gone", 4, 0);
+	assert_int_equal(tarball_write(&l, fd, 0, &r), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	assert_non_null(strstr(error_message(), "/nonexistent/pystrib-test-gone"));
 	error_clear();
 	tar_list_release(&l);
 	close(fd);

@@ -11,9 +11,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "embedded.h"
@@ -282,6 +284,107 @@ static void test_bad_protocol(void **state)
 	follow_release(&f);
 }
 
+/*
+ * Feeds proto to a follower of one rank with --json, as one piece; the
+ * events it printed on stdout (which is a temporary file meanwhile).
+ */
+static char *feed_json(struct follow *f, const char *proto, size_t len)
+{
+	FILE *cap = tmpfile();
+	int saved, rc;
+
+	assert_non_null(cap);
+	fflush(stdout);
+	saved = dup(STDOUT_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(cap), STDOUT_FILENO) >= 0);
+	log_json = 1;
+	rc = follow_feed(f, proto, len);
+	fflush(stdout);
+	log_json = 0;
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	assert_int_equal(rc, 0);
+	char *out = slurp(cap);
+	fclose(cap);
+	return out;
+}
+
+/* The one event in text (a line of JSON), whose field key is a string; caller frees. */
+static char *event_field(const char *text, const char *event, const char *key)
+{
+	json_error_t jerr;
+	json_t *o = json_loads(text, 0, &jerr);
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "event")), event);
+	const char *v = json_string_value(json_object_get(o, key));
+	assert_non_null(v);
+	char *copy = xstrdup(v);
+	json_decref(o);
+	return copy;
+}
+
+/*
+ * With --json, a rank's line of any bytes still makes an "output" event:
+ * what jansson would refuse (surrogates, overlong forms, past U+10FFFF,
+ * cut short) becomes U+FFFD, one for each invalid sequence as Python's
+ * decode(errors="replace") makes it, and valid UTF-8 passes unchanged.
+ */
+static void test_json_output_is_utf8(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "a\xed\xa0\x80" "b", "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "b" },
+		{ "\xe0\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "\xc0\x80", "\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "\xf5\x80", "\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "\xe2\x82x", "\xef\xbf\xbdx" },
+		{ "\xf0\x9f\x98", "\xef\xbf\xbd" },
+		{ "\xff", "\xef\xbf\xbd" },
+		{ "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" },
+		{ "\xed\x9f\xbf\xf4\x8f\xbf\xbf", "\xed\x9f\xbf\xf4\x8f\xbf\xbf" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct follow f;
+		struct buf proto = BUF_INIT, want = BUF_INIT;
+		size_t n = strlen(cases[i].in);
+
+		buf_addf(&proto, "D 0 o 0 %zu\n%s\n", n + 1, cases[i].in);
+		buf_addf(&want, "%s\n", cases[i].want);
+		follow_init(&f, "/nowhere", 1);
+		char *out = feed_json(&f, proto.ptr, proto.len);
+		char *text = event_field(out, "output", "text");
+		assert_string_equal(text, want.ptr);
+		free(text);
+		free(out);
+		follow_release(&f);
+		buf_release(&proto);
+		buf_release(&want);
+	}
+}
+
+/* A state line that is not UTF-8 is cleaned too, for its event and for f->state. */
+static void test_json_status_is_utf8(void **state)
+{
+	(void)state;
+	static const char proto[] = "S run\xed\xa0\x80ning 100.5\n";
+	struct follow f;
+
+	follow_init(&f, "/nowhere", 1);
+	char *out = feed_json(&f, proto, strlen(proto));
+	char *st = event_field(out, "status", "state");
+	assert_string_equal(st, "run\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdning");
+	assert_string_equal(f.state, st);
+	assert_true(f.launched > 100.4 && f.launched < 100.6);
+	free(st);
+	free(out);
+	follow_release(&f);
+}
+
 /* The message for start_fd: the length line, the command, then the stdin. */
 static void test_start_message(void **state)
 {
@@ -311,6 +414,8 @@ int main(void)
 		cmocka_unit_test(test_remote_job_parse),
 		cmocka_unit_test(test_bad_protocol),
 		cmocka_unit_test(test_start_message),
+		cmocka_unit_test(test_json_output_is_utf8),
+		cmocka_unit_test(test_json_status_is_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * Unit tests for jobrec.c: ids, save/load round trips (unknown fields
  * kept), listing newest first; jobarg.c: resolving JOB arguments with their
- * errors; jobremote.c: applying a remote's state, the job's target;
+ * errors; jobremote.c: applying a remote's state, the job's target (the
+ * config's, or the record's own from any directory and config);
  * and several processes writing records at once (fork): every record must
  * be complete and valid JSON afterwards, and read-modify-write updates of
  * one record must lose none of the changes.
@@ -178,10 +179,58 @@ static void test_round_trip(void **state)
 	assert_int_equal(jobrec_load(&l, r.id), -1);
 	assert_non_null(strstr(error_message(), "corrupt"));
 	assert_non_null(strstr(error_message(), path));
+	assert_int_equal(error_kind(), PS_EXIT_IO);
 	assert_int_equal(jobrec_load(&l, "20261123-090334-000000"), -1);
 	assert_string_equal(error_message(), "no job '20261123-090334-000000'");
 	assert_int_equal(error_kind(), PS_EXIT_USAGE);
 	free(path);
+	jobrec_release(&r);
+}
+
+/* Entries of dir other than "." and "..". */
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/*
+ * A record that cannot be written is a local I/O error (exit 6), whoever
+ * runs the tests (root writes into any directory, so the obstacles are a
+ * directory where the record goes and a file where the directory goes),
+ * and leaves no temporary file behind.
+ */
+static void test_save_io_error(void **state)
+{
+	(void)state;
+	struct jobrec r;
+	char *dir = jobrec_dir(), *path;
+
+	make(&r, "20261123-090334-0a9fce", "gpu1", 1);
+	path = jobrec_path(r.id);
+	test_sh(tmp, "mkdir -p '%s'", path);
+	assert_int_equal(jobrec_save(&r), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	assert_non_null(strstr(error_message(), path));
+	assert_int_equal(count_entries(dir), 2);	/* .lock and the directory */
+	error_clear();
+
+	test_sh(tmp, "rm -rf '%s' && touch '%s'", dir, dir);
+	assert_int_equal(jobrec_save(&r), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	assert_non_null(strstr(error_message(), dir));
+	error_clear();
+	test_sh(tmp, "rm -f '%s'", dir);
+
+	free(path);
+	free(dir);
 	jobrec_release(&r);
 }
 
@@ -526,17 +575,122 @@ static void test_target(void **state)
 	free(ini);
 }
 
+/*
+ * A job whose record holds its target is reached with it from anywhere:
+ * with a config that lacks its remote, with none at all, and from another
+ * directory; a recorded file that is gone says so.
+ */
+static void test_recorded_target(void **state)
+{
+	(void)state;
+	struct jobrec r, l;
+	struct config cfg;
+	struct ssh_target t = SSH_TARGET_INIT, sub = SSH_TARGET_INIT;
+	char *dir = xstrfmt("%s/a", tmp), *cwd = getcwd(NULL, 0);
+	char *key, *ini, *other, *dir_b = xstrfmt("%s/b", tmp), *want;
+
+	test_sh(tmp, "mkdir -p a b");
+	key = test_write_file(dir, "key", "not a key\n", 0600);
+	ini = test_write_file(dir, "job.ini", "[remote.bed]\nhost = 127.0.0.1\nworkdir = /w\n", 0600);
+	other = test_write_file(dir_b, "other.ini", "[remote]\nhost = elsewhere\nuser = bob\n"
+				"identity = /nonexistent\n", 0600);
+
+	/* At submit, from dir a, with relative paths. */
+	assert_int_equal(chdir(dir), 0);
+	make(&r, "20261123-090334-0a9fce", "bed", 1);
+	sub.host = xstrdup("127.0.0.1");
+	sub.port = 2222;
+	sub.user = xstrdup("me");
+	sub.identity = xstrdup("key");
+	jobrec_set_target(&r, &sub, "job.ini", "/w");
+	jobrec_set(&r.jobdir, NULL);
+	assert_int_equal(jobrec_save(&r), 0);
+	jobrec_release(&r);
+	ssh_target_release(&sub);
+
+	/* Later, from dir b: the record's own values, whatever the config says. */
+	assert_int_equal(chdir(dir_b), 0);
+	assert_int_equal(jobrec_load(&l, "20261123-090334-0a9fce"), 0);
+	want = xstrfmt("%s/key", dir);
+	assert_string_equal(l.identity, want);
+	free(want);
+	want = xstrfmt("%s/job.ini", dir);
+	assert_string_equal(l.config_file, want);
+	free(want);
+	assert_string_equal(l.workdir, "/w");
+	assert_int_equal(l.ssh_port, 2222);
+	for (int i = 0; i < 3; i++) {
+		const char *file = i == 0 ? NULL : i == 1 ? other : "/nonexistent.ini";
+		int rc = jobrec_target(&l, file, &cfg, &t);
+		if (i == 2) {
+			/* An explicit -c that cannot be read is still an error. */
+			assert_int_equal(rc, -1);
+			config_release(&cfg);
+			ssh_target_release(&t);
+			error_clear();
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_string_equal(t.host, "127.0.0.1");
+		assert_int_equal(t.port, 2222);
+		assert_string_equal(t.user, "me");
+		assert_non_null(strstr(t.identity, "/a/key"));
+		assert_string_equal(t.label, "bed");
+		char *jd = jobrec_remote_dir(&l, &cfg);
+		assert_string_equal(jd, "/w/jobs/20261123-090334-0a9fce");
+		free(jd);
+		config_release(&cfg);
+		ssh_target_release(&t);
+	}
+
+	/* The job's own config was read when no -c was given. */
+	assert_int_equal(jobrec_config(&l, NULL, &cfg), 0);
+	assert_non_null(cfg.file);
+	assert_non_null(strstr(cfg.file, "/a/job.ini"));
+	assert_string_equal(cfg.remote.name, "bed");
+	config_release(&cfg);
+
+	/* The identity removed: a clear error naming it. */
+	assert_int_equal(unlink(key), 0);
+	assert_int_equal(jobrec_target(&l, NULL, &cfg, &t), -1);
+	assert_int_equal(error_kind(), PS_EXIT_USAGE);
+	assert_non_null(strstr(error_message(), "its identity file '"));
+	assert_non_null(strstr(error_message(), "/a/key' is gone"));
+	assert_non_null(strstr(error_hint_text(), "20261123-090334-0a9fce.json"));
+	config_release(&cfg);
+	ssh_target_release(&t);
+	error_clear();
+
+	/* An unknown field of the record is kept when the target is rewritten. */
+	jobrec_set(&l.workdir, "/v");
+	assert_int_equal(jobrec_save(&l), 0);
+	jobrec_release(&l);
+	assert_int_equal(jobrec_load(&l, "20261123-090334-0a9fce"), 0);
+	assert_string_equal(l.workdir, "/v");
+	jobrec_release(&l);
+
+	assert_int_equal(chdir(cwd), 0);
+	free(cwd);
+	free(key);
+	free(ini);
+	free(other);
+	free(dir);
+	free(dir_b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_dir),
 		cmocka_unit_test_setup(test_round_trip, clean),
+		cmocka_unit_test_setup(test_save_io_error, clean),
 		cmocka_unit_test_setup(test_list_resolve, clean),
 		cmocka_unit_test_setup(test_same_second, clean),
 		cmocka_unit_test_setup(test_concurrent, clean),
 		cmocka_unit_test_setup(test_apply_gone, clean),
 		cmocka_unit_test_setup(test_target, clean),
+		cmocka_unit_test_setup(test_recorded_target, clean),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -308,8 +308,13 @@ static void blobs_from_memory_and_file(void **state)
 	assert_int_equal(error_kind(), PS_EXIT_REGISTRY);
 	assert_non_null(strstr(error_message(), "more than the 299999 bytes"));
 	assert_int_equal(access(back, F_OK), -1);
-	/* A wrong size is caught before anything is sent. */
+	/* A wrong size is caught before anything is sent: the local file's fault. */
 	assert_int_equal(registry_upload_file(r, "t/blobs", path, fd_, 12, NULL, NULL), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
+	/* So is a file that cannot be created. */
+	assert_int_equal(registry_get_blob_file(r, "t/blobs", fd_, 300000,
+						"/nonexistent/pystrib-test/blob"), -1);
+	assert_int_equal(error_kind(), PS_EXIT_IO);
 	/* A digest that does not match the bytes: the registry refuses it. */
 	assert_int_equal(registry_upload_bytes(r, "t/blobs", "abc", 3, missing), -1);
 	assert_int_equal(error_kind(), PS_EXIT_REGISTRY);

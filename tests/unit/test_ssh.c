@@ -570,7 +570,7 @@ static void dropped_connection_is_its_own_condition(void **state)
 
 static int set_interrupted(void *ctx)
 {
-	interrupted = 1;
+	interrupt_set();
 	return 0;
 }
 
@@ -594,7 +594,7 @@ static void deadline_and_interrupt_cancel(void **state)
 	assert_int_equal(ssh_conn_exec(c, "sleep 10", &o, &status), SSH_R_INTERRUPTED);
 	assert_true(now_monotonic() - t0 < 3);
 	assert_int_equal(error_kind(), PS_EXIT_INTERRUPTED);
-	interrupted = 0;
+	interrupt_clear();
 	assert_int_equal(ssh_conn_exec(c, "exit 0", NULL, &status), 0);
 	error_clear();
 	ssh_conn_free(c);
