@@ -2,10 +2,11 @@
 # t0406: one outcome, however it is told. For jobs that end in each way (a
 # failed rank, too few slots, a Python that is not installed, a timeout, a
 # cancel, a lost job on runtime none; a registry that refuses the host's
-# pull, no GPU runtime and an image without mpirun on docker), `pystrib run`
+# pull and an image without mpirun on docker), `pystrib run`
 # and a later `pystrib attach` of the same job exit with the same code and
 # print the same summary, which names the cause (the decisive line of
-# logs/job.err when the job could not run) and a hint.
+# logs/job.err when the job could not run) and a hint. A --gpus the host
+# cannot give is refused before any job starts.
 . "$(dirname "$0")/lib.sh"
 bed_up registry sshd docker base
 
@@ -114,14 +115,18 @@ check_grep "registry: the headline names the pull" "^job $id could not run: regi
 check_grep "registry: a hint" "^hint: check that the host reaches the registry" "$err"
 same_outcome "registry" 3 "$id"
 
-# 8. docker: --gpus on a host with no GPU runtime: 4, the engine's reason.
+# 8. docker: --gpus on a host that cannot give GPUs: refused before any job
+# starts (4), naming what is missing, with a fix. (A job the host's runtime
+# refuses GPUs to anyway ends with the code no-gpu: test_launch.)
+njobs=$(find "$jobs_dir" -mindepth 1 -maxdepth 1 | wc -l)
 expect_exit 4 "$PYSTRIB" -c "$BED_CONFIG" run --no-project ok.py -n 1 --gpus all
-id=$(job_id_from_err "$err")
-check_grep "no GPU runtime: says the GPUs cannot be given" "could not run: .*GPU" "$err"
-check_grep "no GPU runtime: a hint" "^hint: install the host's GPU runtime" "$err"
-check_no_grep "no GPU runtime: no spurious warning about removing the container" \
+check_grep "no GPU runtime: says what is missing" "cannot give GPUs: it has no nvidia-smi" "$err"
+check_grep "no GPU runtime: a hint" "^hint: " "$err"
+check_no_grep "no GPU runtime: no job was started" "^pystrib: job " "$err"
+check_eq "no GPU runtime: no job directory was made" "$njobs" \
+	"$(find "$jobs_dir" -mindepth 1 -maxdepth 1 | wc -l)"
+check_no_grep "no GPU runtime: no spurious warning about removing a container" \
 	"could not remove container" "$err"
-same_outcome "no GPU runtime" 4 "$id"
 
 # 9. docker: an image without mpirun: 4, said so.
 if check "an image without mpirun is built and pushed" push_image_without_mpirun; then

@@ -5,7 +5,9 @@
 
 #include "auth.h"
 #include "error.h"
+#include "gpucheck.h"
 #include "jobfmt.h"
+#include "jobstate.h"
 #include "jobremote.h"
 #include "launch.h"
 #include "log.h"
@@ -373,7 +375,9 @@ static void on_state(void *ctx, const char *state)
 		run_stage(what);
 		free(what);
 	}
-	if (!log_json && (!strcmp(state, "pulling") || log_verbosity > 0))
+	/* A final state is said after the ranks' last output (run_after_follow):
+	 * the follower hears of it before their last bytes. */
+	if (!log_json && (!strcmp(state, "pulling") || (log_verbosity > 0 && !job_state_final(state))))
 		fprintf(stderr, "pystrib: %s\n", !strcmp(state, "pulling") ? "pulling the image" : state);
 }
 
@@ -388,6 +392,9 @@ int run_open_conn(struct run *r)
 		return -1;
 	}
 	run_stage("connected");
+	/* Nothing has started on the host yet: a job that cannot get its GPUs never does. */
+	if (r->cfg.remote.gpus && host_gpu_check(r->conn, &r->cfg, NULL) < 0)
+		return -1;
 	return 0;
 }
 
@@ -436,6 +443,8 @@ static int stopped(struct run *r, int rc)
 int run_after_follow(struct run *r, int rc)
 {
 	run_stage("job ended");
+	if (log_verbosity > 0 && !log_json && r->f.state && job_state_final(r->f.state))
+		fprintf(stderr, "pystrib: %s\n", r->f.state);
 	if (log_verbosity > 0 && r->f.started > 0 && r->f.ended > 0)
 		log_info("timing: on the host: %.3f s to launch (pull), %.3f s running, %.3f s in all",
 			 r->f.launched > 0 ? r->f.launched - r->f.started : 0.0,
