@@ -132,6 +132,9 @@ check_eq "scancel outside: attach exits 4 (lost)" 4 "$rc" || show attach.err
 check "scancel outside: within 10 s" eval '[ $(($(date +%s) - t0)) -le 10 ]'
 check_grep "scancel outside: the summary says lost, cancelled outside pystrib" \
 	"lost: Slurm job $waiting_sid was cancelled outside pystrib (scancel)" attach.err
+expect_exit 0 pst status "$waiting"
+check_grep "scancel outside: status says lost, with Slurm's word" \
+	-E "^state +lost \(Slurm job $waiting_sid was cancelled outside pystrib \(scancel\)" "$out"
 
 # 7. The ranks on node n2 killed (SIGKILL) mid-job: the job fails, and the
 # summary names the node.
@@ -154,3 +157,5 @@ rc=$?
 check_eq "node killed: attach exits 4 (a failure of the host)" 4 "$rc" || show attach.err
 check_grep "node killed: the summary names the node" "node 'n2' failed under the job: ranks 2-3 were killed there" attach.err
 check_eq "node killed: the job directory says failed" failed "$(cat "$jobs_dir/$victim/state" 2>/dev/null)"
+expect_exit 0 pst status "$victim"
+check_grep "node killed: status names the node" -E "^state +failed \(node 'n2' failed under the job: ranks 2-3 were killed there" "$out"
