@@ -6,7 +6,9 @@
 # back; a job that must wait (both nodes held by a first one) shows
 # `pending` with Slurm's reason, and runs once `cancel` ended the first
 # (scontrol: CANCELLED); --detach then attach; an unknown partition and a
-# rejected sbatch option exit 2 with Slurm's message and a fix.
+# rejected sbatch option exit 2 with Slurm's message and a fix; a pending job
+# cancelled outside pystrib (scancel) ends its follower (lost, exit 4); the
+# ranks of node n2 killed mid-job fail it, the summary naming n2.
 . "$(dirname "$0")/lib.sh"
 command -v slurmctld >/dev/null 2>&1 || skip_all "no slurmctld (scripts/install-deps.sh installs slurm-wlm)"
 bed_up slurm sshd
@@ -103,3 +105,57 @@ check_grep "rejected option: the fix" "\[slurm\] extra" "$err"
 check_eq "refused jobs leave no job directory" "$n0" "$(find "$jobs_dir" -mindepth 1 -maxdepth 1 | wc -l)"
 
 
+
+# 6. A pending job cancelled outside pystrib (scancel) while attach follows
+# it: attach ends within seconds, exit 4, the job lost with Slurm's word.
+expect_exit 0 run --detach hold.py -n 4
+hold=$(head -n 1 "$out")
+hold_sid=$(slurm_id_of "$hold")
+for _ in $(seq 100); do [ "$(slurm_state "$hold_sid")" = RUNNING ] && break; sleep 0.1; done
+expect_exit 0 run --detach allreduce.py -n 4
+waiting=$(head -n 1 "$out")
+waiting_sid=$(slurm_id_of "$waiting")
+check_eq "scancel outside: the job waits" PENDING "$(slurm_state "$waiting_sid")"
+"$PYSTRIB" -c "$BED_CONFIG" attach "$waiting" > attach.out 2> attach.err &
+apid=$!
+sleep 1
+t0=$(date +%s)
+scancel "$waiting_sid"
+for _ in $(seq 300); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$apid" 2>/dev/null; then
+	kill "$apid"
+	check "scancel outside: attach ended within 30 s" false
+fi
+wait "$apid"
+rc=$?
+check_eq "scancel outside: attach exits 4 (lost)" 4 "$rc" || show attach.err
+check "scancel outside: within 10 s" eval '[ $(($(date +%s) - t0)) -le 10 ]'
+check_grep "scancel outside: the summary says lost, cancelled outside pystrib" \
+	"lost: Slurm job $waiting_sid was cancelled outside pystrib (scancel)" attach.err
+expect_exit 0 pst status "$waiting"
+check_grep "scancel outside: status says lost, with Slurm's word" \
+	-E "^state +lost \(Slurm job $waiting_sid was cancelled outside pystrib \(scancel\)" "$out"
+
+# 7. The ranks on node n2 killed (SIGKILL) mid-job: the job fails, and the
+# summary names the node.
+expect_exit 0 pst cancel "$hold"
+expect_exit 0 run --detach hold.py -n 4
+victim=$(head -n 1 "$out")
+"$PYSTRIB" -c "$BED_CONFIG" attach "$victim" > attach.out 2> attach.err &
+apid=$!
+for _ in $(seq 150); do grep -q '^\[3\] holding' attach.out && break; sleep 0.1; done
+check_grep "node killed: the ranks run" '^\[3\] holding' attach.out
+# The ranks of node n2: the bed's two nodes are this machine, told apart by
+# the environment slurmd gives each task.
+for p in $(pgrep -f "python3 .*$jobs_dir/$victim/cell/bootstrap.py"); do
+	tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx SLURMD_NODENAME=n2 && kill -9 "$p"
+done
+for _ in $(seq 300); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$apid" 2>/dev/null && kill "$apid"
+wait "$apid"
+rc=$?
+check_eq "node killed: attach exits 4 (a failure of the host)" 4 "$rc" || show attach.err
+check_grep "node killed: the summary names the node" "node 'n2' failed under the job: ranks 2-3 were killed there" attach.err
+check_eq "node killed: the job directory says failed" failed "$(cat "$jobs_dir/$victim/state" 2>/dev/null)"
+expect_exit 0 pst status "$victim"
+check_grep "node killed: status names the node" -E "^state +failed \(node 'n2' failed under the job: ranks 2-3 were killed there" "$out"

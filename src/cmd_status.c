@@ -26,7 +26,9 @@ const char cmd_status_help[] =
 	"When the remote host cannot be reached, the last known state is shown,\n"
 	"marked as such, and the exit code is 4. A job whose directory was removed\n"
 	"on the remote host is 'lost', with the reason. A job under Slurm shows its\n"
-	"Slurm job id, and 'pending' with Slurm's reason while it waits.\n"
+	"Slurm job id, and 'pending' with Slurm's reason while it waits; 'lost' with\n"
+	"Slurm's state when Slurm ended it before its job script could say (scancel,\n"
+	"a node failure), and the node when ranks were killed on one.\n"
 	"\n"
 	"options:\n"
 	"  -h, --help          show this help\n"
@@ -153,8 +155,10 @@ int cmd_status(int argc, char **argv)
 		return cmd_report(ctx);
 	if (ctx->stale)
 		ret = error_report();
-	else
+	else {
 		slurm_check_record(ctx->conn, &ctx->rec);
+		slurm_check_failed(ctx->conn, &ctx->rec);
+	}
 	if (log_json)
 		emit(&ctx->rec, ctx->stale);
 	else

@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "jobrec.h"
+#include "jobstate.h"
 #include "launch.h"
 #include "shquote.h"
 #include "util.h"
@@ -383,28 +384,144 @@ int slurm_query(struct ssh_conn *c, const char *slurm_id, struct slurm_state *st
 	return ret;
 }
 
+const char *slurm_lost_reason(const char *slurm_id, const struct slurm_state *st, struct buf *why)
+{
+	const char *on = st->nodes[0] ? " on node " : "";
+
+	if (!st->state[0]) {
+		buf_addf(why, "Slurm job %s ended without a final state, and Slurm no longer knows "
+			 "it (scancel, or a node failure: its MinJobAge passed)", slurm_id);
+		return "died";
+	}
+	if (!strcmp(st->state, "NODE_FAIL") || !strcmp(st->state, "BOOT_FAIL")) {
+		buf_addf(why, "Slurm job %s ended %s%s%s", slurm_id, st->state, on, st->nodes);
+		if (st->reason[0])
+			buf_addf(why, " (%s)", st->reason);
+		buf_addstr(why, ": a node of its allocation failed");
+		return "host";
+	}
+	if (!strcmp(st->state, "CANCELLED")) {
+		buf_addf(why, "Slurm job %s was cancelled outside pystrib (scancel)%s%s, before its "
+			 "job script wrote a final state", slurm_id, on, st->nodes);
+		return "died";
+	}
+	buf_addf(why, "Slurm job %s ended %s%s%s", slurm_id, st->state, on, st->nodes);
+	if (st->reason[0])
+		buf_addf(why, " (%s)", st->reason);
+	buf_addstr(why, " without a final state (the job script was killed, or its node restarted)");
+	return "died";
+}
+
+/* The first line of text that begins "srun: error: " and speaks of ranks
+ * ("N: task(s) R: ...") or of a node failure; its length in *len. */
+static const char *first_rank_error(const char *text, size_t *len)
+{
+	static const char pre[] = "srun: error: ";
+
+	for (const char *l = text; *l; ) {
+		size_t n = strcspn(l, "\n");
+		const char *p = l + sizeof(pre) - 1;
+		if (n >= sizeof(pre) - 1 && !strncmp(l, pre, sizeof(pre) - 1)) {
+			const char *colon = memchr(p, ':', n - (size_t)(p - l));
+			if (!strncmp(p, "Node failure on ", 16) ||
+			    (colon && colon > p && !memchr(p, ' ', (size_t)(colon - p)) &&
+			     !strncmp(colon, ": task", 6))) {
+				*len = n;
+				return l;
+			}
+		}
+		l += n + (l[n] == '\n');
+	}
+	return NULL;
+}
+
+int slurm_parse_node_failure(const char *job_err, struct buf *why)
+{
+	static const char killed[] = ": Killed";
+	size_t n = 0;
+	const char *l = job_err ? first_rank_error(job_err, &n) : NULL;
+
+	if (!l)
+		return 0;
+	const char *p = l + strlen("srun: error: ");
+	size_t rest = n - (size_t)(p - l);
+	if (!strncmp(p, "Node failure on ", 16)) {
+		int w = (int)(rest - 16);
+		buf_addf(why, "node '%.*s' failed under the job (Slurm: Node failure on %.*s)", w,
+			 p + 16, w, p + 16);
+		return 1;
+	}
+	if (rest < sizeof(killed) || strncmp(p + rest - (sizeof(killed) - 1), killed, sizeof(killed) - 1))
+		return 0;
+	size_t node = strcspn(p, ":");
+	const char *t = p + node + 2;	/* "tasks 2-3" or "task 2" */
+	size_t tn = (size_t)(p + rest - (sizeof(killed) - 1) - t);
+	int many = !strncmp(t, "tasks ", 6);
+	size_t skip = many ? 6 : 5;
+	if (tn <= skip || (!many && strncmp(t, "task ", 5)))
+		return 0;
+	buf_addf(why, "node '%.*s' failed under the job: %s %.*s %s killed there (SIGKILL: the "
+		 "node failed, ran out of memory, or someone killed them)", (int)node, p,
+		 many ? "ranks" : "rank", (int)(tn - skip), t + skip, many ? "were" : "was");
+	return 1;
+}
+
 void slurm_check_record(struct ssh_conn *c, struct jobrec *r)
 {
 	struct slurm_state st;
-	char why[300];
+	struct buf why = BUF_INIT;
 
 	if (!c || !r->slurm_id || !r->state ||
-	    (strcmp(r->state, "submitted") && strcmp(r->state, "lost")))
+	    (job_state_final(r->state) && strcmp(r->state, JOB_STATE_LOST)))
 		return;
-	if (slurm_query(c, r->slurm_id, &st) != 0) {
+	int q = slurm_query(c, r->slurm_id, &st);
+	if (q < 0) {
 		error_clear();
 		return;
 	}
-	if (!strcmp(st.state, "PENDING")) {
+	if (q == 0 && !strcmp(st.state, "PENDING")) {
 		jobrec_set(&r->state, "pending");
 		jobrec_set(&r->state_reason, st.reason[0] ? st.reason : NULL);
 		return;
 	}
-	if (slurm_state_active(st.state))
+	if (q == 0 && slurm_state_active(st.state))
+		return;
+	/* A job script that ended well just after its directory was read: its
+	 * final state is being written, not lost. */
+	if (q == 0 && !strcmp(st.state, "COMPLETED") && strcmp(r->state, "submitted") &&
+	    strcmp(r->state, JOB_STATE_LOST))
 		return;
 	/* Ended in Slurm before its job script could say so (cancelled while
-	 * pending, a node that failed). */
-	snprintf(why, sizeof(why), "Slurm: %s%s%s%s%s", st.state, st.nodes[0] ? " on " : "",
-		 st.nodes, st.reason[0] ? ", " : "", st.reason);
-	jobrec_set(&r->state_reason, why);
+	 * pending, a node that failed): lost, as its follower says. */
+	if (q == 1)
+		memset(&st, 0, sizeof(st));
+	const char *code = slurm_lost_reason(r->slurm_id, &st, &why);
+	jobrec_set(&r->state, JOB_STATE_LOST);
+	jobrec_set(&r->state_code, code);
+	jobrec_set(&r->state_reason, why.ptr);
+	buf_release(&why);
+}
+
+void slurm_check_failed(struct ssh_conn *c, struct jobrec *r)
+{
+	struct buf cmd = BUF_INIT, out, why = BUF_INIT;
+	int status = 0;
+
+	if (!c || !r->slurm_id || !r->jobdir || !r->state || strcmp(r->state, "failed") ||
+	    r->state_reason)
+		return;
+	buf_init(&out, 64 << 10);
+	/* Only srun's lines: job.err may be long. */
+	buf_addstr(&cmd, "grep -E '^srun: error: ' ");
+	shquote_path(&cmd, r->jobdir);
+	buf_addstr(&cmd, "/logs/job.err 2>/dev/null | head -n 50; exit 0");
+	if (ssh_conn_capture(c, cmd.ptr, NULL, 0, &out, NULL, &status) < 0)
+		error_clear();
+	else if (slurm_parse_node_failure(out.ptr ? out.ptr : "", &why)) {
+		jobrec_set(&r->state_code, "host");
+		jobrec_set(&r->state_reason, why.ptr);
+	}
+	buf_release(&cmd);
+	buf_release(&out);
+	buf_release(&why);
 }

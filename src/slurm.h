@@ -92,13 +92,39 @@ int slurm_submit(struct ssh_conn *c, const struct slurm_config *sc, const char *
 int slurm_query(struct ssh_conn *c, const char *slurm_id, struct slurm_state *st);
 
 /*
+ * Why Slurm job slurm_id, which Slurm ended (st) without its directory's
+ * final state, is lost: the reason code ("host" for NODE_FAIL and
+ * BOOT_FAIL, else "died") is returned, the text appended to why. The
+ * same words as follow.sh's. Pure.
+ */
+const char *slurm_lost_reason(const char *slurm_id, const struct slurm_state *st, struct buf *why);
+
+/*
+ * A node's failure in the text of a failed Slurm job's logs/job.err: when
+ * srun's first error on ranks is ranks killed on a node ("srun: error: n2:
+ * tasks 2-3: Killed") or "Node failure on n2", appends "node 'n2' failed
+ * under the job: ..." (follow.sh's words) to why and returns 1; else 0
+ * (a rank's own failure first, or no srun error). Pure.
+ */
+int slurm_parse_node_failure(const char *job_err, struct buf *why);
+
+/*
  * For `jobs` and `status`: a record of a Slurm job that its directory says
- * is `submitted` (or `lost`) gets what Slurm says, in memory only: state
- * `pending` with Slurm's reason ("Resources") while it waits, or Slurm's
- * state and nodes as the reason once Slurm ended it. Errors are dropped
- * (the directory's state stands).
+ * is not ended (`submitted`, `running`, ...) or `lost` gets what Slurm
+ * says, in memory only: state `pending` with Slurm's reason ("Resources")
+ * while it waits; once Slurm ended it, state `lost` with
+ * slurm_lost_reason's code and text, as its follower would have said.
+ * Errors are dropped (the directory's state stands).
  */
 struct jobrec;
 void slurm_check_record(struct ssh_conn *c, struct jobrec *r);
+
+/*
+ * For `status`: a record of a Slurm job that `failed` with no reason of
+ * its own gets the node that failed under it, from its logs/job.err
+ * (slurm_parse_node_failure), as reason `host`, in memory only. One
+ * remote command; errors are dropped.
+ */
+void slurm_check_failed(struct ssh_conn *c, struct jobrec *r);
 
 #endif

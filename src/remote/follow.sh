@@ -16,6 +16,12 @@
 # dir-gone, died or disk-full for lost), "-" when none; WHY: for lost, what
 # happened, else the job's `error` line, if any.
 # Log files only grow, so OFFSET+LEN bytes are always there to send.
+# A Slurm job (a `slurm` file: src/slurm.h) runs on a node, its pid not
+# one of this host's: Slurm says whether it lives (squeue, every 2 s or
+# so), and a job Slurm ended without the directory's final state is lost
+# (scancel of a pending job, a node that failed: `host`, with Slurm's
+# state and nodes). A failed Slurm job whose first srun error is ranks
+# killed on a node (or a node failure) names that node (`host`).
 cd "$1" 2>/dev/null || { echo "E lost -1 0 0 dir-gone the job directory is gone"; exit 0; }
 mode=$2 np=$3
 shift 3
@@ -29,6 +35,54 @@ while [ "$i" -lt "$np" ]; do
 	i=$((i + 1))
 done
 last='' lastl='' fast=0
+sid='' ticks=0 gone=0
+[ -f slurm ] && read -r sid < slurm
+case $sid in *[!0-9_]*) sid='' ;; esac
+# 0 when Slurm no longer runs job $sid (ended, or unknown to it now);
+# 1 while it runs or waits, or when Slurm cannot be asked (it may be back).
+slurm_ended() {
+	s=$(squeue -h -j "$sid" -o %T 2>&1)
+	r=$?
+	case $s in
+	PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUE*|RESIZING|SIGNALING|STAGE_OUT|STOPPED) return 1 ;;
+	*"Invalid job id"*) return 0 ;;
+	esac
+	[ "$r" = 0 ]
+}
+# Why Slurm ended job $sid, as "CODE WHY" (reason.h's words).
+slurm_gone_why() {
+	j=$(scontrol -o show job "$sid" 2>/dev/null)
+	js=$(printf '%s\n' "$j" | sed -n 's/.*JobState=\([^ ]*\).*/\1/p')
+	jn=$(printf '%s\n' "$j" | sed -n 's/.* NodeList=\([^ ]*\).*/\1/p')
+	jr=$(printf '%s\n' "$j" | sed -n 's/.* Reason=\([^ ]*\).*/\1/p')
+	case $jn in '(null)') jn='' ;; esac
+	case $jr in None) jr='' ;; esac
+	case $js in
+	'') echo "died Slurm job $sid ended without a final state, and Slurm no longer knows it (scancel, or a node failure: its MinJobAge passed)" ;;
+	NODE_FAIL|BOOT_FAIL) echo "host Slurm job $sid ended $js${jn:+ on node $jn}${jr:+ ($jr)}: a node of its allocation failed" ;;
+	CANCELLED) echo "died Slurm job $sid was cancelled outside pystrib (scancel)${jn:+ on node $jn}, before its job script wrote a final state" ;;
+	*) echo "died Slurm job $sid ended $js${jn:+ on node $jn}${jr:+ ($jr)} without a final state (the job script was killed, or its node restarted)" ;;
+	esac
+}
+# For a failed Slurm job: srun's first error on a rank, when it was ranks
+# killed on a node ("srun: error: n2: tasks 2-3: Killed": not a rank's own
+# failure, the other ranks' exits follow from it) or a node failure, as
+# "node 'N' ...". Nothing else.
+slurm_node() {
+	l=$(grep -m 1 -E '^srun: error: (Node failure on [^ ]+|[^ :]+: tasks? [0-9,-]+: )' logs/job.err 2>/dev/null)
+	case $l in
+	*": Killed")
+		l=${l#srun: error: }
+		n=${l%%:*}
+		t=${l#*: }
+		t=${t%: Killed}
+		case $t in tasks*) t="ranks ${t#tasks } were" ;; *) t="rank ${t#task } was" ;; esac
+		echo "node '$n' failed under the job: $t killed there (SIGKILL: the node failed, ran out of memory, or someone killed them)" ;;
+	*"Node failure on "*)
+		n=${l#*Node failure on }
+		echo "node '$n' failed under the job (Slurm: Node failure on $n)" ;;
+	esac
+}
 # In a job's container (MODE T), its processes' pids are those of the
 # container's own namespace: cpid; pid is the host's (docs/remote-job.md).
 pidf=pid
@@ -97,6 +151,10 @@ while :; do
 		[ -f reason ] && read -r code < reason
 		[ -f error ] && read -r why < error
 		case $code in ''|*[!a-z-]*) code=- ;; esac
+		if [ -n "$sid" ] && [ "$st" = failed ] && [ "$code" = - ] && [ -z "$why" ]; then
+			why=$(slurm_node)
+			[ -z "$why" ] || code=host
+		fi
 		# An error without a code: a job script of an older pystrib.
 		if [ -n "$why" ] && [ "$code" = - ]; then
 			case $why in "registry: "*) code=registry ;; *) code=host ;; esac
@@ -131,6 +189,21 @@ while :; do
 		esac
 		echo "E lost -1 0 0 $code $why"
 		exit 0
+	fi
+	# Slurm's word, every 20 rounds (it asks slurmctld); twice in a row, so
+	# that a final state being written as Slurm ends the job is read.
+	if [ -n "$sid" ] && [ "$mode" != o ]; then
+		ticks=$((ticks + 1))
+		if [ "$ticks" -ge 20 ]; then
+			ticks=0
+			if slurm_ended; then gone=$((gone + 1)); else gone=0; fi
+			if [ "$gone" -ge 2 ]; then
+				[ -f state ] && read -r st < state
+				case $st in succeeded|failed|timeout|cancelled) continue;; esac
+				echo "E lost -1 0 0 $(slurm_gone_why)"
+				exit 0
+			fi
+		fi
 	fi
 	# Every rank has exited: the job's end is moments away, so look more
 	# often, for a while (not for ever: a job may hang after its ranks).

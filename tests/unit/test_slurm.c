@@ -165,6 +165,69 @@ static void scontrol_lines(void **state)
 	assert_false(slurm_state_active(NULL));
 }
 
+static void lost_reasons(void **state)
+{
+	(void)state;
+	struct slurm_state st;
+	struct buf why = BUF_INIT;
+
+	assert_int_equal(slurm_parse_state("JobId=7 JobState=CANCELLED Reason=Resources "
+					   "NodeList=(null)", &st), 0);
+	assert_string_equal(slurm_lost_reason("7", &st, &why), "died");
+	assert_string_equal(why.ptr, "Slurm job 7 was cancelled outside pystrib (scancel), before "
+			    "its job script wrote a final state");
+	buf_reset(&why);
+	assert_int_equal(slurm_parse_state("JobId=8 JobState=NODE_FAIL Reason=NodeDown NodeList=n2",
+					   &st), 0);
+	assert_string_equal(slurm_lost_reason("8", &st, &why), "host");
+	assert_string_equal(why.ptr, "Slurm job 8 ended NODE_FAIL on node n2 (NodeDown): a node of "
+			    "its allocation failed");
+	buf_reset(&why);
+	assert_int_equal(slurm_parse_state("JobId=9 JobState=FAILED Reason=NonZeroExitCode "
+					   "NodeList=n1", &st), 0);
+	assert_string_equal(slurm_lost_reason("9", &st, &why), "died");
+	assert_non_null(strstr(why.ptr, "ended FAILED on node n1 (NonZeroExitCode) without a final"));
+	buf_reset(&why);
+	memset(&st, 0, sizeof(st));
+	assert_string_equal(slurm_lost_reason("10", &st, &why), "died");
+	assert_non_null(strstr(why.ptr, "Slurm no longer knows it"));
+	buf_release(&why);
+}
+
+static void node_failures_in_srun_errors(void **state)
+{
+	(void)state;
+	struct buf why = BUF_INIT;
+
+	/* What srun printed when the ranks of n2 were killed (t0801). */
+	const char *killed =
+		"srun: error: n2: tasks 2-3: Killed\n"
+		"srun: launch/slurm: _step_signal: Terminating StepId=2.0\n"
+		"slurmstepd-n1: error: *** STEP 2.0 ON n1 CANCELLED AT 2026-12-01T20:53:48 ***\n"
+		"srun: error: n1: tasks 0-1: Exited with exit code 143\n";
+	assert_int_equal(slurm_parse_node_failure(killed, &why), 1);
+	assert_string_equal(why.ptr, "node 'n2' failed under the job: ranks 2-3 were killed there "
+			    "(SIGKILL: the node failed, ran out of memory, or someone killed them)");
+	buf_reset(&why);
+	assert_int_equal(slurm_parse_node_failure("x\nsrun: error: n1: task 0: Killed", &why), 1);
+	assert_non_null(strstr(why.ptr, "node 'n1' failed under the job: rank 0 was killed there"));
+	buf_reset(&why);
+	assert_int_equal(slurm_parse_node_failure("srun: error: Node failure on n2\n", &why), 1);
+	assert_string_equal(why.ptr, "node 'n2' failed under the job (Slurm: Node failure on n2)");
+	buf_reset(&why);
+	/* A rank's own failure first: the ranks killed after it are not the node's. */
+	assert_int_equal(slurm_parse_node_failure("srun: error: n1: task 0: Exited with exit code 1\n"
+						  "srun: error: n2: tasks 2-3: Killed\n", &why), 0);
+	assert_int_equal(slurm_parse_node_failure("srun: error: some other trouble: x: Killed\n",
+						  &why), 0);
+	assert_int_equal(slurm_parse_node_failure("srun: error: n2: task: Killed\n", &why), 0);
+	assert_int_equal(slurm_parse_node_failure("srun: error: n2: task", &why), 0);
+	assert_int_equal(slurm_parse_node_failure("", &why), 0);
+	assert_int_equal(slurm_parse_node_failure(NULL, &why), 0);
+	assert_int_equal(why.len, 0);
+	buf_release(&why);
+}
+
 static void sbatch_errors_say_what_to_do(void **state)
 {
 	(void)state;
@@ -197,6 +260,8 @@ int main(void)
 		cmocka_unit_test(sbatch_parsable_output),
 		cmocka_unit_test(squeue_lines),
 		cmocka_unit_test(scontrol_lines),
+		cmocka_unit_test(lost_reasons),
+		cmocka_unit_test(node_failures_in_srun_errors),
 		cmocka_unit_test(sbatch_errors_say_what_to_do),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
