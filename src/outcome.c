@@ -187,6 +187,8 @@ static void print_headline(const struct outcome *o, const char *state, int code,
 	default:
 		if (!strcmp(state, "lost"))
 			fprintf(stderr, "lost");
+		else if (ranks_ran(f))
+			fprintf(stderr, "failed");	/* the host's fault, after the ranks ran */
 		else
 			fprintf(stderr, "could not run");
 		if (f->reason)
