@@ -26,7 +26,7 @@ else
 fi
 
 cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	-DPYSTRIB_FUZZ=ON -DPYSTRIB_SANITIZE=ON -DBUILD_TESTING=OFF \
+	-DPYSTRIB_FUZZ=ON -DPYSTRIB_SANITIZE=ON -DPYSTRIB_WERROR=ON -DBUILD_TESTING=OFF \
 	-DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" > "$build.cmake.log" 2>&1 ||
 	{ cat "$build.cmake.log" >&2; exit 1; }
 rm -f "$build.cmake.log"

@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "follow.h"
+#include "outcome.h"
 #include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -83,8 +84,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	error_clear();
 	for (int r = -1; r <= np; r++)
 		(void)strlen(follow_err_tail(&f, r, 3));
-	int bad = follow_failed_rank(&f);
-	if (bad < -1 || bad >= np)
+	/* What the outcome makes of what was parsed: any state, code and exit. */
+	char text[128];
+	for (int r = 0; r < np; r++)
+		if (!*outcome_rank_text(text, sizeof(text), f.ranks[r].exit_code, f.state))
+			abort();
+	int code = outcome_exit_code(f.state, f.code, np > 0 && f.ranks[0].exit_code >= 0);
+	if (code < 0 || code > 130 || !reason_name(f.code))
 		abort();
 	log_json = 0;
 	follow_release(&f);
