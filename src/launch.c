@@ -227,6 +227,10 @@ static void header(struct buf *b, const struct launch_spec *s)
 	else
 		var(b, "ps_image_env", "");
 	var(b, "ps_setup", none ? s->setup : "");
+	var(b, "ps_hosts", none ? s->hosts : "");
+	var(b, "ps_master_addr", none && s->hosts ? s->master_addr : "");
+	var_words(b, "ps_other_hosts", none && s->hosts ? s->other_hosts : NULL,
+		  none && s->hosts ? s->nother_hosts : 0);
 	free(container);
 }
 
