@@ -140,6 +140,11 @@ jpath() {
 # logs/ as it starts). Else a rank's own failure: nothing to record.
 mpirun_failed() {
 	[ "$1" -ne 0 ] && [ -z "$stop" ] || return 0
+	node=''
+	[ -z "$ps_hosts" ] ||
+		node=$(sed -n 's/^ *Remote daemon: .* on node \(.*\)$/\1/p' "$J/logs/job.err" 2>/dev/null | head -n 1)
+	[ -z "$node" ] ||
+		host_error host "host '$node' was lost while the job ran (Open MPI lost its daemon there)" "$1"
 	if grep -q 'There are not enough slots available' "$J/logs/job.err" 2>/dev/null; then
 		cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
 		line=$(sed -n '/There are not enough slots available/{N;s/\n/ /;s/:[[:space:]]*$//;p;q;}' "$J/logs/job.err" | cut -c1-200)
@@ -371,7 +376,7 @@ gather_hosts() {
 	for h; do
 		g="$J/.hosts/$h"
 		rm -rf "$g" && mkdir -p "$g" || continue
-		ssh -o BatchMode=yes "$h" "cd '$qj' && tar -cf - logs results" 2>>"$J/logs/job.err" |
+		ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "cd '$qj' && tar -cf - logs results" 2>>"$J/logs/job.err" |
 			tar -xf - -C "$g" --no-same-owner 2>>"$J/logs/job.err" || continue
 		for f in "$g"/logs/rank.*; do
 			[ -e "$f" ] && [ ! -e "$J/logs/${f##*/}" ] && mv -f "$f" "$J/logs/"
