@@ -10,7 +10,6 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 1 ] || { echo "usage: bench/run-hosts.sh PYSTRIB_BINARY" >&2; exit 2; }
 PYSTRIB=$(realpath "$1")
-PY=/usr/bin/python3
 ROUNDS=${ROUNDS:-5}
 say() { echo "bench/hosts: $*" >&2; }
 [ "$(id -u)" = 0 ] || { say "needs root (network namespaces): nothing to measure"; exit 0; }

@@ -62,7 +62,7 @@ for r in 0 1 2 3; do
 	check "rank $r's log comes back" test -s "$work/res1/logs/rank.$r.out"
 done
 check "h2's ranks wrote on h2, into a job directory of the same path" \
-	eval 'ls "$h2_jobs"/*/results/rank2.txt >/dev/null'
+	eval "ls '$h2_jobs'/*/results/rank2.txt >/dev/null"
 
 # 2. The same name written on both hosts: h2's under results/198.18.0.2/.
 cat > same.py <<'EOF2'
