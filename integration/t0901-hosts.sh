@@ -64,7 +64,8 @@ done
 check "h2's ranks wrote on h2, into a job directory of the same path" \
 	eval "ls '$h2_jobs'/*/results/rank2.txt >/dev/null"
 
-# 2. The same name written on both hosts: h2's under results/198.18.0.2/.
+# 2. The same name written on both hosts: h2's under results/198.18.0.2/;
+# without -n, the slots of both hosts.
 cat > same.py <<'EOF2'
 import os, socket
 from mpi4py import MPI
@@ -74,7 +75,8 @@ if os.environ["LOCAL_RANK"] == "0":
         f.write(socket.gethostname() + "\n")
 c.Barrier()
 EOF2
-expect_exit 0 run same.py -n 4 --results "$work/res2"
+expect_exit 0 run same.py --results "$work/res2"
+check_grep "no -n: as many ranks as the hosts' slots (4)" "rank 3: exit 0" "$err"
 check_eq "rank 0's host keeps results/ itself" h1 "$(cat "$work/res2/results/host.txt" 2>/dev/null)"
 check_eq "a name on both hosts: the other's under results/HOST/" h2 \
 	"$(cat "$work/res2/results/198.18.0.2/host.txt" 2>/dev/null)"
@@ -128,8 +130,10 @@ check_eq "no rank left on h2" 0 "$(ranks_on h2)"
 # 6. cancel stops the ranks on every host.
 run slow.py -n 4 --detach --results "$work/res6" > "$work/det.out" 2>&1
 id=$(tail -n 1 "$work/det.out")
-for _ in $(seq 200); do [ "$(ranks_on h2)" -ge 2 ] && break; sleep 0.1; done
-check "the detached job runs on h2" eval '[ "$(ranks_on h2)" -ge 2 ]'
+for _ in $(seq 300); do [ "$(ranks_on h2)" -ge 2 ] && break; sleep 0.1; done
+check "the detached job runs on h2" eval '[ "$(ranks_on h2)" -ge 2 ]' ||
+	{ show "$work/det.out" "$h1_jobs/$id/state" "$h1_jobs/$id/logs/job.err"
+	  for p in $(ip netns pids h1) $(ip netns pids h2); do ps -o pid=,stat=,args= -p "$p" | cut -c1-160; done; }
 expect_exit 0 pst cancel "$id"
 sleep 1
 check_eq "cancel: no rank left on h1" 0 "$(ranks_on h1)"

@@ -111,7 +111,14 @@ int run_hosts_check(struct run *r)
 		error_set(PS_EXIT_USAGE, "[remote] hosts cannot go with scheduler '%s'", "slurm");
 		return error_hint("Slurm chooses the nodes: leave hosts unset ([slurm] nodes)");
 	}
-	return parse_hosts(r);
+	if (parse_hosts(r) < 0)
+		return -1;
+	/* -n left to its default: the slots of every host, when all say. */
+	const char *origin = config_origin(&r->cfg, "job.np");
+	int slots = hosts_slots(&r->hosts->list);
+	if (slots > 0 && origin && !strcmp(origin, "default"))
+		r->cfg.job.np = slots;
+	return 0;
 }
 
 void run_hosts_spec(const struct run *r, struct launch_spec *s)
