@@ -2,8 +2,8 @@
 # The test bed: the real services pystrib talks to, started on loopback in a
 # directory of their own, and stopped again. Several beds can run at once.
 #
-#   integration/bed.sh start DIR [SERVICES...]   registry tls sshd docker podman base slurm
-#                                                (default: all but slurm)
+#   integration/bed.sh start DIR [SERVICES...]   registry tls sshd docker podman base slurm hosts
+#                                                (default: all but slurm and hosts)
 #   integration/bed.sh stop DIR                  stops everything started in DIR; idempotent
 #
 # DIR/env (sourced by tests) says where each service listens; DIR/pystrib.ini
@@ -261,6 +261,103 @@ svc_sshd() {
 		-o IdentitiesOnly=yes 127.0.0.1 true
 }
 
+# Two hosts of their own, h1 and h2 (ENVIRONMENT.md "several hosts with
+# their own names and files"): a network namespace each on the bridge
+# psbr0 (198.18.0.0/24, reserved for testing; the root namespace is
+# 198.18.0.254), and an sshd in its own mount and UTS namespace: its host
+# name, and DIR/hosts/NAME-work bound over DIR/pair-work, the workdir, so
+# that the two hosts share no job directory. Each host's own ssh client
+# (Open MPI's launcher on h1 logs in to h2) has the key and known_hosts of
+# /etc/netns/NAME/ssh/ssh_config. Only one such bed at a time (the names
+# and addresses are fixed).
+HOSTS_BRIDGE=psbr0
+HOSTS_NAMES="h1 h2"
+svc_hosts() {
+	local d=$DIR/hosts n i=0 ns addr
+	for n in $HOSTS_NAMES; do
+		ip netns list | grep -qw "^$n" && die "network namespace '$n' exists already (another bed with hosts?)"
+	done
+	mkdir -p "$d" "$DIR/pair-work" /run/sshd
+	ssh-keygen -q -t ed25519 -N '' -C "bed hosts user" -f "$d/user_key"
+	cp "$d/user_key.pub" "$d/authorized_keys"
+	: > "$d/known_hosts"
+	ip link add "$HOSTS_BRIDGE" type bridge
+	ip addr add 198.18.0.254/24 dev "$HOSTS_BRIDGE"
+	ip link set "$HOSTS_BRIDGE" up
+	echo "$HOSTS_BRIDGE" > "$d/bridge"
+	for n in $HOSTS_NAMES; do
+		i=$((i + 1))
+		addr=198.18.0.$i
+		ip netns add "$n"
+		echo "$n" >> "$d/namespaces"
+		ip link add "ps-$n" type veth peer name "ps-$n-in"
+		ip link set "ps-$n-in" netns "$n"
+		ip link set "ps-$n" master "$HOSTS_BRIDGE" up
+		ip netns exec "$n" ip link set lo up
+		ip netns exec "$n" ip addr add "$addr/24" dev "ps-$n-in"
+		ip netns exec "$n" ip link set "ps-$n-in" up
+		ssh-keygen -q -t ed25519 -N '' -C "bed host $n" -f "$d/$n-host_key"
+		printf '%s %s\n' "$addr" "$(cut -d' ' -f1,2 "$d/$n-host_key.pub")" >> "$d/known_hosts"
+		mkdir -p "$d/$n-work" "/etc/netns/$n/ssh"
+		cat > "/etc/netns/$n/ssh/ssh_config" <<EOF
+Host *
+	User root
+	IdentityFile $d/user_key
+	IdentitiesOnly yes
+	UserKnownHostsFile $d/known_hosts
+	StrictHostKeyChecking yes
+	BatchMode yes
+EOF
+		cat > "$d/$n-sshd_config" <<EOF
+Port 22
+ListenAddress $addr
+HostKey $d/$n-host_key
+AuthorizedKeysFile $d/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+PidFile $d/$n-sshd.pid
+Subsystem sftp internal-sftp
+SetEnv PATH=/usr/bin:/bin:/usr/sbin:/sbin
+EOF
+		ip netns exec "$n" unshare -m -u --propagation private sh -c \
+			"hostname $n && mount --bind '$d/$n-work' '$DIR/pair-work' && exec /usr/sbin/sshd -f '$d/$n-sshd_config' -E '$d/$n-sshd.log'"
+	done
+	for n in $HOSTS_NAMES; do
+		addr=198.18.0.${n#h}
+		wait_for 30 "$d/$n-sshd.log" ssh -i "$d/user_key" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+			-o UserKnownHostsFile="$d/known_hosts" -o IdentitiesOnly=yes "root@$addr" true || return 1
+	done
+	# h1's own client reaches h2, as Open MPI's launcher will.
+	wait_for 30 "$d/h1-sshd.log" ssh -i "$d/user_key" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+		-o UserKnownHostsFile="$d/known_hosts" -o IdentitiesOnly=yes root@198.18.0.1 \
+		ssh 198.18.0.2 true || return 1
+	envline BED_HOSTS "root@198.18.0.1:22*2, root@198.18.0.2:22*2"
+	envline BED_HOSTS_KEY "$d/user_key"
+	envline BED_HOSTS_KNOWN_HOSTS "$d/known_hosts"
+	envline BED_HOSTS_WORKDIR "$DIR/pair-work"
+}
+
+# Removes the hosts: their sshds (and what runs in their namespaces), the
+# namespaces, the bridge, /etc/netns entries. Idempotent.
+stop_hosts() {
+	local d=$DIR/hosts n pid
+	[ -d "$d" ] || return 0
+	for n in $(cat "$d/namespaces" 2>/dev/null); do
+		for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+		ip netns del "$n" 2>/dev/null || true
+		rm -rf "/etc/netns/$n"
+		rm -f "$d/$n-sshd.pid"
+	done
+	rm -f "$d/namespaces"
+	if [ -f "$d/bridge" ]; then
+		ip link del "$(cat "$d/bridge")" 2>/dev/null || true
+		rm -f "$d/bridge"
+	fi
+}
+
 # The base image: Debian bookworm with python3, Open MPI and mpi4py, made by
 # mmdebstrap from this machine's own apt sources (no internet), laid out as
 # an OCI image by hand, cached by a hash of what goes into it.
@@ -332,13 +429,22 @@ write_config() {
 		echo "runtime = none"
 		echo "python = /usr/bin/python3"
 		echo "mpirun_args = --oversubscribe"
+		if [ -n "${BED_HOSTS:-}" ]; then
+			echo "[remote.pair]"
+			echo "runtime = none"
+			echo "python = /usr/bin/python3"
+			echo "hosts = $BED_HOSTS"
+			echo "identity = $BED_HOSTS_KEY"
+			echo "known_hosts = $BED_HOSTS_KNOWN_HOSTS"
+			echo "workdir = $BED_HOSTS_WORKDIR"
+		fi
 	} > "$f"
 	chmod 600 "$f"
 	envline BED_CONFIG "$f"
 }
 
 cmd_start() {
-	[ $# -ge 1 ] || die "usage: bed.sh start DIR [registry tls sshd docker podman base slurm]"
+	[ $# -ge 1 ] || die "usage: bed.sh start DIR [registry tls sshd docker podman base slurm hosts]"
 	DIR=$(realpath -m "$1")
 	shift
 	local services=("$@")
@@ -348,7 +454,7 @@ cmd_start() {
 	envline BED_DIR "$DIR"
 	# Order matters: sshd passes the engines' addresses to its sessions.
 	local s
-	for s in registry tls docker podman base slurm sshd; do
+	for s in registry tls docker podman base slurm sshd hosts; do
 		if printf '%s\n' "${services[@]}" | grep -qx "$s"; then
 			if ! "svc_$s"; then
 				cmd_stop "$DIR"
@@ -357,7 +463,7 @@ cmd_start() {
 		fi
 	done
 	for s in "${services[@]}"; do
-		case $s in registry|tls|docker|podman|base|slurm|sshd) ;; *) cmd_stop "$DIR"; die "unknown service '$s'";; esac
+		case $s in registry|tls|docker|podman|base|slurm|sshd|hosts) ;; *) cmd_stop "$DIR"; die "unknown service '$s'";; esac
 	done
 	write_config
 }
@@ -400,6 +506,7 @@ cmd_stop() {
 	kill_pidfile "$DIR/slurmd-n2.pid"
 	kill_pidfile "$DIR/slurmctld.pid"
 	kill_pidfile "$DIR/munge.pid"
+	stop_hosts
 	# Whatever the daemons left mounted (overlay layers, container shm).
 	{ grep -F " $DIR/" /proc/mounts || true; } | cut -d' ' -f2 | sort -r | while read -r m; do
 		umount -l "$m" 2>/dev/null || true

@@ -13,6 +13,7 @@
 
 const char cmd_run_help[] =
 	"usage: pystrib run FILE [-n N] [--remote NAME | --host [USER@]HOST[:PORT]]\n"
+	"                   [--hosts LIST]\n"
 	"                   [--runtime docker|podman|none] [--gpus SPEC] [--timeout SECONDS]\n"
 	"                   [--results DIR] [--env KEY=VALUE]... [--detach]\n"
 	"                   [--accept-new-host-key] [--project DIR | --no-project]\n"
@@ -36,6 +37,8 @@ const char cmd_run_help[] =
 	"  -n, --np N          number of ranks (default: [job] np)\n"
 	"  -r, --remote NAME   run on the host of [remote.NAME]\n"
 	"      --host DEST     run on [USER@]HOST[:PORT] (a ~/.ssh/config alias works)\n"
+	"      --hosts LIST    one job over several hosts, runtime none: [USER@]HOST\n"
+	"                      [:PORT][*SLOTS], ... ([remote] hosts; the first is rank 0's)\n"
 	"      --runtime RT    docker, podman, or none (the host's own mpirun and\n"
 	"                      python, with the cell's files unpacked in the job dir)\n"
 	"      --gpus SPEC     all, a count (2) or device indexes (0,1), dealt over\n"
@@ -81,6 +84,7 @@ const char cmd_run_help[] =
 
 enum {
 	OPT_HOST = 0x400, OPT_RUNTIME, OPT_GPUS, OPT_TIMEOUT, OPT_RESULTS, OPT_ACCEPT,
+	OPT_HOSTS,
 };
 
 static int add_env(struct run *r, const char *kv)
@@ -100,6 +104,7 @@ static int parse(struct run *r, int argc, char **argv)
 		{ "np", required_argument, 0, 'n' },
 		{ "remote", required_argument, 0, 'r' },
 		{ "host", required_argument, 0, OPT_HOST },
+		{ "hosts", required_argument, 0, OPT_HOSTS },
 		{ "runtime", required_argument, 0, OPT_RUNTIME },
 		{ "gpus", required_argument, 0, OPT_GPUS },
 		{ "timeout", required_argument, 0, OPT_TIMEOUT },
@@ -111,7 +116,7 @@ static int parse(struct run *r, int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	const char *np = NULL, *runtime = NULL, *gpus = NULL, *timeout = NULL;
+	const char *np = NULL, *runtime = NULL, *gpus = NULL, *timeout = NULL, *hosts = NULL;
 	int c, k;
 
 	while ((c = cli_getopt(argc, argv, "n:r:e:d", opts, cmd_run_help)) != -1) {
@@ -127,6 +132,7 @@ static int parse(struct run *r, int argc, char **argv)
 		case 'n': np = optarg; break;
 		case 'r': r->opt.remote = optarg; break;
 		case OPT_HOST: r->opt.host = optarg; break;
+		case OPT_HOSTS: hosts = optarg; break;
 		case OPT_RUNTIME: runtime = optarg; break;
 		case OPT_GPUS: gpus = optarg; break;
 		case OPT_TIMEOUT: timeout = optarg; break;
@@ -141,6 +147,8 @@ static int parse(struct run *r, int argc, char **argv)
 	}
 	if (optind >= argc)
 		return -(cli_usage_error(cmd_run_help, "run needs the cell FILE"));
+	if (hosts && r->opt.host)
+		return -(cli_usage_error(cmd_run_help, "--host and --hosts both say where; give one"));
 	if (r->opt.remote && r->opt.host)
 		return -(cli_usage_error(cmd_run_help, "--remote and --host both say where; give one"));
 	r->copts.cell = argv[optind];
@@ -148,6 +156,7 @@ static int parse(struct run *r, int argc, char **argv)
 	if (config_load(&r->cfg, cli.config_file, r->opt.remote) < 0 ||
 	    (np && config_set(&r->cfg, "job.np", np, "flag --np") < 0) ||
 	    (runtime && config_set(&r->cfg, "remote.runtime", runtime, "flag --runtime") < 0) ||
+	    (hosts && config_set(&r->cfg, "remote.hosts", hosts, "flag --hosts") < 0) ||
 	    (gpus && config_set(&r->cfg, "remote.gpus", gpus, "flag --gpus") < 0) ||
 	    (timeout && config_set(&r->cfg, "job.timeout", timeout, "flag --timeout") < 0))
 		return -1;

@@ -11,10 +11,11 @@
 
 #include "buf.h"
 #include "error.h"
+#include "hosts.h"
 #include "log.h"
 #include "strvec.h"
 
-enum cfg_type { T_STR, T_INT, T_PORT, T_BOOL, T_RUNTIME, T_GPUS, T_URL, T_PLATFORM, T_SCHEDULER };
+enum cfg_type { T_STR, T_INT, T_PORT, T_BOOL, T_RUNTIME, T_GPUS, T_URL, T_PLATFORM, T_SCHEDULER, T_HOSTS };
 enum { F_SECRET = 1 };
 
 struct cfg_key {
@@ -53,6 +54,7 @@ static const struct cfg_key keys[] = {
 	{ "remote", "reconnect_timeout", T_INT, "600", 0, 0, 86400 * 7 },
 	{ "remote", "docker_socket", T_STR, "/var/run/docker.sock", 0, 0, 0 },
 	{ "remote", "scheduler", T_SCHEDULER, "none", 0, 0, 0 },
+	{ "remote", "hosts", T_HOSTS, NULL, 0, 0, 0 },
 	{ "slurm", "partition", T_STR, NULL, 0, 0, 0 },
 	{ "slurm", "account", T_STR, NULL, 0, 0, 0 },
 	{ "slurm", "time", T_STR, NULL, 0, 0, 0 },
@@ -190,6 +192,14 @@ static const char *check_value(const struct cfg_key *k, const char *v)
 			       ? "expected a URL starting with http:// or https://" : NULL;
 	case T_SCHEDULER:
 		return strcmp(v, "none") && strcmp(v, "slurm") ? "expected none or slurm" : NULL;
+	case T_HOSTS: {
+		struct host_list l = HOST_LIST_INIT;
+		int bad = hosts_parse(&l, v) < 0;
+		hosts_release(&l);
+		error_clear();
+		return bad ? "expected [USER@]HOST[:PORT][*SLOTS], separated by commas, each host once"
+			   : NULL;
+	}
 	case T_PLATFORM: {
 		const char *slash = strchr(v, '/');
 		return !slash || slash == v || !slash[1] ? "expected OS/ARCH[/VARIANT], like linux/amd64" : NULL;
@@ -495,6 +505,7 @@ static void derive(struct config *cfg)
 	cfg->remote.docker_socket = S("remote", "docker_socket");
 	const char *sched = S("remote", "scheduler");
 	cfg->remote.scheduler = sched && !strcmp(sched, "slurm") ? SCHEDULER_SLURM : SCHEDULER_NONE;
+	cfg->remote.hosts = S("remote", "hosts");
 	cfg->slurm.partition = S("slurm", "partition");
 	cfg->slurm.account = S("slurm", "account");
 	cfg->slurm.time = S("slurm", "time");

@@ -55,6 +55,7 @@ struct remote_config {
 	int reconnect_timeout;		/* seconds */
 	const char *docker_socket;	/* the engine's API socket; "" or NULL: not used */
 	enum scheduler scheduler;
+	const char *hosts;		/* one job over several hosts (hosts.h); NULL: host */
 };
 
 /* [slurm]: how a job of scheduler slurm is submitted (slurm.h); 0 / NULL: unset. */

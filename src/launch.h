@@ -54,6 +54,11 @@ struct launch_spec {
 	const char *workdir;		/* the image's WorkingDir ("/pystrib/project/x") */
 	const char *const *image_env;	/* the image's Env ("PYSTRIB_CELL=/pystrib/..."), may be NULL */
 	size_t nimage_env;
+	const char *hosts;		/* several hosts: mpirun's -H list, this host first;
+					 * NULL: this host alone */
+	const char *master_addr;	/* with hosts: rank 0's host as the others reach it */
+	const char *const *other_hosts;	/* with hosts: the others' names in -H */
+	size_t nother_hosts;
 
 	/* both */
 	const char *const *env;		/* --env "KEY=VALUE" values (KEY validated by the caller) */

@@ -59,6 +59,7 @@ void run_release(struct run *r)
 	free(r->dir);
 	free(r->results);
 	free(r->slurm_id);
+	run_hosts_free(r->hosts);
 }
 
 char *run_job_json(const struct run *r, const char *image)
@@ -97,6 +98,7 @@ void run_base_spec(const struct run *r, struct launch_spec *s)
 	s->session = r->opt.session;
 	s->idle_timeout = r->opt.idle_timeout;
 	s->srun = cfg->remote.scheduler == SCHEDULER_SLURM;
+	run_hosts_spec(r, s);
 }
 
 /*
@@ -537,7 +539,7 @@ static int prepare(struct run *r, const char **exclude)
 
 	/* Where it runs: checked before building anything. */
 	if (ssh_target_from_config(&r->target, &r->cfg) < 0) {
-		if (!r->opt.host)
+		if (!r->opt.host && !r->cfg.remote.hosts)
 			return -1;
 		error_clear();
 	}
@@ -552,7 +554,8 @@ int run_job(struct run *r)
 	char *cache = NULL;
 	int ret;
 
-	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || run_slurm_check(r) < 0)
+	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || run_slurm_check(r) < 0 ||
+	    run_hosts_check(r) < 0)
 		return error_report();
 	cache = context_cache_dir();
 	ret = context_build(&r->ctx, &r->copts, cache);
@@ -560,6 +563,8 @@ int run_job(struct run *r)
 	if (ret < 0)
 		return error_report();
 	run_stage("context built");
+	if (r->hosts)
+		return run_on_hosts(r);
 	if (r->cfg.remote.scheduler == SCHEDULER_SLURM)
 		return run_in_turn(r);
 	if (run_engine_eligible(r))
@@ -584,6 +589,11 @@ int run_session(struct run *r)
 	if (r->cfg.remote.scheduler == SCHEDULER_SLURM) {
 		error_set(PS_EXIT_USAGE, "sessions cannot run under Slurm yet");
 		error_hint("start the session on a host of its own (--host), with scheduler = none");
+		return error_report();
+	}
+	if (r->cfg.remote.hosts && !r->opt.host) {
+		error_set(PS_EXIT_USAGE, "sessions cannot span several hosts yet ([remote] hosts)");
+		error_hint("start the session on one of them (--host HOST)");
 		return error_report();
 	}
 	cache = context_cache_dir();

@@ -73,6 +73,7 @@ struct run {
 	int pulled;		/* the image was put on the host through the engine */
 	atomic_int early_stop;	/* the job is over: an early pull can stop */
 	char *slurm_id;		/* scheduler slurm: the Slurm job id, once submitted */
+	struct run_hosts *hosts;	/* [remote] hosts: one job over several (run_hosts.c) */
 };
 
 /* Zeroes r and starts its clock (for the -v timings). */
@@ -141,6 +142,18 @@ int run_push_beside_login(struct run *r);
  */
 int run_pull_through_engine(struct run *r, struct ssh_conn *conn, atomic_int *stop);
 
+/*
+ * run_hosts.c: one job over several hosts, runtime none. check: with
+ * [remote] hosts (and no --host), refuses what cannot run over them
+ * (exit 2) and parses the list into r->hosts, the first host as
+ * r->target. 0 or -1. on_hosts: connects to every host, places the cell
+ * on all but the first, then submits there and follows; the exit code.
+ */
+struct run_hosts;
+int run_hosts_check(struct run *r);
+int run_on_hosts(struct run *r);
+void run_hosts_spec(const struct run *r, struct launch_spec *s);
+void run_hosts_free(struct run_hosts *h);
 /* run_engine.c */
 int run_engine_eligible(const struct run *r);
 int run_through_engine(struct run *r);

@@ -25,6 +25,10 @@
 #   ps_session ps_idle_timeout   1 for a session (docs/sessions.md): ps_cell is
 #                              session.py, the hub, which runs mpirun of the
 #                              workers; its --idle-timeout ('': its default)
+#   ps_hosts ps_master_addr    none over several hosts: mpirun's -H list (this
+#   ps_other_hosts             host first; '': this host alone), rank 0's host
+#                              as the others reach it (MASTER_ADDR), and the
+#                              others' names (words, each quoted)
 # Lists are words quoted by pystrib, read back with eval "set -- ...":
 # nothing in them is expanded or run.
 
@@ -139,6 +143,11 @@ jpath() {
 # logs/ as it starts). Else a rank's own failure: nothing to record.
 mpirun_failed() {
 	[ "$1" -ne 0 ] && [ -z "$stop" ] || return 0
+	node=''
+	[ -z "$ps_hosts" ] ||
+		node=$(sed -n 's/^ *Remote daemon: .* on node \(.*\)$/\1/p' "$J/logs/job.err" 2>/dev/null | head -n 1)
+	[ -z "$node" ] ||
+		host_error host "host '$node' was lost while the job ran (Open MPI lost its daemon there)" "$1"
 	if grep -q 'There are not enough slots available' "$J/logs/job.err" 2>/dev/null; then
 		cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
 		line=$(sed -n '/There are not enough slots available/{N;s/\n/ /;s/:[[:space:]]*$//;p;q;}' "$J/logs/job.err" | cut -c1-200)
@@ -164,10 +173,11 @@ ranks() {
 	elif [ "$ps_launcher" = srun ]; then
 		eval "set -- \"\$@\" srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=\"\$ps_np\" \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	else
-		eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
+		eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $HOSTS_FLAGS $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	fi
 	run_bg "$@"
 	rc=$?
+	[ -z "$ps_hosts" ] || gather_hosts
 	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
 	# A session that could not start says why in session.json.
 	[ -n "$ps_session" ] || mpirun_failed "$rc"
@@ -351,6 +361,58 @@ run_inside() {
 
 # --- none: the host's own mpirun and python ----------------------------
 
+# Several hosts: mpirun starts the ranks of the others over ssh (from
+# here, by the host's own ssh settings), in a directory of the same path
+# that pystrib made there with the cell. The environment goes with them
+# (-x): the job's variables, the image's, --env, and PATH (setup's). The
+# words in HOSTS_FLAGS, for eval.
+HOSTS_FLAGS=''
+hosts_env() {
+	[ -n "$ps_hosts" ] || return 0
+	export PYSTRIB_MASTER_ADDR="$ps_master_addr"
+	PYSTRIB_MASTER_PORT=$("$ps_python" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])') ||
+		PYSTRIB_MASTER_PORT=29500
+	export PYSTRIB_MASTER_PORT
+	HOSTS_FLAGS="-H \"\$ps_hosts\" --mca plm_rsh_agent ssh"
+	for v in PATH PYTHONPATH LD_LIBRARY_PATH PYSTRIB_JOB_DIR PYSTRIB_RESULTS PYSTRIB_JOB_ID \
+		PYSTRIB_GPUS PYSTRIB_MASTER_ADDR PYSTRIB_MASTER_PORT OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM; do
+		eval "[ -z \"\${$v+x}\" ]" || HOSTS_FLAGS="$HOSTS_FLAGS -x $v"
+	done
+	eval "set -- $ps_image_env $ps_env"
+	for kv; do HOSTS_FLAGS="$HOSTS_FLAGS -x ${kv%%=*}"; done
+}
+
+# The other hosts' logs and results, into this job directory: the ranks
+# there wrote them into theirs. logs/ are per rank (no names collide);
+# results/ are merged unless a name is here already, then they go to
+# results/HOST/.
+gather_hosts() {
+	qj=$(printf '%s' "$J" | sed "s/'/'\\\\''/g")
+	eval "set -- $ps_other_hosts"
+	for h; do
+		g="$J/.hosts/$h"
+		rm -rf "$g" && mkdir -p "$g" || continue
+		ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "cd '$qj' && tar -cf - logs results" 2>>"$J/logs/job.err" |
+			tar -xf - -C "$g" --no-same-owner 2>>"$J/logs/job.err" || continue
+		for f in "$g"/logs/rank.*; do
+			[ -e "$f" ] && [ ! -e "$J/logs/${f##*/}" ] && mv -f "$f" "$J/logs/"
+		done
+		clash=''
+		for f in "$g"/results/* "$g"/results/.[!.]*; do
+			[ -e "$f" ] || continue
+			[ "${f##*/}" = .pystrib ] && continue
+			[ ! -e "$J/results/${f##*/}" ] || clash=1
+		done
+		if [ -n "$clash" ]; then
+			mkdir -p "$J/results/$h" && cp -R "$g/results/." "$J/results/$h/"
+		else
+			cp -R "$g/results/." "$J/results/"
+		fi
+		rm -rf "$g"
+	done
+	rmdir "$J/.hosts" 2>/dev/null
+}
+
 run_host() {
 	exec </dev/null
 	printf 'none\n' > "$J/runtime"
@@ -387,6 +449,7 @@ run_host() {
 	cd "$P" || host_error workdir "the image's working directory '${ps_workdir:-/pystrib/cell}' is missing" 125
 	need "${ps_launcher:-mpirun}"
 	need "$ps_python"
+	hosts_env
 	now > "$J/launched"
 	jpath "$ps_bootstrap"
 	boot=$P

@@ -464,6 +464,94 @@ static void want_in(const char *text, const char *want)
 		fail_msg("no '%s' in\n%s", want, text);
 }
 
+/*
+ * Runtime none over several hosts: mpirun gets -H, the ssh launcher and
+ * the job's environment (-x), MASTER_ADDR is rank 0's host, and the other
+ * hosts' logs and results are asked for over ssh once mpirun ended; a
+ * daemon Open MPI lost names its host.
+ */
+static void test_hosts_script(void **state)
+{
+	(void)state;
+	char *top = xstrfmt("%s/hosts", tmpdir);
+	char *jobdir = xstrfmt("%s/jobs/20260101-000000-abcdef", top);
+	char *layers = xstrfmt("%s/layers", top);
+	char *layer = xstrfmt("%s/cell.tar.gz", layers);
+	char *work = xstrfmt("%s/hosts-src", tmpdir);
+	const char *env[] = { "MYVAR=1" };
+	const char *others[] = { "198.18.0.2" };
+	struct launch_spec s = { 0 };
+	struct buf b = BUF_INIT;
+
+	assert_int_equal(mkdir_p(jobdir, 0755), 0);
+	assert_int_equal(mkdir_p(layers, 0755), 0);
+	assert_int_equal(mkdir_p(work, 0755), 0);
+	assert_int_equal(make_cell_layer(work, layer), 0);
+	s.id = "20260101-000000-abcdef";
+	s.runtime = RUNTIME_NONE;
+	s.np = 4;
+	s.cell_layer = "../../layers/cell.tar.gz";
+	s.python = "/usr/bin/python3";
+	s.workdir = "/pystrib/cell";
+	s.env = env;
+	s.nenv = 1;
+	s.hosts = "198.18.0.1:2,198.18.0.2:2";
+	s.master_addr = "198.18.0.1";
+	s.other_hosts = others;
+	s.nother_hosts = 1;
+	assert_int_equal(launch_script(&s, &b), 0);
+	want_in(b.ptr, "ps_hosts=198.18.0.1:2,198.18.0.2:2\n");
+	want_in(b.ptr, "ps_master_addr=198.18.0.1\n");
+	char *script = xstrfmt("%s/run.sh", jobdir);
+	assert_int_equal(write_file(script, b.ptr, b.len), 0);
+
+	char *dir = fake_path();
+	char *ssh = xstrfmt("%s/ssh", dir);
+	char *mpirun = xstrfmt("%s/mpirun", dir);
+	char *fake_ssh = xstrfmt("#!/bin/sh\n{ printf ssh; for a; do printf '[%%s]' \"$a\"; done; echo; } >> \"$FAKE_LOG\"\n");
+	assert_int_equal(write_file(ssh, fake_ssh, strlen(fake_ssh)), 0);
+	assert_int_equal(chmod(ssh, 0755), 0);
+	/* Open MPI's words when it loses the daemon of a host. */
+	static const char lost[] = "#!/bin/sh\n"
+		"{ printf mpirun; for a; do printf '[%s]' \"$a\"; done; echo; } >> \"$FAKE_LOG\"\n"
+		"echo \"PYSTRIB_MASTER_ADDR=$PYSTRIB_MASTER_ADDR\" >> \"$FAKE_LOG\"\n"
+		"printf '%s\\n' 'ORTE has lost communication with a remote daemon.' '' "
+		"'  HNP daemon   : [[1,0],0] on node h1' '  Remote daemon: [[1,0],1] on node 198.18.0.2' >&2\n"
+		"exit 1\n";
+	assert_int_equal(write_file(mpirun, lost, strlen(lost)), 0);
+	char *path = xstrfmt("%s:/usr/bin:/bin", dir);
+	run_job(jobdir, path);
+	char *log = fake_log(jobdir);
+	want_in(log, "[-np][4][-H][198.18.0.1:2,198.18.0.2:2][--mca][plm_rsh_agent][ssh]");
+	want_in(log, "[-x][PYSTRIB_JOB_DIR]");
+	want_in(log, "[-x][PYSTRIB_MASTER_ADDR][-x][PYSTRIB_MASTER_PORT]");
+	want_in(log, "[-x][MYVAR]");
+	want_in(log, "PYSTRIB_MASTER_ADDR=198.18.0.1\n");
+	want_in(log, "ssh[-o][BatchMode=yes][-o][ConnectTimeout=10][198.18.0.2][cd '");
+	want_in(log, "' && tar -cf - logs results]");
+	char *st = job_file(jobdir, "state"), *why = job_file(jobdir, "reason");
+	char *err = job_file(jobdir, "error");
+	assert_string_equal(st, "failed\n");
+	assert_string_equal(why, "host\n");
+	want_in(err, "host '198.18.0.2' was lost while the job ran");
+	free(st);
+	free(why);
+	free(err);
+	free(log);
+	free(path);
+	free(fake_ssh);
+	free(mpirun);
+	free(ssh);
+	free(dir);
+	free(script);
+	buf_release(&b);
+	free(work);
+	free(layer);
+	free(layers);
+	free(jobdir);
+	free(top);
+}
+
 /* docker and podman, run with a fake engine: every word arrives as it was. */
 static void test_container_scripts(void **state)
 {
@@ -808,6 +896,7 @@ int main(void)
 		cmocka_unit_test(test_none_runs_for_real),
 		cmocka_unit_test(test_failure_reasons),
 		cmocka_unit_test(test_engine_config),
+		cmocka_unit_test(test_hosts_script),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
