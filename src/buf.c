@@ -165,3 +165,60 @@ out:
 		errno = err;
 	return ret;
 }
+
+/*
+ * The length of the well-formed UTF-8 sequence at s (at most n bytes), or
+ * minus the length of its longest invalid prefix that could have begun
+ * one (at least 1). Well-formed is what jansson accepts: no overlong
+ * forms, no surrogates (U+D800..DFFF), nothing above U+10FFFF; NUL counts
+ * as invalid too, since the text ends up in a C string.
+ */
+static long utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len, k;
+
+	if (c > 0 && c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return -1;
+	/* The second byte's range is what rules out the overlong and the too big. */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	for (k = 1; k < len && k < n; k++) {
+		if (s[k] < lo || s[k] > hi)
+			break;
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	return k == len ? (long)len : -(long)k;
+}
+
+void buf_add_utf8(struct buf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		long len = utf8_seq(u + i, n - i);
+		if (len > 0) {
+			buf_add(b, s + i, (size_t)len);
+			i += (size_t)len;
+		} else {
+			buf_addstr(b, "\xef\xbf\xbd");
+			i += (size_t)-len;
+		}
+	}
+}

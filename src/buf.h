@@ -50,4 +50,12 @@ void buf_rtrim(struct buf *b);
  */
 int buf_read_file(struct buf *b, const char *path);
 
+/*
+ * Appends n bytes of s to b as valid UTF-8 (what jansson accepts, for JSON
+ * and records): each invalid sequence becomes one U+FFFD, as Python's
+ * decode(errors="replace") does; NUL counts as invalid. For text a host
+ * sent, which may be any bytes.
+ */
+void buf_add_utf8(struct buf *b, const char *s, size_t n);
+
 #endif

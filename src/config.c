@@ -277,7 +277,8 @@ int config_search_paths(struct strvec *out, const char *file)
 		return 1;
 	}
 	strvec_push(out, "pystrib.ini");
-	if (xdg && *xdg)
+	/* A relative XDG_CONFIG_HOME is to be ignored (the XDG spec). */
+	if (xdg && *xdg == '/')
 		strvec_pushf(out, "%s/pystrib/config.ini", xdg);
 	else
 		strvec_push_nodup(out, expand_home("~/.config/pystrib/config.ini"));

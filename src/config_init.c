@@ -165,13 +165,12 @@ void config_starter(struct buf *out, const char *remote)
 
 char *config_init_path(const char *file)
 {
-	const char *xdg = getenv("XDG_CONFIG_HOME");
-
-	if (file)
-		return xstrdup(file);
-	if (xdg && *xdg == '/')
-		return xstrfmt("%s/pystrib/config.ini", xdg);
-	return expand_home("~/.config/pystrib/config.ini");
+	/* The file pystrib reads: the one named, else the user's, the last searched. */
+	struct strvec paths = STRVEC_INIT;
+	config_search_paths(&paths, file);
+	char *path = xstrdup(paths.v[paths.nr - 1]);
+	strvec_release(&paths);
+	return path;
 }
 
 int config_init(const char *path, const char *remote, int force)

@@ -60,68 +60,6 @@ void follow_release(struct follow *f)
 	memset(f, 0, sizeof(*f));
 }
 
-/*
- * The length of the well-formed UTF-8 sequence at s (at most n bytes), or
- * minus the length of its longest invalid prefix that could have begun
- * one (at least 1). Well-formed is what jansson accepts: no overlong
- * forms, no surrogates (U+D800..DFFF), nothing above U+10FFFF; NUL counts
- * as invalid too, since the text ends up in a C string.
- */
-static long utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len, k;
-
-	if (c > 0 && c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4;
-	else
-		return -1;
-	/* The second byte's range is what rules out the overlong and the too big. */
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	for (k = 1; k < len && k < n; k++) {
-		if (s[k] < lo || s[k] > hi)
-			break;
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	return k == len ? (long)len : -(long)k;
-}
-
-/*
- * Appends s to b as valid UTF-8, for JSON: each invalid sequence becomes
- * one U+FFFD, as Python's decode(errors="replace") does (an invalid byte
- * alone, or a sequence cut short, is one).
- */
-static void utf8_clean(struct buf *b, const char *s, size_t n)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < n) {
-		long len = utf8_seq(u + i, n - i);
-		if (len > 0) {
-			buf_add(b, s + i, (size_t)len);
-			i += (size_t)len;
-		} else {
-			buf_addstr(b, "\xef\xbf\xbd");
-			i += (size_t)-len;
-		}
-	}
-}
-
 static void keep_err_tail(struct follow_rank *r, const char *line, size_t n)
 {
 	struct buf *t = &r->err_tail;
@@ -144,7 +82,7 @@ static void show_line(struct follow *f, int r, int s, const char *line, size_t n
 		keep_err_tail(&f->ranks[r], line, n);
 	if (log_json) {
 		struct buf clean = BUF_INIT;
-		utf8_clean(&clean, line, n);
+		buf_add_utf8(&clean, line, n);
 		event_emit("output", "{s:i,s:s,s:s}", "rank", r, "stream", s ? "stderr" : "stdout",
 			   "text", clean.ptr);
 		buf_release(&clean);
@@ -219,8 +157,10 @@ static int end_line(struct follow *f, const char *p)
 	double t0 = 0, t1 = 0;
 	if (sscanf(p, "%31s %ld %lf %lf %n", st, &code, &t0, &t1, &n) < 4)
 		return -1;
+	struct buf clean = BUF_INIT;
+	buf_add_utf8(&clean, st, strlen(st));
 	free(f->state);
-	f->state = xstrdup(st);
+	f->state = buf_detach(&clean, NULL);
 	f->exit_code = (int)code;
 	if (t0 > 0)
 		f->started = t0;
@@ -232,8 +172,10 @@ static int end_line(struct follow *f, const char *p)
 	p += w;
 	p += strspn(p, " ");
 	if (*p) {
+		/* The host's words (an error line cut at 300 bytes): any bytes. */
+		buf_add_utf8(&clean, p, strlen(p));
 		free(f->reason);
-		f->reason = xstrdup(p);
+		f->reason = buf_detach(&clean, NULL);
 	}
 	return 0;
 }
@@ -254,7 +196,7 @@ static void state_line(struct follow *f, char *p)
 		if (l > 0)
 			f->launched = l;
 	}
-	utf8_clean(&st, p, strlen(p));
+	buf_add_utf8(&st, p, strlen(p));
 	if (st.len && (!f->state || strcmp(f->state, st.ptr))) {
 		free(f->state);
 		f->state = xstrdup(st.ptr);
@@ -452,7 +394,7 @@ static int reconnect(struct ssh_conn *c, struct follow *f)
 	if (log_json) {
 		/* The error may quote the host's stderr: any bytes. */
 		struct buf why = BUF_INIT;
-		utf8_clean(&why, error_message(), strlen(error_message()));
+		buf_add_utf8(&why, error_message(), strlen(error_message()));
 		event_emit("status", "{s:s,s:s}", "message", "reconnecting", "reason", why.ptr);
 		buf_release(&why);
 	}

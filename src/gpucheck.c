@@ -99,9 +99,10 @@ int host_gpu_check(struct ssh_conn *c, const struct config *cfg, int *count)
 	if (!r->gpus || !strcmp(r->gpus, "0"))
 		return 0;
 	buf_init(&out, 1 << 16);
-	/* Runtime none runs the job after [remote] setup: its PATH is the job's. */
+	/* Runtime none runs the job after [remote] setup: its PATH is the job's.
+	 * What the setup prints is not the answer (a group, so its exports stay). */
 	if (r->runtime == RUNTIME_NONE && r->setup)
-		buf_addf(&cmd, "%s\n", r->setup);
+		buf_addf(&cmd, "{ %s\n} >/dev/null\n", r->setup);
 	shquote_argv(&cmd, argv);
 	ret = ssh_conn_run(c, cmd.ptr, "sh", &out);
 	if (ret == 0)

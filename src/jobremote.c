@@ -244,7 +244,7 @@ int jobrec_gone_error(const struct jobrec *r)
 {
 	if (r->state && strcmp(r->state, "lost"))
 		error_set(PS_EXIT_REMOTE, "job '%s' (%s) has no directory on the remote any more: %s",
-			  r->id, r->state, r->state_reason);
+			  r->id, r->state, r->state_reason ? r->state_reason : "its directory is gone");
 	else
 		error_set(PS_EXIT_REMOTE, "job '%s' is lost: %s", r->id,
 			  r->state_reason ? r->state_reason : "its directory is gone");

@@ -1,12 +1,13 @@
-#include "jobstate.h"
 #include "remote_job.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "embedded.h"
 #include "error.h"
+#include "jobstate.h"
 #include "launch.h"
 #include "log.h"
 #include "reason.h"
@@ -150,7 +151,7 @@ int remote_job_submit(struct ssh_conn *c, const char *dir, const char *job_json,
 		error_wrap("cannot start the job in '%s'", dir);
 out:
 	if (in.len)
-		memset(in.ptr, 0, in.len);
+		secret_wipe(in.ptr, in.len);
 	buf_release(&in);
 	buf_release(&cmd);
 	buf_release(&err);
@@ -181,6 +182,14 @@ static int json_np(const char *json)
 }
 
 /* One "KEY VALUE" line of jobctl.sh read (line: NUL-terminated, no newline). */
+/* A copy of the host's text that a record and an event can hold. */
+static char *utf8_copy(const char *s)
+{
+	struct buf b = BUF_INIT;
+	buf_add_utf8(&b, s, strlen(s));
+	return buf_detach(&b, NULL);
+}
+
 static void parse_line(struct remote_job_state *st, const char *line, int *alive)
 {
 	const char *v = strchr(line, ' ');
@@ -190,7 +199,7 @@ static void parse_line(struct remote_job_state *st, const char *line, int *alive
 		*alive = *v ? atoi(v) : 1;
 	} else if (k == 5 && !memcmp(line, "state", 5)) {
 		free(st->state);
-		st->state = *v ? xstrdup(v) : NULL;
+		st->state = *v ? utf8_copy(v) : NULL;
 	} else if (k == 4 && !memcmp(line, "exit", 4)) {
 		st->exit_code = *v ? (int)strtol(v, NULL, 10) : -1;
 	} else if (k == 7 && !memcmp(line, "started", 7)) {
@@ -201,7 +210,7 @@ static void parse_line(struct remote_job_state *st, const char *line, int *alive
 		st->code = reason_parse(v, strlen(v));
 	} else if (k == 5 && !memcmp(line, "error", 5)) {
 		free(st->reason);
-		st->reason = *v ? xstrdup(v) : NULL;
+		st->reason = *v ? utf8_copy(v) : NULL;
 	}
 }
 

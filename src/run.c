@@ -295,7 +295,7 @@ static char *stop_job(struct run *r, const char *final)
 	fprintf(stderr, "pystrib: stopping job %s on '%s'\n", r->id, ssh_conn_name(r->conn));
 	/* Nothing heard from the job yet: its start may still be on the way. */
 	int (*cancel)(struct ssh_conn *, const char *, const char *, char **) =
-		r->have_follow && !r->f.state ? remote_job_cancel_unstarted : remote_job_cancel;
+		!r->have_follow || !r->f.state ? remote_job_cancel_unstarted : remote_job_cancel;
 	if (cancel(r->conn, r->dir, final, &state) < 0) {
 		if (ssh_conn_reconnect(r->conn) == 0)
 			cancel(r->conn, r->dir, final, &state);
@@ -366,7 +366,8 @@ static int results_in(struct run *r)
 	} else {
 		results_unpack_abort(u);
 	}
-	return fetch(r, 1);
+	/* A directory that is gone has nothing to fetch. */
+	return r->f.code == REASON_DIR_GONE ? -1 : fetch(r, 1);
 }
 
 static void on_state(void *ctx, const char *state)

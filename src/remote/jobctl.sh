@@ -44,10 +44,11 @@ launch() {
 	mkdir .claimed 2>/dev/null || return 3
 	if [ $# -ge 2 ]; then
 		printf '%s' "$1" > job.json.tmp && mv -f job.json.tmp job.json || return 1
-		# A session's sockets and cell outputs are its owner's alone.
-		case $1 in *'"kind":"session"'*) chmod 700 . || return 1 ;; esac
 		printf '%s' "$2" > run.sh.tmp && chmod 755 run.sh.tmp && mv -f run.sh.tmp run.sh || return 1
 	fi
+	# A session's sockets and cell outputs are its owner's alone (job.json
+	# came as an argument, or was uploaded before: a large one).
+	if grep -q '"kind":"session"' job.json 2>/dev/null; then chmod 700 . || return 1; fi
 	set_state submitted
 	if command -v setsid >/dev/null 2>&1; then
 		setsid sh run.sh <&3 3<&- >> logs/job.err 2>&1 &
