@@ -4,7 +4,8 @@
 # the bed's loopback sshd with runtime none (the host's Open MPI and Debian's
 # python3): per-cell round trip through `session serve`, start-up, a torch
 # cell run again in the session against `pystrib run` of it, and a 256 MiB
-# pull against scp through the same sshd (bench/session.py measures; this
+# pull against scp through the same sshd, and what a one-file project edit
+# adds to the next cell (bench/session.py measures; this
 # script starts the bed and the session and stops them). Not a test: nothing
 # passes or fails. Rows for bench/run on stdout, the rest on stderr.
 set -uo pipefail

@@ -13,6 +13,10 @@ Measures, each a median:
            session, against `pystrib run` of the same cell (runtime none)
   pull     256 MiB pulled through serve, against scp of the same bytes
            through the same sshd (throughput ratio)
+  sync     in a second session, started with a project of SYNC_FILES small
+           files: a trivial cell through serve after a one-file edit, against
+           one with no edit (both pay the stat pass); the difference is what
+           sending the edit costs (target <= 20 ms)
 """
 import json
 import os
@@ -26,6 +30,7 @@ PYSTRIB, CONFIG, SESSION = sys.argv[1:4]
 SSH = json.loads(os.environ["BENCH_SSH"])	# the scp/ssh argv prefix of the bed
 CELLS = int(os.environ.get("CELLS", "50"))
 PULL_MB = int(os.environ.get("PULL_MB", "256"))
+SYNC_FILES = int(os.environ.get("SYNC_FILES", "200"))
 
 
 def row(bench, measure, value, unit=""):
@@ -165,6 +170,52 @@ def bench_pull(serve):
     row("session-pull", "pystrib / scp throughput (target >= 0.8)", "%.2f" % (theirs / ours), "x")
 
 
+def start_project_session(project, remote_args):
+    for i in range(SYNC_FILES):
+        sub = os.path.join(project, "pkg%d" % (i % 10))
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, "m%d.py" % i), "w") as f:
+            f.write(("VALUE = %d\n" % i) * 20)
+    with open(os.path.join(project, "edited.py"), "w") as f:
+        f.write("VALUE = 0\n")
+    time.sleep(0.1)	# older than the start: in the project layer, not sent again
+    out = subprocess.run([PYSTRIB, "-c", CONFIG, "session", "start", "-n", "2",
+                          "--project", project] + remote_args,
+                         stdout=subprocess.PIPE, check=True)
+    return out.stdout.decode().strip()
+
+
+def bench_sync(remote_args):
+    with tempfile.TemporaryDirectory(dir=".") as project:
+        sid = start_project_session(project, remote_args)
+        serve = Serve(sid)
+        try:
+            code = "import edited, importlib\nimportlib.reload(edited)\nprint(edited.VALUE)"
+            serve.run(code)
+            edited, plain = [], []
+            for i in range(CELLS):
+                with open(os.path.join(project, "edited.py"), "w") as f:
+                    f.write("VALUE = %d\n" % (i + 1))
+                t0 = time.monotonic()
+                m, _ = serve.run(code)
+                edited.append(time.monotonic() - t0)
+                t0 = time.monotonic()
+                serve.run(code)
+                plain.append(time.monotonic() - t0)
+            if m.get("status") != "ok":
+                say("the sync cell failed: %s" % m)
+            ours, base = statistics.median(edited) * 1000, statistics.median(plain) * 1000
+            row("session-sync", "cell after a one-file edit, project of %d files (median of %d)"
+                % (SYNC_FILES + 1, CELLS), "%.2f" % ours, "ms")
+            row("session-sync", "cell without an edit, same project", "%.2f" % base, "ms")
+            row("session-sync", "sync cost of a one-file edit (target <= 20 ms)",
+                "%.2f" % (ours - base), "ms")
+        finally:
+            serve.close()
+            subprocess.run([PYSTRIB, "-c", CONFIG, "session", "stop", sid],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main():
     remote_args = sys.argv[4:]
     start_seconds = float(os.environ["BENCH_START_SECONDS"])
@@ -183,6 +234,7 @@ def main():
     bench_torch(serve, remote_args)
     bench_pull(serve)
     serve.close()
+    bench_sync(remote_args)
 
 
 main()

@@ -8,7 +8,8 @@
 # after pystrib was killed mid-cell shows the whole cell; gc keeps a live
 # session; another local user cannot connect to hub.sock; a rank's os._exit
 # makes exec exit 4 naming it; stop, cancel and --idle-timeout leave no
-# process (and with docker no container). Prints the median of 30 `session
+# process (and with docker no container); project files edited between
+# cells reach the ranks (none and docker). Prints the median of 30 `session
 # exec` and of 30 execs through one `serve` (SESSION_BENCH=0 skips both).
 . "$(dirname "$0")/lib.sh"
 bed_up registry sshd base docker
@@ -191,3 +192,48 @@ check_grep "docker: the container runs" -x "pystrib-$sid3" <(containers)
 expect_exit 0 P session stop "$sid3"
 check_no_grep "docker: stop leaves no container" -x "pystrib-$sid3" <(containers)
 check_eq "docker: no process left" "" "$(leftover "$sid3")"
+
+# 16. Project files: a module edited between two cells is seen after
+# importlib.reload, a new file is importable, a removed one is gone; an
+# unchanged project sends nothing; stop forgets the session's project
+# state (runtime none, then docker).
+project_case() {
+	label=$1
+	shift
+	rm -rf proj && mkdir -p proj/pkg
+	: > proj/pkg/__init__.py
+	printf 'VALUE = 1\n' > proj/pkg/mod.py
+	printf 'old\n' > proj/pkg/old.txt
+	expect_exit 0 P session start -n 2 --project proj "$@"
+	ps=$(cat "$out")
+	check "$label: the session's project state is recorded" \
+		test -f "$HOME/.local/state/pystrib/jobs/$ps.files.json" || show "$err"
+	printf 'import pkg.mod\nprint("value", pkg.mod.VALUE)\n' > p1.py
+	expect_exit 0 P -v session exec "$ps" p1.py
+	check_grep "$label: the first cell imports the project's module" -x "\[1\] value 1" "$out"
+	sleep 0.01
+	printf 'VALUE = 2\n' > proj/pkg/mod.py	# the same size, maybe the same second
+	printf 'NEW = "fresh"\n' > proj/pkg/fresh.py
+	rm proj/pkg/old.txt
+	cat > p2.py <<'EOF2'
+import importlib, os, pkg.mod
+print("before reload", pkg.mod.VALUE)
+importlib.reload(pkg.mod)
+import pkg.fresh
+print("after reload", pkg.mod.VALUE, pkg.fresh.NEW)
+print("old.txt", os.path.exists(os.path.join(os.path.dirname(pkg.mod.__file__), "old.txt")))
+EOF2
+	expect_exit 0 P -v session exec "$ps" p2.py
+	check_grep "$label: the edit is said with -v" "3 project changes sent" "$err"
+	check_grep "$label: a module already imported is not reloaded silently" -x "\[0\] before reload 1" "$out"
+	check_grep "$label: importlib.reload finds the new text, a new file imports" \
+		-x "\[1\] after reload 2 fresh" "$out" || show "$out" "$err"
+	check_grep "$label: a removed file is gone" -x "\[0\] old.txt False" "$out"
+	expect_exit 0 P -v session exec "$ps" p1.py
+	check_no_grep "$label: nothing changed, nothing sent" "project change" "$err"
+	expect_exit 0 P session stop "$ps"
+	check "$label: stop forgets the project state" \
+		test ! -e "$HOME/.local/state/pystrib/jobs/$ps.files.json"
+}
+project_case "project, none" --remote none
+project_case "project, docker"

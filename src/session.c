@@ -1,4 +1,5 @@
 #include "session.h"
+#include "session_sync.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -107,6 +108,12 @@ int session_wait_started(struct run *r)
 	/* direct-streamlocal needs the socket's absolute path: learnt here once. */
 	if (jobrec_update(r->id, set_started, dir) < 0) {
 		log_warn("%s", error_message());
+		error_clear();
+	}
+	/* What the project layer holds: the files later cells are compared with. */
+	if (session_sync_start(r->id, r->ctx.project_root, r->created) < 0) {
+		log_warn("session %s: its project files will not be kept in step: %s", r->id,
+			 error_message());
 		error_clear();
 	}
 	run_stage("session ready");
@@ -346,6 +353,7 @@ static int show_done(const char *id, const json_t *msg, double took)
 /* A cell followed: what is shown of it, and how it went. */
 struct follow_state {
 	struct session_client *c;
+	struct session_sync *sync;
 	struct view v;
 	long long cell;		/* its number, 0 until `started` says */
 	int interrupts;		/* sent */
@@ -377,7 +385,7 @@ static int on_message(struct follow_state *f, const json_t *msg)
 	int ours = id && !strcmp(id, INTERRUPT_ID) ? 0
 		: (id && !strcmp(id, "cell")) || (f->cell > 0 && json_integer_value(seq) == f->cell);
 
-	if (!op)
+	if (!op || (f->sync && session_sync_answer(f->sync, msg, f->c->rec.id)))
 		return 0;
 	if (!strcmp(op, "started") && ours) {
 		f->cell = json_integer_value(seq);
@@ -418,9 +426,10 @@ static int send_interrupt(struct follow_state *f)
  * `done`: output shown, Ctrl-C sent on as an interrupt, `broken` and
  * `stopped` said. The exit code.
  */
-static int follow_cell(struct session_client *c, long long cell, double t0)
+static int follow_cell(struct session_client *c, struct session_sync *sync, long long cell,
+		       double t0)
 {
-	struct follow_state f = { .c = c, .cell = cell, .t0 = t0, .code = -1 };
+	struct follow_state f = { .c = c, .sync = sync, .cell = cell, .t0 = t0, .code = -1 };
 	json_t *msg;
 	const char *data;
 	size_t len;
@@ -483,13 +492,26 @@ static int exec_request(const struct session_exec *e, int np, json_t **out)
 	return 0;
 }
 
+int session_sync_files(struct session_client *c, struct session_sync *s)
+{
+	int sent;
+	if (session_sync_send(c, s, &sent) < 0)
+		return -1;
+	if (sent)
+		log_info("session %s: %d project change%s sent", c->rec.id, sent,
+			 sent == 1 ? "" : "s");
+	return 0;
+}
+
 int session_exec(const char *arg, const struct session_exec *e)
 {
+	struct session_sync sync;
 	struct session_client c;
 	json_t *req = NULL;
 	int ret;
 	double t0 = now_monotonic();
 
+	session_sync_init(&sync);
 	session_client_init(&c);
 	if (resolve(&c.rec, arg) < 0 || exec_request(e, c.rec.np, &req) < 0) {
 		ret = error_report();
@@ -497,12 +519,14 @@ int session_exec(const char *arg, const struct session_exec *e)
 	}
 	jobrec_release(&c.rec);
 	jobrec_init(&c.rec);
-	if (session_client_open(&c, arg) < 0 || session_client_send(&c, req) < 0) {
+	if (session_client_open(&c, arg) < 0 || session_sync_files(&c, &sync) < 0 ||
+	    session_client_send(&c, req) < 0) {
 		ret = error_report();
 		goto out;
 	}
-	ret = follow_cell(&c, 0, t0);
+	ret = follow_cell(&c, &sync, 0, t0);
 out:
+	session_sync_release(&sync);
 	json_decref(req);
 	session_client_release(&c);
 	return ret;
@@ -571,7 +595,7 @@ int session_attach(const char *arg)
 	ret = session_client_send(&c, req);
 	json_decref(req);
 	ret = ret < 0 ? error_report()
-		      : follow_cell(&c, json_integer_value(cell), now_monotonic());
+		      : follow_cell(&c, NULL, json_integer_value(cell), now_monotonic());
 out:
 	json_decref(hello);
 	session_client_release(&c);
@@ -634,6 +658,7 @@ int session_stop(const char *arg)
 	ssh_stream_free(c.st);
 	c.st = NULL;
 	wait_ended(&c);
+	session_sync_forget(c.rec.id);
 	if (!log_json)
 		printf("session %s stopped\n", c.rec.id);
 	event_emit("done", "{s:s,s:s?,s:i}", "id", c.rec.id, "state", c.rec.state, "exit_code", 0);

@@ -59,6 +59,14 @@ int session_client_write(struct session_client *c, const void *data, size_t len)
 int session_client_next(struct session_client *c, int timeout_ms, int wake_fd, json_t **msg,
 			const char **data, size_t *len);
 
+struct session_sync;
+/*
+ * Before an exec: sends the project files that changed (session_sync.h),
+ * said with -v. A local problem (a file that cannot be read) is a warning
+ * and 0; -1 only when the stream failed.
+ */
+int session_sync_files(struct session_client *c, struct session_sync *s);
+
 /* What `session exec` sends. */
 struct session_exec {
 	const char *file;		/* the cell's file */

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "log.h"
 #include "session.h"
+#include "session_sync.h"
 #include "ssh.h"
 #include "util.h"
 
@@ -41,6 +42,7 @@ struct serve {
 	struct pending *p;
 	size_t np, alloc;
 	int stopped;			/* the hub said stopped */
+	struct session_sync sync;	/* the project files sent before each exec */
 	char chunk[65536];
 };
 
@@ -183,6 +185,8 @@ static int from_hub(struct serve *s, int item, json_t *msg, const char *data, si
 		return 0;
 	if (op && !strcmp(op, "hello") && id && !strcmp(id, SERVE_ID))
 		return 0;
+	if (session_sync_answer(&s->sync, msg, s->c.rec.id))
+		return 0;	/* serve's own request, not the client's */
 	track(s, msg);
 	return out_msg(msg);
 }
@@ -255,7 +259,12 @@ static int to_hub(struct serve *s, int item, json_t *msg, const char *data, size
 		return 0;
 	}
 	add_pending(s, msg);
-	int ret = session_client_send(&s->c, msg);
+	/* The files first: the hub runs requests in their order. */
+	int ret = 0;
+	if (!strcmp(json_string_value(json_object_get(msg, "op")), "exec"))
+		ret = session_sync_files(&s->c, &s->sync);
+	if (ret == 0)
+		ret = session_client_send(&s->c, msg);
 	if (s->in.payload_left) {
 		s->req = msg;
 		s->skip = 0;
@@ -344,6 +353,7 @@ int session_serve(const char *arg)
 	memset(&s, 0, sizeof(s));
 	session_client_init(&s.c);
 	session_reader_init(&s.in);
+	session_sync_init(&s.sync);
 	s.offsets = json_object();
 	if (session_client_open(&s.c, arg) < 0 || serve_loop(&s) < 0)
 		ret = error_report();
@@ -354,6 +364,7 @@ int session_serve(const char *arg)
 	json_decref(s.req);
 	json_decref(s.cell_id);
 	json_decref(s.offsets);
+	session_sync_release(&s.sync);
 	session_reader_release(&s.in);
 	session_client_release(&s.c);
 	return ret;

@@ -13,6 +13,7 @@ Pure standard library, Python 3.7+.
 
 import codecs
 import collections
+import importlib
 import json
 import linecache
 import os
@@ -22,9 +23,11 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import traceback
@@ -310,6 +313,9 @@ class Worker:
         return status, error
 
     def do_exec(self, msg):
+        # Project files the hub unpacked since the last cell: new modules are
+        # found (the finders' directory caches are dropped), nothing is reloaded.
+        importlib.invalidate_caches()
         status, error = self.run_code(msg)
         self.capture.sync()
         self.wire.send({"op": "done", "id": msg.get("id"), "status": status, "error": error})
@@ -490,6 +496,161 @@ def worker_main(jobdir):
         signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
         os.kill(os.getpid(), os.WTERMSIG(status))
     return code
+
+
+# ---------------------------------------------------------------- project files
+
+
+class Unsafe(ValueError):
+    """A `files` request that would write outside the project directory."""
+
+
+def safe_parts(name):
+    """The components of a relative, clean path, or Unsafe."""
+    parts = name.rstrip("/").split("/") if isinstance(name, str) else None
+    if (not parts or name.startswith("/") or "\0" in name
+            or any(p in ("", ".", "..") for p in parts)):
+        raise Unsafe("unsafe path %s" % json.dumps(name))
+    return parts
+
+
+def link_inside(parts, target):
+    """True when a symlink at parts pointing to target stays in the project."""
+    if not target or target.startswith("/"):
+        return False
+    depth = len(parts) - 1
+    for p in target.split("/"):
+        if p == "..":
+            depth -= 1
+        elif p not in ("", "."):
+            depth += 1
+        if depth < 0:
+            return False
+    return True
+
+
+def check_parents(root, parts, going=()):
+    """Unsafe when a directory on the way to parts is a symlink (or not a
+    directory), unless the request removes it (going: tuples of parts)."""
+    path = root
+    for i, p in enumerate(parts[:-1]):
+        path = os.path.join(path, p)
+        if tuple(parts[:i + 1]) in going:
+            return
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise Unsafe("%s is a %s in the project, not a directory" % (
+                json.dumps("/".join(parts[:i + 1])),
+                "symlink" if stat.S_ISLNK(st.st_mode) else "file"))
+
+
+def drop_pycache(path):
+    """Removes the cached bytecode of a .py file rewritten: a pyc keyed on a
+    whole-second mtime and the size could otherwise outlive a quick edit."""
+    folder, base = os.path.split(path)
+    cache = os.path.join(folder, "__pycache__")
+    stem = base[:-3] + "."
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith(stem) and n.endswith(".pyc"):
+            try:
+                os.unlink(os.path.join(cache, n))
+            except OSError:
+                pass
+
+
+def place(root, parts, member, tar):
+    """Writes one member (a file or a symlink) through a temporary name and a rename."""
+    dest = os.path.join(root, *parts)
+    folder = os.path.dirname(dest)
+    os.makedirs(folder, mode=0o755, exist_ok=True)
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        shutil.rmtree(dest)
+    tmp = os.path.join(folder, ".pystrib-%d-%s" % (os.getpid(), parts[-1]))
+    if member.issym():
+        os.symlink(member.linkname, tmp)
+    else:
+        src = tar.extractfile(member)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                     0o755 if member.mode & 0o111 else 0o644)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
+        os.chmod(tmp, 0o755 if member.mode & 0o111 else 0o644)
+    os.replace(tmp, dest)
+    if dest.endswith(".py"):
+        drop_pycache(dest)
+
+
+def remove_path(root, parts):
+    """Removes a file or symlink, then the directories it leaves empty."""
+    path = os.path.join(root, *parts)
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            return
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            os.rmdir(os.path.join(root, *parts[:i]))
+        except OSError:
+            break
+
+
+def unpack_files(root, fileobj, removed):
+    """Applies a `files` request to the project directory root: the tar in
+    fileobj (or None) and the removed paths. Everything is checked before
+    anything is written: absolute paths, '..', a path through a symlink,
+    a symlink that points out of the project, or a member that is not a
+    file, directory or symlink refuse the whole request (Unsafe).
+    Returns (files written, paths removed)."""
+    if not isinstance(removed, list):
+        raise Unsafe("removed must be a list of paths")
+    gone = [safe_parts(n) for n in removed]
+    going = set(tuple(p) for p in gone)
+    for parts in gone:
+        check_parents(root, parts)
+    tar = None
+    members = []
+    if fileobj is not None:
+        try:
+            tar = tarfile.open(fileobj=fileobj, mode="r:")
+            members = tar.getmembers()
+        except (tarfile.TarError, EOFError) as e:
+            raise Unsafe("the files are not a tar: %s" % e)
+    try:
+        todo = []
+        for m in members:
+            parts = safe_parts(m.name)
+            if m.issym():
+                if not link_inside(parts, m.linkname):
+                    raise Unsafe("%s links out of the project" % json.dumps(m.name))
+            elif not (m.isreg() or m.isdir()):
+                raise Unsafe("%s is not a file, directory or symlink" % json.dumps(m.name))
+            check_parents(root, parts + ["x"] if m.isdir() else parts, going)
+            todo.append((parts, m))
+        for parts in gone:
+            remove_path(root, parts)
+        written = 0
+        for parts, m in todo:
+            if m.isdir():
+                d = os.path.join(root, *parts)
+                if os.path.islink(d) or (os.path.exists(d) and not os.path.isdir(d)):
+                    os.unlink(d)
+                os.makedirs(d, mode=0o755, exist_ok=True)
+            else:
+                place(root, parts, m, tar)
+                written += 1
+        return written, len(gone)
+    finally:
+        if tar is not None:
+            tar.close()
 
 
 # ---------------------------------------------------------------- hub
@@ -901,7 +1062,7 @@ class Hub:
             self.interrupt(conn, rid)
         elif op == "stop":
             self.begin_stop("stop")
-        elif op in ("exec", "push", "pull", "scatter", "gather"):
+        elif op in ("exec", "push", "pull", "scatter", "gather", "files"):
             problem = self.check(msg, payload)
             if problem is None and self.broken:
                 problem = self.broken_message()
@@ -913,7 +1074,7 @@ class Hub:
             spool = None
             if payload is not None:
                 payload.dests = None
-                if self.job or self.queue or self.state != "idle":
+                if self.job or self.queue or self.state != "idle" or op == "files":
                     spool = self.spool(conn, payload)
             self.queue.append((conn, msg, payload, spool))
             self.pump()
@@ -947,6 +1108,10 @@ class Hub:
             return "exec needs code (a string)"
         if op in ("push", "scatter") and payload is None:
             return "%s needs bytes and a pickle" % op
+        if op == "files" and not os.environ.get("PYSTRIB_PROJECT"):
+            return "the session has no project directory"
+        if op == "files" and not isinstance(msg.get("removed", []), list):
+            return "files needs removed (a list of paths)"
         if op in ("scatter", "gather") and not isinstance(msg.get("name"), str):
             return "%s needs a name" % op
         if op == "pull":
@@ -1200,6 +1365,30 @@ class Hub:
             job.conn.activate(dests)
 
     start_scatter = start_push
+
+    def start_files(self, job):
+        """Unpacks project files into the ranks' project directory; the ranks
+        are not asked (they share it), but no cell runs meanwhile."""
+        root = os.environ["PYSTRIB_PROJECT"]
+        fileobj = None
+        done = {"op": "done", "id": job.id, "status": "ok", "ranks": []}
+        try:
+            if job.spool is not None:
+                fileobj = os.fdopen(os.dup(job.spool.fd), "rb")
+            written, gone = unpack_files(root, fileobj, job.msg.get("removed") or [])
+            done.update(files=written, removed=gone)
+        except (Unsafe, OSError) as e:
+            done.update(status="error", message="project files refused: %s" % e)
+        finally:
+            if fileobj is not None:
+                fileobj.close()
+            if job.spool is not None:
+                job.spool.discard()
+        job.conn.send_msg(done)
+        self.job = None
+        self.state = "idle"
+        self.save()
+        self.pump()
 
     def start_pull(self, job):
         request = {"op": "pull", "id": job.id}

@@ -710,3 +710,133 @@ def test_start_failure_is_in_session_json(tmp_path):
     st = json.loads((job / "session.json").read_text())
     assert st["state"] == "stopped" and st["stopped"] == "start"
     assert st["error"] == "ranks 0,1 not ready within 2 s"
+
+
+# ---- project files (the `files` request)
+
+def tar_of(entries):
+    """A tar of entries: (name, text) files, (name, None) directories,
+    (name, "->target") symlinks, as pystrib's client writes them."""
+    import io
+    import tarfile
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, text in entries:
+            info = tarfile.TarInfo(name)
+            if text is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif text.startswith("->"):
+                info.type, info.linkname = tarfile.SYMTYPE, text[2:]
+                tar.addfile(info)
+            else:
+                data = text.encode()
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def unpack(module, root, entries, removed=()):
+    import io
+    data = tar_of(entries) if entries else None
+    return module.unpack_files(str(root), io.BytesIO(data) if data else None, list(removed))
+
+
+def test_unpack_writes_files_and_removes_paths(tmp_path):
+    module = load_session_module()
+    root = tmp_path / "project"
+    (root / "pkg" / "__pycache__").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"stale")
+    (root / "old" / "deep").mkdir(parents=True)
+    (root / "old" / "deep" / "f.txt").write_text("gone\n")
+    got = unpack(module, root, [("pkg", None), ("pkg/mod.py", "x = 2\n"), ("new.py", "y = 3\n"),
+                                ("pkg/link", "->mod.py")], removed=["old/deep/f.txt"])
+    assert got == (3, 1)
+    assert (root / "pkg" / "mod.py").read_text() == "x = 2\n"
+    assert (root / "new.py").read_text() == "y = 3\n"
+    assert os.readlink(str(root / "pkg" / "link")) == "mod.py"
+    assert not (root / "pkg" / "__pycache__" / "mod.cpython-311.pyc").exists()
+    assert not (root / "old").exists()      # the directories it left empty go too
+    assert not [n for n in os.listdir(str(root)) if n.startswith(".pystrib-")]
+
+
+@pytest.mark.parametrize("entries,removed", [
+    ([("/etc/evil", "x")], []),
+    ([("../evil", "x")], []),
+    ([("a/../../evil", "x")], []),
+    ([("a/./b", "x")], []),
+    ([("out", "->../elsewhere")], []),
+    ([("out", "->/etc/passwd")], []),
+    ([("a/b/out", "->../../../x")], []),
+    ([], ["../evil"]),
+    ([], ["/etc/passwd"]),
+    ([("ok.py", "fine"), ("through/evil", "x")], []),  # through/ is a symlink out
+    ([], ["through/evil"]),
+])
+def test_unpack_refuses_unsafe_paths_and_writes_nothing(tmp_path, entries, removed):
+    module = load_session_module()
+    root = tmp_path / "project"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil").write_text("keep\n")
+    os.symlink(str(outside), str(root / "through"))
+    with pytest.raises(module.Unsafe):
+        unpack(module, root, entries, removed)
+    assert sorted(os.listdir(str(root))) == ["through"]
+    assert (outside / "evil").read_text() == "keep\n"
+    assert sorted(os.listdir(str(tmp_path))) == ["outside", "project"]
+
+
+def test_unpack_refuses_devices_and_hard_links(tmp_path):
+    import io
+    import tarfile
+    module = load_session_module()
+    for kind in (tarfile.LNKTYPE, tarfile.FIFOTYPE, tarfile.CHRTYPE):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            info = tarfile.TarInfo("x")
+            info.type, info.linkname = kind, "y"
+            tar.addfile(info)
+        with pytest.raises(module.Unsafe):
+            module.unpack_files(str(tmp_path), io.BytesIO(out.getvalue()), [])
+        assert not os.path.lexists(str(tmp_path / "x"))
+
+
+def test_files_before_a_cell_reach_the_ranks(tmp_path):
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "__init__.py").write_text("")
+    (project / "pkg" / "mod.py").write_text("VALUE = 1\n")
+    s = Session(tmp_path, env={"PYSTRIB_PROJECT": str(project)})
+    c = s.client()
+    try:
+        got = c.exec("import pkg.mod\nprint(pkg.mod.VALUE)\n")
+        assert text_of(got, 0) == "1\n" and text_of(got, 1) == "1\n"
+        payload = tar_of([("pkg/mod.py", "VALUE = 2\n"), ("pkg/fresh.py", "NEW = 'new'\n")])
+        rid = c.request({"op": "files", "bytes": len(payload), "removed": []}, payload)
+        rid2 = c.request({"op": "exec", "name": "cell.py",
+                          "code": "import importlib, pkg.mod, pkg.fresh\n"
+                                  "print(pkg.mod.VALUE, end=' ')\n"
+                                  "importlib.reload(pkg.mod)\n"
+                                  "print(pkg.mod.VALUE, pkg.fresh.NEW)\n"})
+        got = c.until_done(rid)
+        assert got[-1]["op"] == "done" and got[-1]["status"] == "ok", got
+        assert got[-1]["files"] == 2
+        got = c.until_done(rid2)
+        assert done_of(got)["status"] == "ok", got
+        assert text_of(got, 0) == "1 2 new\n" and text_of(got, 1) == "1 2 new\n"
+        payload = tar_of([("../escape.py", "x")])
+        got = c.until_done(c.request({"op": "files", "bytes": len(payload)}, payload))
+        assert got[-1]["status"] == "error" and "unsafe path" in got[-1]["message"]
+        assert not (tmp_path / "escape.py").exists()
+        assert not os.listdir(str(s.job / "spool"))
+    finally:
+        c.close()
+        s.close()
+
+
+def test_files_without_a_project_is_an_error(client):
+    got = client.until_done(client.request({"op": "files", "removed": []}))
+    assert got[-1]["op"] == "error" and "no project" in got[-1]["message"]
