@@ -87,17 +87,6 @@ enum {
 	OPT_HOSTS,
 };
 
-static int add_env(struct run *r, const char *kv)
-{
-	const char *eq = strchr(kv, '=');
-	if (!eq || !launch_env_name_ok(kv, (size_t)(eq - kv)))
-		return error_set(PS_EXIT_USAGE, "invalid --env '%s'", kv),
-		       error_hint("write --env KEY=VALUE, KEY made of letters, digits and _");
-	r->opt.env = xrealloc(r->opt.env, (r->opt.nenv + 1) * sizeof(*r->opt.env));
-	r->opt.env[r->opt.nenv++] = kv;
-	return 0;
-}
-
 static int parse(struct run *r, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -138,7 +127,7 @@ static int parse(struct run *r, int argc, char **argv)
 		case OPT_TIMEOUT: timeout = optarg; break;
 		case OPT_RESULTS: r->opt.results = optarg; break;
 		case 'e':
-			if (add_env(r, optarg) < 0)
+			if (run_add_env(r, optarg) < 0)
 				return -1;
 			break;
 		case 'd': r->opt.detach = 1; break;
@@ -153,14 +142,12 @@ static int parse(struct run *r, int argc, char **argv)
 		return -(cli_usage_error(cmd_run_help, "--remote and --host both say where; give one"));
 	r->copts.cell = argv[optind];
 	r->opt.args = argv + optind + 1;
-	if (config_load(&r->cfg, cli.config_file, r->opt.remote) < 0 ||
-	    (np && config_set(&r->cfg, "job.np", np, "flag --np") < 0) ||
-	    (runtime && config_set(&r->cfg, "remote.runtime", runtime, "flag --runtime") < 0) ||
-	    (hosts && config_set(&r->cfg, "remote.hosts", hosts, "flag --hosts") < 0) ||
-	    (gpus && config_set(&r->cfg, "remote.gpus", gpus, "flag --gpus") < 0) ||
-	    (timeout && config_set(&r->cfg, "job.timeout", timeout, "flag --timeout") < 0))
-		return -1;
-	return 0;
+	const struct run_flag flags[] = {
+		{ "job.np", np, "flag --np" }, { "remote.runtime", runtime, "flag --runtime" },
+		{ "remote.hosts", hosts, "flag --hosts" }, { "remote.gpus", gpus, "flag --gpus" },
+		{ "job.timeout", timeout, "flag --timeout" }, { NULL, NULL, NULL },
+	};
+	return run_load_config(r, flags);
 }
 
 int cmd_run(int argc, char **argv)

@@ -75,17 +75,6 @@ const char cmd_session_help[] =
 
 enum { OPT_HOST = 0x400, OPT_RUNTIME, OPT_GPUS, OPT_IDLE, OPT_ACCEPT, OPT_RANKS, OPT_TIMEOUT };
 
-static int add_env(struct run *r, const char *kv)
-{
-	const char *eq = strchr(kv, '=');
-	if (!eq || !launch_env_name_ok(kv, (size_t)(eq - kv)))
-		return error_set(PS_EXIT_USAGE, "invalid --env '%s'", kv),
-		       error_hint("write --env KEY=VALUE, KEY made of letters, digits and _");
-	r->opt.env = xrealloc(r->opt.env, (r->opt.nenv + 1) * sizeof(*r->opt.env));
-	r->opt.env[r->opt.nenv++] = kv;
-	return 0;
-}
-
 /* start's options into r. 1: --help shown; 0; -1 error set; < -1: -exit code. */
 static int parse_start(struct run *r, int argc, char **argv)
 {
@@ -124,7 +113,7 @@ static int parse_start(struct run *r, int argc, char **argv)
 		case OPT_GPUS: gpus = optarg; break;
 		case OPT_ACCEPT: r->opt.accept_new = 1; break;
 		case 'e':
-			if (add_env(r, optarg) < 0)
+			if (run_add_env(r, optarg) < 0)
 				return -1;
 			break;
 		case OPT_IDLE:
@@ -140,12 +129,11 @@ static int parse_start(struct run *r, int argc, char **argv)
 					 argv[optind]));
 	if (r->opt.remote && r->opt.host)
 		return -(cli_usage_error(cmd_session_help, "--remote and --host both say where; give one"));
-	if (config_load(&r->cfg, cli.config_file, r->opt.remote) < 0 ||
-	    (np && config_set(&r->cfg, "job.np", np, "flag --np") < 0) ||
-	    (runtime && config_set(&r->cfg, "remote.runtime", runtime, "flag --runtime") < 0) ||
-	    (gpus && config_set(&r->cfg, "remote.gpus", gpus, "flag --gpus") < 0))
-		return -1;
-	return 0;
+	const struct run_flag flags[] = {
+		{ "job.np", np, "flag --np" }, { "remote.runtime", runtime, "flag --runtime" },
+		{ "remote.gpus", gpus, "flag --gpus" }, { NULL, NULL, NULL },
+	};
+	return run_load_config(r, flags);
 }
 
 static int start(int argc, char **argv)

@@ -35,8 +35,7 @@ char *remote_job_layers_dir(const char *workdir)
 	return xstrfmt("%.*s/layers", (int)n, w);
 }
 
-/* "sh -c <jobctl.sh> jobctl.sh ACTION DIR" */
-static void jobctl(struct buf *cmd, const char *action, const char *dir)
+void remote_job_jobctl(struct buf *cmd, const char *action, const char *dir)
 {
 	const struct embedded *e = embedded_find("jobctl.sh");
 	buf_addstr(cmd, "sh -c ");
@@ -107,7 +106,7 @@ int remote_job_start_command(struct buf *cmd, const char *dir, const char *job_j
 {
 	if (strlen(job_json) + strlen(run_sh) >= INLINE_MAX)
 		return -1;
-	jobctl(cmd, "start", dir);
+	remote_job_jobctl(cmd, "start", dir);
 	buf_addch(cmd, ' ');
 	shquote_arg(cmd, job_json);
 	buf_addch(cmd, ' ');
@@ -141,7 +140,7 @@ int remote_job_submit(struct ssh_conn *c, const char *dir, const char *job_json,
 		buf_reset(&cmd);
 	}
 	if (!inline_files || remote_job_start_command(&cmd, dir, job_json, run_sh) < 0)
-		jobctl(&cmd, "start", dir);
+		remote_job_jobctl(&cmd, "start", dir);
 	if (stdin_line)
 		buf_addf(&in, "%s\n", stdin_line);
 	ret = ssh_conn_capture(c, cmd.ptr, in.len ? in.ptr : NULL, in.len, NULL, &err, &status);
@@ -300,7 +299,7 @@ int remote_job_read(struct ssh_conn *c, const char *dir, struct remote_job_state
 
 	memset(st, 0, sizeof(*st));
 	buf_init(&out, 1 << 20);
-	jobctl(&cmd, "read", dir);
+	remote_job_jobctl(&cmd, "read", dir);
 	if ((ret = ssh_conn_run(c, cmd.ptr, "sh", &out)) < 0)
 		goto out;
 	remote_job_parse(out.ptr, out.len, st);
@@ -321,7 +320,7 @@ static int cancel(struct ssh_conn *c, const char *dir, const char *final, int un
 	int ret;
 
 	buf_init(&out, 1 << 16);
-	jobctl(&cmd, "cancel", dir);
+	remote_job_jobctl(&cmd, "cancel", dir);
 	buf_addch(&cmd, ' ');
 	shquote_arg(&cmd, final);
 	if (unstarted)

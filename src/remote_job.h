@@ -16,6 +16,13 @@
  * Functions return 0 or an ssh_result (< 0) with the error set.
  */
 
+/*
+ * Appends "sh -c <jobctl.sh> jobctl.sh ACTION DIR" (the embedded script,
+ * every word quoted): the remote command of one jobctl.sh action. Its
+ * further arguments, if any, the caller appends, quoted.
+ */
+void remote_job_jobctl(struct buf *cmd, const char *action, const char *dir);
+
 /* "<workdir>/jobs/<id>" (workdir NULL: "~/.pystrib"). Caller frees. */
 char *remote_job_dir(const char *workdir, const char *id);
 

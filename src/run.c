@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "cli.h"
 #include "error.h"
 #include "gpucheck.h"
 #include "jobfmt.h"
@@ -37,6 +38,27 @@ void run_init(struct run *r)
 	t_start = now_monotonic();
 	buf_init(&r->start, 0);
 	buf_init(&r->start_in, 0);
+}
+
+int run_load_config(struct run *r, const struct run_flag *flags)
+{
+	if (config_load(&r->cfg, cli.config_file, r->opt.remote) < 0)
+		return -1;
+	for (const struct run_flag *f = flags; f->key; f++)
+		if (f->value && config_set(&r->cfg, f->key, f->value, f->origin) < 0)
+			return -1;
+	return 0;
+}
+
+int run_add_env(struct run *r, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	if (!eq || !launch_env_name_ok(kv, (size_t)(eq - kv)))
+		return error_set(PS_EXIT_USAGE, "invalid --env '%s'", kv),
+		       error_hint("write --env KEY=VALUE, KEY made of letters, digits and _");
+	r->opt.env = xrealloc(r->opt.env, (r->opt.nenv + 1) * sizeof(*r->opt.env));
+	r->opt.env[r->opt.nenv++] = kv;
+	return 0;
 }
 
 void run_release(struct run *r)
@@ -549,21 +571,24 @@ static int prepare(struct run *r, const char **exclude)
 	return 0;
 }
 
+/* The cell's context, once the job has an id and its settings are checked. 0 or -1. */
+static int build_context(struct run *r)
+{
+	char *cache = context_cache_dir();
+	int ret = context_build(&r->ctx, &r->copts, cache);
+	free(cache);
+	if (ret == 0)
+		run_stage("context built");
+	return ret;
+}
+
 int run_job(struct run *r)
 {
 	const char *exclude[1];
-	char *cache = NULL;
-	int ret;
 
 	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || run_slurm_check(r) < 0 ||
-	    run_hosts_check(r) < 0)
+	    run_hosts_check(r) < 0 || build_context(r) < 0)
 		return error_report();
-	cache = context_cache_dir();
-	ret = context_build(&r->ctx, &r->copts, cache);
-	free(cache);
-	if (ret < 0)
-		return error_report();
-	run_stage("context built");
 	if (r->hosts)
 		return run_on_hosts(r);
 	if (r->cfg.remote.scheduler == SCHEDULER_SLURM)
@@ -575,34 +600,33 @@ int run_job(struct run *r)
 	return run_in_turn(r);
 }
 
+/* What a session cannot do yet. 0, or -1 with the error set. */
+static int session_check(const struct run *r)
+{
+	if (r->cfg.remote.scheduler == SCHEDULER_SLURM) {
+		error_set(PS_EXIT_USAGE, "sessions cannot run under Slurm yet");
+		return error_hint("start the session on a host of its own (--host), with "
+				  "scheduler = none");
+	}
+	if (r->cfg.remote.hosts && !r->opt.host) {
+		error_set(PS_EXIT_USAGE, "sessions cannot span several hosts yet ([remote] hosts)");
+		return error_hint("start the session on one of them (--host HOST)");
+	}
+	return 0;
+}
+
 int run_session(struct run *r)
 {
 	const char *exclude[1];
-	char *cache = NULL;
-	int ret;
 
 	r->opt.session = 1;
 	r->copts.session = 1;
 	/* Submitted on its own (no follower); session_wait_started waits. */
 	r->opt.detach = 1;
-	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0)
+	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || session_check(r) < 0 ||
+	    build_context(r) < 0)
 		return error_report();
-	if (r->cfg.remote.scheduler == SCHEDULER_SLURM) {
-		error_set(PS_EXIT_USAGE, "sessions cannot run under Slurm yet");
-		error_hint("start the session on a host of its own (--host), with scheduler = none");
-		return error_report();
-	}
-	if (r->cfg.remote.hosts && !r->opt.host) {
-		error_set(PS_EXIT_USAGE, "sessions cannot span several hosts yet ([remote] hosts)");
-		error_hint("start the session on one of them (--host HOST)");
-		return error_report();
-	}
-	cache = context_cache_dir();
-	ret = context_build(&r->ctx, &r->copts, cache);
-	free(cache);
-	if (ret < 0)
-		return error_report();
-	run_stage("context built");
+	/* In turn, as a detached job: push, connect, submit; then wait for the hub. */
 	if (r->cfg.remote.runtime != RUNTIME_NONE) {
 		if (push_image_as(&r->cfg, &r->ctx, NULL, "session", &r->img) < 0)
 			return error_report();

@@ -76,6 +76,20 @@ struct run {
 	struct run_hosts *hosts;	/* [remote] hosts: one job over several (run_hosts.c) */
 };
 
+/* A setting the command line gave: KEY ("job.np"), its VALUE (NULL: not given), its ORIGIN. */
+struct run_flag {
+	const char *key, *value, *origin;
+};
+
+/*
+ * r->cfg: the configuration of r->opt.remote (the global -c FILE), then
+ * the flags given (the list ends with a NULL key). 0 or -1.
+ */
+int run_load_config(struct run *r, const struct run_flag *flags);
+
+/* Adds an --env KEY=VALUE (kv stays the caller's) after checking KEY. 0 or -1. */
+int run_add_env(struct run *r, const char *kv);
+
 /* Zeroes r and starts its clock (for the -v timings). */
 void run_init(struct run *r);
 void run_release(struct run *r);

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "embedded.h"
 #include "error.h"
 #include "jobarg.h"
 #include "jobfmt.h"
@@ -17,7 +16,6 @@
 #include "log.h"
 #include "remote_job.h"
 #include "run.h"
-#include "shquote.h"
 #include "ssh.h"
 #include "util.h"
 
@@ -33,11 +31,7 @@
 /* "sh -c <jobctl.sh> jobctl.sh session-wait DIR SECONDS" */
 static void wait_command(struct buf *cmd, const char *dir)
 {
-	const struct embedded *e = embedded_find("jobctl.sh");
-	buf_addstr(cmd, "sh -c ");
-	shquote_arg(cmd, e ? (const char *)e->data : "exit 127");
-	buf_addstr(cmd, " jobctl.sh session-wait ");
-	shquote_path(cmd, dir);
+	remote_job_jobctl(cmd, "session-wait", dir);
 	buf_addf(cmd, " %d", START_WAIT);
 }
 
@@ -83,11 +77,13 @@ static char *start_failure(const json_t *status, const char *state)
 
 int session_wait_started(struct run *r)
 {
-	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	struct buf cmd = BUF_INIT, out;
 	char *dir = NULL, *state = NULL, *why = NULL, *final = NULL;
 	json_t *status = NULL;
 	int ret, code;
 
+	/* The remote side caps it at 1 MiB; this side does not trust that. */
+	buf_init(&out, 2 << 20);
 	wait_command(&cmd, r->dir);
 	ret = ssh_conn_capture(r->conn, cmd.ptr, NULL, 0, &out, NULL, &code);
 	if (ret < 0 || parse_wait(out.ptr, &dir, &state, &status) < 0) {
@@ -611,14 +607,10 @@ out:
  */
 static void wait_ended(struct session_client *c)
 {
-	const struct embedded *e = embedded_find("jobctl.sh");
 	struct buf cmd = BUF_INIT;
 	int code;
 
-	buf_addstr(&cmd, "sh -c ");
-	shquote_arg(&cmd, e ? (const char *)e->data : "exit 127");
-	buf_addstr(&cmd, " jobctl.sh session-ended ");
-	shquote_path(&cmd, c->rec.jobdir);
+	remote_job_jobctl(&cmd, "session-ended", c->rec.jobdir);
 	buf_addstr(&cmd, " 30");
 	if (ssh_conn_capture(c->conn, cmd.ptr, NULL, 0, NULL, NULL, &code) < 0 ||
 	    jobrec_check(c->conn, &c->cfg, &c->rec) < 0) {

@@ -255,6 +255,12 @@ static int to_hub(struct serve *s, int item, json_t *msg, const char *data, size
 	}
 	if (!json_is_string(json_object_get(msg, "op"))) {
 		out_error(json_object_get(msg, "id"), "a request needs an 'op'");
+		if (s->in.payload_left) {
+			/* Its bytes follow: dropped with it, or they would reach the hub raw. */
+			s->req = msg;
+			s->skip = 1;
+			return 0;
+		}
 		json_decref(msg);
 		return 0;
 	}
