@@ -12,8 +12,10 @@
 #      against float zeros, aborts gloo on the receiving rank: the session
 #      says it is broken, naming the rank), %dist_shutdown leaving nothing;
 #   2. a kernel interrupt during a cell: the cell says the session survives,
-#      the next cell sees the variables; a new kernel (a restart) whose
-#      %dist_init reattaches to the recorded session, variables intact;
+#      the next cell sees the variables; the kernel's end leaves the session
+#      up; a new kernel (a restart) whose %dist_init reattaches to the
+#      recorded session, variables intact; %dist_attach ID from another
+#      notebook;
 #   3. %distribute (001): basic, persistence, --sync, --timeout (and a cell
 #      past its timeout: the session survives), the numpy examples;
 #   4. ipyparallel (003, 004): the %%px mpi4py cell on Cluster(n=4), and
@@ -296,11 +298,12 @@ check("[0] sleeping 0\n" in so and "[1] sleeping 1\n" in so,
 so = text(c[4])
 check("[0] after the interrupt 100\n" in so and "[1] after the interrupt 101\n" in so,
       "interrupt: the next cell runs in the same session, its variables kept", c[4].outputs)
+check(sid and session_json(sid).get("state") == "idle" and running(sid),
+      "the kernel's shutdown leaves the session up, idle", sid and session_json(sid))
 c = execute("restart", [
     cell("%load_ext pystributed"),
     cell("%dist_init --num-ranks 2"),
-    cell("%%distributed\nprint('kept', kept)\n"),
-    cell("%dist_shutdown"),
+    cell("%%distributed\nprint('kept', kept)\nkept += 1\n"),
 ])
 so = text(c[1])
 check(sid and ("reattached to session %s" % sid) in so and "variables are as they were" in so,
@@ -308,8 +311,18 @@ check(sid and ("reattached to session %s" % sid) in so and "variables are as the
 so = text(c[2])
 check("[0] kept 100\n" in so and "[1] kept 101\n" in so,
       "a new kernel: the variables are intact", c[2].outputs)
+# A third kernel, in another directory, picks the session by hand.
+c = execute("attach", [
+    cell("%load_ext pystributed"),
+    cell("%%dist_attach %s" % sid),
+    cell("%%distributed\nprint('kept', kept)\n"),
+    cell("%dist_shutdown"),
+])
+so = text(c[2])
+check("[0] kept 101\n" in so and "[1] kept 102\n" in so,
+      "%dist_attach ID from another notebook: the session's variables", c[1].outputs + c[2].outputs)
 ok, left = left_nothing(sid) if sid else (False, "no session")
-check(ok, "after the restart, %dist_shutdown leaves nothing", left)
+check(ok, "after %dist_attach, %dist_shutdown leaves nothing", left)
 
 # 3. %distribute (seed 001), as written.
 STOP_ALL = ("from pystributed import pool\nfor _, s in pool.live():\n"
