@@ -28,6 +28,19 @@
 TOP=$(cd "$INTEGRATION_DIR/.." && pwd)
 require_verbs "the notebook keeps one 'pystrib --json session serve' per session" session
 bed_up registry sshd base docker
+# A session a failed step left up: bed.sh stop ends sshd but not a hub of
+# runtime none, which outlives its login. Ours by their path: by pid.
+stop_sessions() {
+	local s
+	for s in "$BED_DIR"/remote/jobs/*/hub.sock; do
+		[ -e "$s" ] || continue
+		"$PYSTRIB" -c "$BED_CONFIG" session stop "$(basename "$(dirname "$s")")" > /dev/null 2>&1
+	done
+	sleep 1
+	# shellcheck disable=SC2046
+	kill $(pgrep -f "$BED_DIR/remote/jobs/") 2> /dev/null
+}
+cleanup stop_sessions
 
 cp -r "$TOP/magic" "$BED_DIR/magic-src"
 rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
