@@ -1,4 +1,4 @@
-"""The measuring half of bench/notebook.sh: a notebook of 30 cells that
+"""The measuring half of bench/run-notebook.sh: a notebook of 30 cells that
 print and bump a counter on 2 ranks, executed by nbclient in Debian's
 ipykernel, once with pystributed's %%distributed (a pystrib session on the
 bed, reached through one `pystrib session serve`) and once with

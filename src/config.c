@@ -66,12 +66,16 @@ static const struct cfg_key keys[] = {
 	{ "job", "np", T_INT, "1", 0, 1, 65536 },
 	{ "job", "timeout", T_INT, "0", 0, 0, 86400 * 365 },
 	{ "job", "results", T_STR, "./pystrib-results", 0, 0, 0 },
+	{ "session", "idle_timeout", T_INT, "7200", 0, 0, 86400 * 30 },
+	/* Read by the notebook extension (magic/): a kernel's end stops its sessions. */
+	{ "session", "stop_on_exit", T_BOOL, "false", 0, 0, 0 },
 	/* Read by the notebook extension (magic/), not by pystrib itself. */
 	{ "notebook", "binary", T_STR, NULL, 0, 0, 0 },
 };
 #define NKEYS ARRAY_SIZE(keys)
 
-static const char *const sections[] = { "registry", "image", "remote", "slurm", "job", "notebook" };
+static const char *const sections[] = { "registry", "image", "remote", "slurm", "job", "session",
+					"notebook" };
 
 struct cfg_entry {
 	char *section;		/* as written: "remote.gpu1" */
@@ -518,6 +522,7 @@ static void derive(struct config *cfg)
 	cfg->job.np = (int)I("job", "np");
 	cfg->job.timeout = (int)I("job", "timeout");
 	cfg->job.results = S("job", "results");
+	cfg->session.idle_timeout = (int)I("session", "idle_timeout");
 #undef S
 #undef I
 }

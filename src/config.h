@@ -76,6 +76,10 @@ struct job_config {
 	const char *results;		/* "./pystrib-results" */
 };
 
+struct session_config {
+	int idle_timeout;		/* seconds without a cell before a session stops; 0: never */
+};
+
 struct cfg_entry;
 struct cfg_val {
 	char *value;			/* NULL = unset */
@@ -88,6 +92,7 @@ struct config {
 	struct remote_config remote;
 	struct slurm_config slurm;
 	struct job_config job;
+	struct session_config session;
 
 	/* private to config.c */
 	char *file;			/* the file that was read, or NULL */

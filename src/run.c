@@ -118,7 +118,7 @@ void run_base_spec(const struct run *r, struct launch_spec *s)
 	s->mpirun_args = cfg->remote.mpirun_args;
 	s->args = (const char *const *)r->opt.args;
 	s->session = r->opt.session;
-	s->idle_timeout = r->opt.idle_timeout;
+	s->idle_timeout = r->opt.idle_timeout >= 0 ? r->opt.idle_timeout : r->cfg.session.idle_timeout;
 	s->srun = cfg->remote.scheduler == SCHEDULER_SLURM;
 	run_hosts_spec(r, s);
 }

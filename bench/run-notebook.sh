@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/notebook.sh PYSTRIB_BINARY: the notebook side by side with
+# bench/run-notebook.sh PYSTRIB_BINARY: the notebook side by side with
 # ipyparallel, in real kernels (Debian's ipykernel) driven by nbclient: 30
 # cells of %%distributed that print and bump a counter on 2 ranks (a pystrib
 # session on the bed's loopback sshd, runtime none, through one `session
@@ -10,7 +10,7 @@
 # stdout, the rest on stderr.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-[ $# -ge 1 ] || { echo "usage: bench/notebook.sh PYSTRIB_BINARY" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: bench/run-notebook.sh PYSTRIB_BINARY" >&2; exit 2; }
 PYSTRIB=$(realpath "$1")
 PY=/usr/bin/python3
 say() { echo "bench/notebook: $*" >&2; }
