@@ -507,6 +507,9 @@ cmd_stop() {
 	kill_pidfile "$DIR/slurmctld.pid"
 	kill_pidfile "$DIR/munge.pid"
 	stop_hosts
+	# Jobs of runtime none outlive the login that started them (a session's
+	# hub, a detached job): whatever still runs in the bed's job directories.
+	pkill -KILL -f -- "$DIR/remote/jobs/" 2>/dev/null || true
 	# Whatever the daemons left mounted (overlay layers, container shm).
 	{ grep -F " $DIR/" /proc/mounts || true; } | cut -d' ' -f2 | sort -r | while read -r m; do
 		umount -l "$m" 2>/dev/null || true
