@@ -83,7 +83,8 @@ struct follow {
 					 * (why it could not run), or NULL */
 	enum job_reason code;		/* the code of that (REASON_NONE: none, e.g. a
 					 * rank's own failure); for lost REASON_DIR_GONE,
-					 * REASON_DIED or REASON_DISK_FULL */
+					 * REASON_DIED, REASON_DISK_FULL, or REASON_HOST
+					 * (a Slurm node that failed) */
 	int exit_code;			/* the job's exit status, -1 unknown */
 	double started, launched, ended;	/* seconds since the epoch, 0 unknown */
 	int reconnects;			/* how many times the connection was re-made */

@@ -297,10 +297,11 @@ void run_announce(struct run *r)
 		return;
 	r->announced = 1;
 	save_record(r);
-	event_emit("job", "{s:s,s:s?,s:s,s:i,s:s?,s:s,s:s}", "id", r->id, "remote", r->opt.remote,
-		   "host", ssh_conn_name(r->conn), "np", r->cfg.job.np,
+	event_emit("job", "{s:s,s:s?,s:s,s:i,s:s?,s:s,s:s,s:s?}", "id", r->id, "remote",
+		   r->opt.remote, "host", ssh_conn_name(r->conn), "np", r->cfg.job.np,
 		   "image", r->have_img ? r->img.pinned : NULL,
-		   "runtime", runtime_name(r->cfg.remote.runtime), "dir", r->dir);
+		   "runtime", runtime_name(r->cfg.remote.runtime), "dir", r->dir,
+		   "kind", r->opt.session ? "session" : NULL);
 	if (!log_json && !r->opt.detach)
 		fprintf(stderr, "pystrib: job %s: %d rank%s on '%s' (%s%s%s)\n", r->id, r->cfg.job.np,
 			r->cfg.job.np == 1 ? "" : "s", ssh_conn_name(r->conn),

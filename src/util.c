@@ -14,7 +14,7 @@
 
 /* Only a lock-free atomic may be touched by a signal handler (C11 7.14.1.1). */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int is not lock-free here");
-atomic_int interrupted;
+static atomic_int interrupted;
 
 static void oom(size_t n)
 {

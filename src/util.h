@@ -80,11 +80,8 @@ void atomic_file_abort(struct atomic_file *f);
  * The cancel flag: set by the SIGINT/SIGTERM handler that main installs (and
  * by a thread that stops another's work); long operations poll it and stop
  * with PS_EXIT_INTERRUPTED. A lock-free C11 atomic, so any thread may read or
- * write it and a signal handler may set it. Use the accessors; the variable
- * is public for the code not moved to them yet (reading and assigning it
- * directly are atomic too, with sequential consistency).
+ * write it and a signal handler may set it, through these accessors.
  */
-extern atomic_int interrupted;
 /* 1 when an interrupt was requested (and not cleared since), else 0. */
 int interrupt_requested(void);
 /* Requests an interrupt, as SIGINT would. */
