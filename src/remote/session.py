@@ -212,12 +212,18 @@ class Worker:
     def __init__(self, jobdir):
         self.jobdir = jobdir
         self.in_cell = False
+        # Between the cell's "begin" and its first line: an interrupt the hub
+        # sent then is the cell's, raised as soon as it starts.
+        self.armed = False
+        self.pending_interrupt = False
         self.namespace = None
         self.wire = None
 
     def on_sigint(self, signum, frame):
         if self.in_cell:
             raise KeyboardInterrupt
+        if self.armed:
+            self.pending_interrupt = True
 
     def setup(self):
         rank, size, local_rank, local_size = bootstrap.topology()
@@ -272,11 +278,15 @@ class Worker:
         dist.init_process_group(backend, rank=self.rank, world_size=self.size)
 
     def error_of(self, e):
-        tb = e.__traceback__
-        while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in (
-                HERE, os.path.abspath(bootstrap.__file__)):
-            tb = tb.tb_next
-        text = "".join(traceback.format_exception(type(e), e, tb))
+        # The cell's frames and its libraries', never the worker's own (an
+        # interrupt lands in session.py's signal handler, for one).
+        internal = (HERE, os.path.abspath(bootstrap.__file__))
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if os.path.abspath(f.filename) not in internal]
+        text = "".join(traceback.format_exception_only(type(e), e))
+        if frames:
+            text = ("Traceback (most recent call last):\n"
+                    + "".join(traceback.format_list(frames)) + text)
         try:
             sys.stderr.write(text)
             sys.stderr.flush()
@@ -296,9 +306,12 @@ class Worker:
                 code = compile(source, name, "exec", dont_inherit=True)
                 self.in_cell = True
                 try:
+                    if self.pending_interrupt:
+                        raise KeyboardInterrupt
                     exec(code, self.namespace)
                 finally:
                     self.in_cell = False
+                    self.armed = self.pending_interrupt = False
             except KeyboardInterrupt as e:
                 status, error = "interrupted", self.error_of(e)
             except SystemExit as e:
@@ -313,6 +326,10 @@ class Worker:
         return status, error
 
     def do_exec(self, msg):
+        # The hub interrupts a rank only once it has begun (an interrupt that
+        # came before would be lost: between cells SIGINT is ignored).
+        self.armed = True
+        self.wire.send({"op": "begin", "id": msg.get("id")})
         # Project files the hub unpacked since the last cell: new modules are
         # found (the finders' directory caches are dropped), nothing is reloaded.
         importlib.invalidate_caches()
@@ -880,6 +897,7 @@ class Job:
         self.files = {}
         self.followers = set()
         self.interrupts = 0
+        self.begun = set()	# exec: the ranks that said "begin" (interruptible)
         self.timed_out = False
         self.timers = []
 
@@ -1209,13 +1227,25 @@ class Hub:
         if job.interrupts >= 2:
             self.begin_stop("interrupt")
             return
-        for r in job.pending:
-            pid = self.ranks.get(r, {}).get("pid")
-            if pid:
-                try:
-                    os.kill(pid, signal.SIGINT)
-                except OSError:
-                    pass
+        for r in job.pending & job.begun:
+            self.signal_rank(r)
+
+    def signal_rank(self, rank):
+        pid = self.ranks.get(rank, {}).get("pid")
+        if pid:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
+
+    def rank_begun(self, rank):
+        job = self.job
+        if job is None or job.op != "exec" or rank not in job.pending:
+            return
+        job.begun.add(rank)
+        # Interrupted (or timed out) before this rank began: now it can be.
+        if job.interrupts == 1:
+            self.signal_rank(rank)
 
     # -- running requests on the ranks
 
@@ -1530,6 +1560,8 @@ class Hub:
             stream = msg.get("stream")
             if stream in ("stdout", "stderr") and isinstance(msg.get("text"), str):
                 self.output(rank, stream, msg["text"])
+        elif op == "begin":
+            self.rank_begun(rank)
         elif op == "ready":
             self.rank_ready(rank, msg)
         elif op == "done":

@@ -343,6 +343,11 @@ def test_interrupt_raises_in_the_cell_and_the_session_goes_on(client):
     assert done["status"] == "interrupted"
     assert {r["status"] for r in done["ranks"]} == {"interrupted"}
     assert "KeyboardInterrupt" in text_of(got, 0, "stderr")
+    # The traceback names the cell's lines (none when the interrupt came
+    # before its first), never the worker's signal handler.
+    for r in done["ranks"]:
+        tb = r["error"]["traceback"]
+        assert "KeyboardInterrupt" in tb and "session.py" not in tb, tb
     assert text_of(client.exec("print('next')\n"), 0) == "next\n"
 
 
