@@ -160,10 +160,17 @@ check_eq "stop: no process left" "" "$(leftover "$sid")"
 check "stop: the sockets are gone" eval '[ ! -e "$jobs_dir/$sid/hub.sock" ]'
 check_grep "stop: the job has ended" -x "succeeded" "$jobs_dir/$sid/state"
 
-# 13. cancel stops a session too.
-expect_exit 0 P session start --remote none -n 2 --no-project
+# 13. cancel stops a session too; a --name calls it; a live name is taken.
+expect_exit 0 P session start --remote none -n 2 --no-project --name trainer
 sid2=$(cat "$out")
-expect_exit 0 P cancel "$sid2"
+expect_exit 0 P session exec trainer c1.py
+check_grep "--name: exec finds the session by its name" -x "\[1\] set 41" "$out"
+expect_exit 0 P session list
+check_grep "--name: list shows it" "^$sid2  *trainer " "$out"
+expect_exit 2 P session start --remote none -n 2 --no-project --name trainer
+check_grep "--name: a live session's name is refused, naming it" "session 'trainer' is .* ($sid2)" "$err"
+expect_exit 2 P session start --remote none --name 'no/slash'
+expect_exit 0 P cancel trainer
 sleep 0.5
 check_eq "cancel: no process left" "" "$(leftover "$sid2")"
 expect_exit 4 P session exec "$sid2" c1.py

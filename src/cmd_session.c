@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "error.h"
 #include "launch.h"
 #include "run.h"
+#include "jobstate.h"
 #include "session.h"
 #include "util.h"
 
@@ -14,7 +16,8 @@ const char cmd_session_help[] =
 	"usage: pystrib session start [-n N] [--remote NAME | --host [USER@]HOST[:PORT]]\n"
 	"                             [--runtime docker|podman|none] [--gpus SPEC]\n"
 	"                             [--env KEY=VALUE]... [--project DIR | --no-project]\n"
-	"                             [--idle-timeout SECONDS] [--accept-new-host-key]\n"
+	"                             [--idle-timeout SECONDS] [--name NAME]\n"
+	"                             [--accept-new-host-key]\n"
 	"       pystrib session exec SESSION FILE [--ranks SPEC] [--timeout SECONDS] [-- ARGS]\n"
 	"       pystrib session attach|status|stop SESSION\n"
 	"       pystrib session list\n"
@@ -33,7 +36,7 @@ const char cmd_session_help[] =
 	"'serve' relays requests from stdin to the session and its answers to stdout\n"
 	"over one SSH connection, reconnecting without losing or repeating output\n"
 	"(docs/events.md). 'stop' ends the ranks and the job. SESSION is an id, a\n"
-	"unique prefix of one, or 'last' (the newest session).\n"
+	"unique prefix of one, 'last' (the newest session), or the session's --name.\n"
 	"\n"
 	"The session is reached only through SSH (a Unix socket in its job\n"
 	"directory, 0700, through sshd's direct-streamlocal): no TCP port.\n"
@@ -47,6 +50,8 @@ const char cmd_session_help[] =
 	"  -e, --env KEY=VALUE   set a variable for every rank (repeatable)\n"
 	"      --idle-timeout S  stop after S seconds without a cell (default 7200;\n"
 	"                        0: never)\n"
+	"      --name NAME       a name to call the session by instead of its id\n"
+	"                        (letters, digits, '.', '_', '-'); one live session each\n"
 	"      --accept-new-host-key\n"
 	"                        trust and record the key of a host not yet known\n"
 	"      --project DIR     put the files of DIR in the image (default: the git\n"
@@ -73,7 +78,18 @@ const char cmd_session_help[] =
 	"  pystrib session exec $s step.py --ranks 0\n"
 	"  pystrib session stop $s\n";
 
-enum { OPT_HOST = 0x400, OPT_RUNTIME, OPT_GPUS, OPT_IDLE, OPT_ACCEPT, OPT_RANKS, OPT_TIMEOUT };
+enum { OPT_HOST = 0x400, OPT_RUNTIME, OPT_GPUS, OPT_IDLE, OPT_ACCEPT, OPT_RANKS, OPT_TIMEOUT,
+       OPT_NAME };
+
+static int name_ok(const char *s)
+{
+	if (!*s || strlen(s) > 64 || !strcmp(s, "last") || jobrec_id_valid(s))
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+			return 0;
+	return 1;
+}
 
 /* start's options into r. 1: --help shown; 0; -1 error set; < -1: -exit code. */
 static int parse_start(struct run *r, int argc, char **argv)
@@ -86,6 +102,7 @@ static int parse_start(struct run *r, int argc, char **argv)
 		{ "gpus", required_argument, 0, OPT_GPUS },
 		{ "env", required_argument, 0, 'e' },
 		{ "idle-timeout", required_argument, 0, OPT_IDLE },
+		{ "name", required_argument, 0, OPT_NAME },
 		{ "accept-new-host-key", no_argument, 0, OPT_ACCEPT },
 		CONTEXT_LONG_OPTIONS,
 		{ "help", no_argument, 0, 'h' },
@@ -112,6 +129,13 @@ static int parse_start(struct run *r, int argc, char **argv)
 		case OPT_RUNTIME: runtime = optarg; break;
 		case OPT_GPUS: gpus = optarg; break;
 		case OPT_ACCEPT: r->opt.accept_new = 1; break;
+		case OPT_NAME:
+			if (!name_ok(optarg))
+				return -(cli_usage_error(cmd_session_help, "invalid --name '%s': letters, "
+							 "digits, '.', '_' and '-', not a job id or 'last'",
+							 optarg));
+			r->opt.name = optarg;
+			break;
 		case 'e':
 			if (run_add_env(r, optarg) < 0)
 				return -1;
@@ -136,6 +160,29 @@ static int parse_start(struct run *r, int argc, char **argv)
 	return run_load_config(r, flags);
 }
 
+/* A name that a live session has already is refused (one session per name). */
+static int name_free(const char *name)
+{
+	struct jobrec *v = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	if (!name)
+		return 0;
+	if (jobrec_list(&v, &n) < 0)
+		return -1;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		if (v[i].name && !strcmp(v[i].name, name) && !job_state_final(v[i].state)) {
+			error_set(PS_EXIT_USAGE, "session '%s' is %s already (%s)", name,
+				  v[i].state ? v[i].state : "running", v[i].id);
+			ret = error_hint("stop it first ('pystrib session stop %s'), or choose "
+					 "another --name", name);
+		}
+	}
+	jobrec_list_free(v, n);
+	return ret;
+}
+
 static int start(int argc, char **argv)
 {
 	struct run r;
@@ -147,6 +194,8 @@ static int start(int argc, char **argv)
 		ret = 0;
 	else if (rc < 0)
 		ret = rc == -1 ? error_report() : -rc;
+	else if (name_free(r.opt.name) < 0)
+		ret = error_report();
 	else
 		ret = run_session(&r);
 	run_release(&r);

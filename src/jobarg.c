@@ -19,6 +19,25 @@ static void add_candidates(struct buf *msg, char **ids, size_t n, const char *pr
 	}
 }
 
+/*
+ * The newest record named arg (a session's --name), into r: 0; 1 when
+ * none has that name; -1 with the error set.
+ */
+static int load_named(struct jobrec *r, const char *arg)
+{
+	struct jobrec *v = NULL;
+	size_t n = 0;
+	int ret = 1;
+
+	if (jobrec_list(&v, &n) < 0)
+		return -1;
+	for (size_t i = 0; i < n && ret == 1; i++)
+		if (v[i].name && !strcmp(v[i].name, arg))
+			ret = jobrec_load(r, v[i].id);
+	jobrec_list_free(v, n);
+	return ret;
+}
+
 int jobrec_resolve(struct jobrec *r, const char *arg)
 {
 	char **ids = NULL;
@@ -65,6 +84,9 @@ int jobrec_resolve(struct jobrec *r, const char *arg)
 		error_hint("give more characters of the id");
 		goto out;
 	}
+	if ((ret = load_named(r, arg)) != 1)
+		goto out;
+	ret = -1;
 	error_set(PS_EXIT_USAGE, "no job '%s'", arg);
 hint:
 	if (n) {

@@ -40,6 +40,7 @@ void jobrec_release(struct jobrec *r)
 	free(r->config_file);
 	free(r->runtime);
 	free(r->kind);
+	free(r->name);
 	free(r->image);
 	free(r->digest);
 	free(r->revision);
@@ -244,6 +245,7 @@ static json_t *to_json(const struct jobrec *r)
 	set_string(o, "config_file", r->config_file);
 	set_string(o, "runtime", r->runtime);
 	set_string(o, "kind", r->kind);
+	set_string(o, "name", r->name);
 	set_string(o, "image", r->image);
 	set_string(o, "digest", r->digest);
 	set_string(o, "revision", r->revision);
@@ -322,6 +324,7 @@ static int from_json(struct jobrec *r, json_t *o, const char *path)
 	r->config_file = get_string(o, "config_file");
 	r->runtime = get_string(o, "runtime");
 	r->kind = get_string(o, "kind");
+	r->name = get_string(o, "name");
 	r->image = get_string(o, "image");
 	r->digest = get_string(o, "digest");
 	r->revision = get_string(o, "revision");

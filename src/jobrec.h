@@ -53,6 +53,7 @@ struct jobrec {
 	char *config_file;	/* the config file read at submit (absolute), or NULL */
 	char *runtime;		/* "docker", "podman", "none" */
 	char *kind;		/* "session" (docs/sessions.md), or NULL: a job */
+	char *name;		/* a session's --name (a JOB argument finds it), or NULL */
 	char *image;		/* "REGISTRY/REPO:TAG@sha256:..." */
 	char *digest;		/* "sha256:..." of the image manifest */
 	char *revision;		/* git revision of the project (may end "-dirty"), or NULL */

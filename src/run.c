@@ -273,6 +273,7 @@ static void save_record(struct run *r)
 	jobrec_set_target(&rec, &r->target, r->cfg.file, r->cfg.remote.workdir);
 	jobrec_set(&rec.runtime, runtime_name(r->cfg.remote.runtime));
 	jobrec_set(&rec.kind, r->opt.session ? "session" : NULL);
+	jobrec_set(&rec.name, r->opt.name);
 	if (r->have_img) {
 		jobrec_set(&rec.image, r->img.reference);
 		jobrec_set(&rec.digest, r->img.digest);

@@ -41,6 +41,7 @@ struct run_options {
 	char **args;			/* the cell's arguments, NULL-terminated */
 	int accept_new;			/* --accept-new-host-key */
 	int detach;			/* --detach */
+	const char *name;		/* session --name, or NULL */
 	int session;			/* session start (docs/sessions.md) */
 	int idle_timeout;		/* session --idle-timeout; < 0: the hub's default */
 };

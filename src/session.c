@@ -727,15 +727,15 @@ int session_list(void)
 		if (!r->kind || strcmp(r->kind, "session"))
 			continue;
 		if (!shown++ && !log_json)
-			printf("%-22s  %-12s  %-10s  %5s  %s\n", "SESSION", "REMOTE", "STATE", "RANKS",
-			       "STARTED");
+			printf("%-22s  %-12s  %-12s  %-10s  %5s  %s\n", "SESSION", "NAME", "REMOTE",
+			       "STATE", "RANKS", "STARTED");
 		jobrec_fmt_time(created, sizeof(created), r->created);
 		if (!log_json)
-			printf("%-22s  %-12s  %-10s  %5d  %s\n", r->id, jobrec_remote_label(r),
-			       r->state ? r->state : "unknown", r->np, created);
-		event_emit("session", "{s:s,s:s?,s:s?,s:s?,s:i,s:f}", "id", r->id, "host",
-			   r->host_name, "dir", r->jobdir, "state", r->state, "np", r->np,
-			   "created", r->created);
+			printf("%-22s  %-12s  %-12s  %-10s  %5d  %s\n", r->id, r->name ? r->name : "-",
+			       jobrec_remote_label(r), r->state ? r->state : "unknown", r->np, created);
+		event_emit("session", "{s:s,s:s?,s:s?,s:s?,s:s?,s:i,s:f}", "id", r->id, "name",
+			   r->name, "host", r->host_name, "dir", r->jobdir, "state", r->state, "np",
+			   r->np, "created", r->created);
 	}
 	jobrec_list_free(v, n);
 	return 0;
