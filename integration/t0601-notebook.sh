@@ -45,47 +45,37 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 mkdir -p "$NB_DIR" "$TMPDIR"
 
 checks=$BED_DIR/checks
-"$PY" - "$checks" <<'PYEOF'
+"$PY" - "$checks" "$INTEGRATION_DIR" <<'PYEOF'
 import asyncio, inspect, json, os, sys, threading, time
 import nbformat
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-out = open(sys.argv[1], "w")
+sys.path.insert(0, sys.argv[2])	# integration/: nbdriver.py
+from nbdriver import Checks, cell, text, data, error, execute as run_notebook
+checks = Checks(sys.argv[1])
+check = checks.check
+
+
+def html(c):
+    return data(c, "text/html")
+
+
+def execute(*args, **kw):
+    return run_notebook(check, *args, **kw)
 bed = os.environ["BED_DIR"]
 jobs_dir = os.path.join(bed, "remote", "jobs")
 site = os.path.join(bed, "site")
 
 
-def check(cond, msg, detail=""):
-    out.write("%s %s\n" % ("PASS" if cond else "FAIL", msg))
-    if not cond and detail:
-        out.write("".join("#   %s\n" % l for l in str(detail)[-3000:].splitlines()))
-    out.flush()
 
 
-def cell(src, raises=False):
-    c = new_code_cell(src)
-    if raises:
-        c.metadata["tags"] = ["raises-exception"]
-    return c
 
 
-def text(c, name="stdout"):
-    return "".join(o.get("text", "") for o in c.outputs
-                   if o.output_type == "stream" and o.name == name)
 
 
-def html(c):
-    return "".join(o.data.get("text/html", "") for o in c.outputs
-                   if o.output_type in ("display_data", "execute_result"))
 
 
-def error(c):
-    for o in c.outputs:
-        if o.output_type == "error":
-            return o.ename, o.evalue
-    return None, ""
 
 
 def jobs():
@@ -129,35 +119,6 @@ def job_state(job, want="cancelled", limit=15):
     return state
 
 
-def execute(name, cells, env=None, on_cell=None, **client_kw):
-    """Runs the notebook in NB_DIR/NAME (its working directory) with a fresh
-    Debian ipykernel; env changes the kernel's environment (None: unset)."""
-    wd = os.path.join(os.environ["NB_DIR"], name)
-    os.makedirs(wd, exist_ok=True)
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    kw = dict(timeout=300, kernel_name="python3", resources={"metadata": {"path": wd}})
-    kw.update(client_kw)
-    client = NotebookClient(nb, **kw)
-    if on_cell:
-        client.on_cell_execute = lambda cell, cell_index: on_cell(client, cell_index)
-    saved = dict(os.environ)
-    for k, v in (env or {}).items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    try:
-        client.execute()
-        failed = None
-    except Exception as e:      # a cell raised when it should not have
-        failed = e
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    nbformat.write(nb, os.path.join(wd, name + ".ipynb"))
-    check(failed is None, "%s: every cell ran (errors only where expected)" % name, failed)
-    return nb, wd
 
 
 # 1. %load_ext, push, 2 ranks, pull, failures; then %pystrib VERB on the first job.
@@ -227,7 +188,16 @@ check(ename == "PullError" and "did not define 'nosuch'" in evalue,
 ename, evalue = error(c[9])
 check(ename == "PystribError" and "no remote named 'nosuchremote'" in evalue and "hint: " in evalue,
       "pystrib's own error (an unknown remote) is raised with its hint", "%s: %s" % (ename, evalue))
-new = sorted(jobs() - before)
+def created(job):
+    """When the job was submitted (ids of one second do not sort by time)."""
+    try:
+        with open(os.path.join(jobs_dir, job, "job.json")) as f:
+            return json.load(f).get("created", 0)
+    except (OSError, ValueError):
+        return 0
+
+
+new = sorted(jobs() - before, key=lambda j: (created(j), j))
 check(len(new) == 4, "4 remote jobs ran (none for the refused push)", new)
 first = new[0] if new else "?"
 check(os.path.isfile(os.path.join(os.environ["HOME"], ".local", "state", "pystrib", "jobs", first + ".json")),
@@ -372,7 +342,7 @@ for name in ("magics", "original", "interrupt"):
           "%s: only user_code.py and pystrib-results/ in the notebook's directory" % name, sorted(os.listdir(wd)))
 left = [f for f in os.listdir(os.environ["TMPDIR"]) if f.startswith("pystrib")]
 check(not left, "no push file or other pystrib temp file left in $TMPDIR (also after the interrupt)", left)
-out.close()
+checks.out.close()
 PYEOF
 rc=$?
 while IFS= read -r line; do

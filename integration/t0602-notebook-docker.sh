@@ -26,30 +26,20 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 mkdir -p "$NB_DIR" "$TMPDIR"
 
 checks=$BED_DIR/checks
-"$PY" - "$checks" <<'PYEOF'
+"$PY" - "$checks" "$INTEGRATION_DIR" <<'PYEOF'
 import os, sys, urllib.request
 import nbformat
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-out = open(sys.argv[1], "w")
-
-
-def check(cond, msg, detail=""):
-    out.write("%s %s\n" % ("PASS" if cond else "FAIL", msg))
-    if not cond and detail:
-        out.write("".join("#   %s\n" % l for l in str(detail)[-3000:].splitlines()))
-    out.flush()
-
-
-def text(c, name="stdout"):
-    return "".join(o.get("text", "") for o in c.outputs
-                   if o.output_type == "stream" and o.name == name)
+sys.path.insert(0, sys.argv[2])	# integration/: nbdriver.py
+from nbdriver import Checks, data, text
+checks = Checks(sys.argv[1])
+check = checks.check
 
 
 def html(c):
-    return "".join(o.data.get("text/html", "") for o in c.outputs
-                   if o.output_type in ("display_data", "execute_result"))
+    return data(c, "text/html")
 
 
 wd = os.path.join(os.environ["NB_DIR"], "docker")
@@ -106,7 +96,7 @@ s6 = text(c[6])
 check("[0] saved cell on rank 0\n" in s6 and "[1] saved cell on rank 1\n" in s6
       and "state succeeded [0, 0] sha256:" in s6,
       "docker: runner.main() runs the saved cell in its image", s6)
-out.close()
+checks.out.close()
 PYEOF
 rc=$?
 while IFS= read -r line; do

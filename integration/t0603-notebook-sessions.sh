@@ -62,51 +62,36 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 mkdir -p "$NB_DIR" "$TMPDIR"
 
 checks=$BED_DIR/checks
-"$PY" - "$checks" <<'PYEOF'
+"$PY" - "$checks" "$INTEGRATION_DIR" <<'PYEOF'
 import asyncio, glob, inspect, json, os, subprocess, sys, threading, time
 import nbformat
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-out = open(sys.argv[1], "w")
+sys.path.insert(0, sys.argv[2])	# integration/: nbdriver.py
+from nbdriver import Checks, cell, text, data, error, execute as run_notebook
+checks = Checks(sys.argv[1])
+check, info = checks.check, checks.info
+
+
+def execute(*args, **kw):
+    return run_notebook(check, *args, **kw)[0].cells
+
+
 bed = os.environ["BED_DIR"]
 jobs_dir = os.path.join(bed, "remote", "jobs")
 
 
-def check(cond, msg, detail=""):
-    out.write("%s %s\n" % ("PASS" if cond else "FAIL", msg))
-    if not cond and detail:
-        out.write("".join("#   %s\n" % l for l in str(detail)[-3000:].splitlines()))
-    out.flush()
 
 
-def info(msg):
-    out.write("INFO %s\n" % msg)
-    out.flush()
 
 
-def cell(src, raises=False):
-    c = new_code_cell(src)
-    if raises:
-        c.metadata["tags"] = ["raises-exception"]
-    return c
 
 
-def text(c, name="stdout"):
-    return "".join(o.get("text", "") for o in c.outputs
-                   if o.output_type == "stream" and o.name == name)
 
 
-def data(c, kind):
-    return "".join(o.data.get(kind, "") for o in c.outputs
-                   if o.output_type in ("display_data", "execute_result"))
 
 
-def error(c):
-    for o in c.outputs:
-        if o.output_type == "error":
-            return o.ename, o.evalue
-    return None, ""
 
 
 def sessions():
@@ -151,36 +136,6 @@ def cell_logs(sid, word):
     return seen.count(word)
 
 
-def execute(name, cells, on_cell=None, env=None, **client_kw):
-    """Runs the notebook NB_DIR/NAME/NAME.ipynb (its working directory) in a
-    fresh Debian ipykernel; env changes the kernel's environment (None:
-    unset); returns its cells."""
-    wd = os.path.join(os.environ["NB_DIR"], name)
-    os.makedirs(wd, exist_ok=True)
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    kw = dict(timeout=300, kernel_name="python3", resources={"metadata": {"path": wd}})
-    kw.update(client_kw)
-    client = NotebookClient(nb, **kw)
-    if on_cell:
-        client.on_cell_execute = lambda cell, cell_index: on_cell(client, cell_index)
-    saved = dict(os.environ)
-    for k, v in (env or {}).items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    try:
-        client.execute()
-        failed = None
-    except Exception as e:      # a cell raised when it should not have
-        failed = e
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    nbformat.write(nb, os.path.join(wd, name + ".ipynb"))
-    check(failed is None, "%s: every cell ran (errors only where expected)" % name, failed)
-    return nb.cells
 
 
 def new_session(before):
@@ -513,7 +468,7 @@ for s in new:
     ok, left = left_nothing(s)
     check(ok and ("pystrib-" + s) not in containers(),
           "docker: session %s stopped leaves no process and no container" % s, "%s %s" % (left, containers()))
-out.close()
+checks.out.close()
 PYEOF
 rc=$?
 while IFS= read -r line; do
