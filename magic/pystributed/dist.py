@@ -13,7 +13,6 @@ their variables, from one cell to the next."""
 
 import html
 import re
-import shlex
 import time
 
 from IPython.core.error import UsageError
@@ -23,6 +22,7 @@ from . import cluster as clusters
 from . import options, pool
 from .display import show
 from .errors import PystribError
+from .magics import line_words, parse_words
 from .session import Output, parse_ranks
 
 DIST = "dist"
@@ -72,23 +72,9 @@ def autopx_transformer(lines):
     return ["%%px\n"] + lines
 
 
-def _words(line, prog):
-    try:
-        return shlex.split(line)
-    except ValueError as e:
-        raise UsageError("%s: %s" % (prog, e))
-
 
 def _parse(table, words, prog):
-    try:
-        opts, own, asked = table.parse(words, prog)
-    except options.OptionsError as e:
-        raise UsageError("%s: %s\n%s" % (prog, e, table.help()))
-    except ValueError as e:
-        raise UsageError("%s: %s" % (prog, e))
-    if asked:
-        raise UsageError("usage: %s [options]\n%s" % (prog, table.help()))
-    return opts
+    return parse_words(table, words, prog)[0]
 
 
 def _dist_session(prog):
@@ -193,7 +179,7 @@ class SessionMagics(Magics):
 
         Starts N ranks in a pystrib session (or reattaches to the one this
         notebook recorded, after a kernel restart)."""
-        opts = _parse(options.SESSION_TABLE, _words(line, "%dist_init"), "%dist_init")
+        opts = _parse(options.SESSION_TABLE, line_words(line, "%dist_init"), "%dist_init")
         if opts.np is None:
             raise UsageError("%dist_init: how many ranks? --num-ranks N\n"
                              + options.SESSION_TABLE.help())
@@ -237,7 +223,7 @@ class SessionMagics(Magics):
         """%dist_attach [ID]: uses session ID (default: the one recorded for
         this notebook) for %%distributed, %%rank and %px."""
         from . import notebooks
-        words = _words(line, "%dist_attach")
+        words = line_words(line, "%dist_attach")
         opts = _state["options"] or options.SessionOptions()
         if words:
             sid = words[0]
@@ -261,14 +247,14 @@ class SessionMagics(Magics):
     def distributed(self, line, cell):
         """%%distributed [--timeout S]: runs the cell on every rank."""
         __tracebackhide__ = True
-        opts = _parse(options.CELL_TABLE, _words(line, "%%distributed"), "%%distributed")
+        opts = _parse(options.CELL_TABLE, line_words(line, "%%distributed"), "%%distributed")
         _dist_session("%%distributed").execute(cell, timeout=opts.timeout or 0)
 
     @cell_magic
     def rank(self, line, cell):
         """%%rank[0,2-4,6] (or %%rank 0,2-4,6): runs the cell on those ranks."""
         __tracebackhide__ = True
-        words = _words(line, "%%rank")
+        words = line_words(line, "%%rank")
         if not words:
             raise UsageError("%%rank: which ranks? %%rank[0,2-4]")
         s = _dist_session("%%rank")
@@ -296,14 +282,14 @@ class SessionMagics(Magics):
         if not m or not m.group(3).strip():
             raise UsageError("%distribute n [--sync] [--timeout S] CODE: no code "
                              "(%%distribute n runs a whole cell)")
-        self._distribute(_words(m.group(1) + m.group(2), "%distribute"), m.group(3).strip() + "\n")
+        self._distribute(line_words(m.group(1) + m.group(2), "%distribute"), m.group(3).strip() + "\n")
 
     @cell_magic("distribute")
     def distribute_cell(self, line, cell):
         """%%distribute n [--sync] [--timeout S]: runs the cell in n processes;
         variables persist in later %%distribute n cells; __process_id__ is the rank."""
         __tracebackhide__ = True
-        self._distribute(_words(line, "%%distribute"), cell)
+        self._distribute(line_words(line, "%%distribute"), cell)
 
     def _distribute(self, words, cell):
         __tracebackhide__ = True
@@ -347,7 +333,7 @@ class SessionMagics(Magics):
     def px_cell(self, line, cell):
         """%%px [--targets SPEC] [--timeout S]: runs the cell on the active cluster."""
         __tracebackhide__ = True
-        opts = _parse(options.PX_TABLE, _words(line, "%%px"), "%%px")
+        opts = _parse(options.PX_TABLE, line_words(line, "%%px"), "%%px")
         target = _px_target("%%px")
         try:
             target.execute(cell, targets=opts.targets, timeout=opts.timeout or 0)

@@ -16,14 +16,18 @@ from .options import DEFAULT_CELL_FILE
 OPTIONS_HELP = options.TABLE.help()
 
 
-def parse_options(line, prog="%%remote"):
-    """(JobOptions, cell file path or None) from a magic's line; UsageError on
-    a bad option, naming it, with the list of options."""
+def line_words(line, prog):
+    """A magic's line as shell words; UsageError for bad quoting."""
     try:
-        words = shlex.split(line)
+        return shlex.split(line)
     except ValueError as e:
         raise UsageError("%s: %s" % (prog, e))
-    table = options.TABLE
+
+
+def parse_words(table, words, prog, operands=""):
+    """(options, the magic's own values) from words by table; UsageError on
+    a bad option, naming it, with the list of options, or for -h (the usage
+    line ends with operands, e.g. " [-- ARGS]")."""
     try:
         opts, own, asked = table.parse(words, prog)
     except options.OptionsError as e:
@@ -31,7 +35,14 @@ def parse_options(line, prog="%%remote"):
     except ValueError as e:
         raise UsageError("%s: %s" % (prog, e))
     if asked:
-        raise UsageError("usage: %s [options] [-- ARGS]\n%s" % (prog, table.help()))
+        raise UsageError("usage: %s [options]%s\n%s" % (prog, operands, table.help()))
+    return opts, own
+
+
+def parse_options(line, prog="%%remote"):
+    """(JobOptions, cell file path or None) from a magic's line; UsageError on
+    a bad option, naming it, with the list of options."""
+    opts, own = parse_words(options.TABLE, line_words(line, prog), prog, " [-- ARGS]")
     return opts, own["file"]
 
 
