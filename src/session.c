@@ -312,6 +312,17 @@ static int done_code(const char *status)
 	return PS_EXIT_REMOTE;	/* broken, stopped */
 }
 
+/* A raising rank's traceback, "[rank] " before each line as its stderr has:
+ * the worker sends it in `done` only, so that a notebook shows it once. */
+static void show_traceback(int rank, const char *tb)
+{
+	while (tb && *tb) {
+		size_t n = strcspn(tb, "\n");
+		fprintf(stderr, "[%d] %.*s\n", rank, (int)n, tb);
+		tb += n + (tb[n] == '\n');
+	}
+}
+
 /* The summary of a cell's `done`, on stderr, and its event. The exit code. */
 static int show_done(const char *id, const json_t *msg, double took)
 {
@@ -330,6 +341,8 @@ static int show_done(const char *id, const json_t *msg, double took)
 		json_t *e = json_object_get(rk, "error");
 		if (!json_is_object(e))
 			continue;
+		show_traceback((int)json_integer_value(json_object_get(rk, "rank")),
+			       json_string_value(json_object_get(e, "traceback")));
 		fprintf(stderr, "pystrib: rank %d raised %s: %s\n",
 			(int)json_integer_value(json_object_get(rk, "rank")),
 			json_string_value(json_object_get(e, "type")) ?: "an exception",

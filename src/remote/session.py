@@ -261,7 +261,13 @@ class Worker:
                 self.init_torch()
             return None
         except BaseException as e:
-            return self.error_of(e)
+            error = self.error_of(e)
+            try:  # the rank's log says why it could not start
+                sys.stderr.write(error["traceback"])
+                sys.stderr.flush()
+            except Exception:
+                pass
+            return error
 
     def init_torch(self):
         try:
@@ -287,11 +293,8 @@ class Worker:
         if frames:
             text = ("Traceback (most recent call last):\n"
                     + "".join(traceback.format_list(frames)) + text)
-        try:
-            sys.stderr.write(text)
-            sys.stderr.flush()
-        except Exception:
-            pass
+        # Not written to stderr: the traceback is the `done`'s, which the
+        # command line prints and the notebook raises (shown once, not twice).
         return {"type": type(e).__name__, "message": str(e), "traceback": text}
 
     def run_code(self, msg):

@@ -229,7 +229,8 @@ def test_a_raising_cell_shows_its_traceback_and_the_next_works(client):
     assert 'File "my_cell.py", line 4' in error["traceback"]
     assert "raise KeyError('boom')" in error["traceback"]
     assert "session.py" not in error["traceback"]
-    assert "KeyError: 'boom'" in text_of(got, 1, "stderr")
+    # Only in `done`: a notebook raises it, and would show a streamed copy too.
+    assert "KeyError" not in text_of(got, 1, "stderr")
     assert done_of(client.exec("print('after')\n"))["status"] == "ok"
 
 
@@ -342,7 +343,6 @@ def test_interrupt_raises_in_the_cell_and_the_session_goes_on(client):
     done = done_of(got)
     assert done["status"] == "interrupted"
     assert {r["status"] for r in done["ranks"]} == {"interrupted"}
-    assert "KeyboardInterrupt" in text_of(got, 0, "stderr")
     # The traceback names the cell's lines (none when the interrupt came
     # before its first), never the worker's signal handler.
     for r in done["ranks"]:
