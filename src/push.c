@@ -348,6 +348,50 @@ static void fill_result(struct pusher *p, const char *tag, const char *digest,
 	out->uploaded_bytes = p->uploaded_bytes;
 }
 
+/*
+ * What the registry lacks of the image (config digest cd, manifest md),
+ * then the manifest by digest; nothing but one question for an unchanged
+ * cell. 0, or -1 with the error set.
+ */
+static int upload(struct pusher *p, const struct buf *config, const char *cd,
+		  const struct buf *manifest, const char *md, const char *manifest_type)
+{
+	int have = registry_manifest_exists(p->reg, p->repo, md);
+	if (have < 0)
+		return -1;
+	if (have) {
+		report_all_present(p, config, cd);
+		return 0;
+	}
+	if (push_base_layers(p) < 0)
+		return -1;
+	for (size_t i = 0; i < p->nlayers; i++) {
+		const char *role = layer_role(p, p->layers[i]);
+		if (check_interrupt() < 0 || push_file(p, role, role, p->layers[i]->path,
+						       p->layers[i]->digest, p->layers[i]->size) < 0)
+			return -1;
+	}
+	if (check_interrupt() < 0 || push_config(p, config, cd) < 0 || check_interrupt() < 0)
+		return -1;
+	/* By digest first: the registry checks every blob is there before any tag moves. */
+	return registry_put_manifest(p->reg, p->repo, md, manifest_type, manifest->ptr,
+				     manifest->len);
+}
+
+/* The pushed image, on stderr, in the log and as an event. */
+static void announce(struct pusher *p, const struct pushed_image *out, double start)
+{
+	say_pushed(p, now_monotonic() - start);
+	log_info("pushed %s: %u blobs uploaded (%llu bytes), %u requests, %.2f s", out->reference,
+		 p->uploaded_blobs, p->uploaded_bytes,
+		 registry_requests(p->reg) + (p->same_registry ? 0 : registry_requests(p->base_reg)),
+		 now_monotonic() - start);
+	event_emit("pushed", "{s:s,s:s,s:s,s:i,s:I,s:i}", "reference", out->reference, "digest",
+		   out->digest, "pinned", out->pinned, "uploaded_blobs", (int)p->uploaded_blobs,
+		   "uploaded_bytes", (json_int_t)p->uploaded_bytes, "requests",
+		   (int)registry_requests(p->reg));
+}
+
 int push_image_as(const struct config *cfg, const struct context *ctx,
 		  const char *tag, const char *name, struct pushed_image *out)
 {
@@ -387,44 +431,14 @@ int push_image_as(const struct config *cfg, const struct context *ctx,
 	if (!tag)
 		tag = deftag = push_default_tag(name, manifest_digest);
 
-	/* An unchanged cell: one question instead of one per blob. */
-	int have = registry_manifest_exists(p.reg, p.repo, manifest_digest);
-	if (have < 0)
+	if (upload(&p, &config, config_digest, &manifest, manifest_digest, manifest_type) < 0)
 		goto out;
-	if (have) {
-		report_all_present(&p, &config, config_digest);
-	} else {
-		if (push_base_layers(&p) < 0)
-			goto out;
-		for (size_t i = 0; i < p.nlayers; i++) {
-			const char *role = layer_role(&p, p.layers[i]);
-			if (check_interrupt() < 0 || push_file(&p, role, role, p.layers[i]->path,
-							       p.layers[i]->digest,
-							       p.layers[i]->size) < 0)
-				goto out;
-		}
-		if (check_interrupt() < 0 || push_config(&p, &config, config_digest) < 0 ||
-		    check_interrupt() < 0)
-			goto out;
-		/* By digest first: the registry checks every blob is there before any tag moves. */
-		if (registry_put_manifest(p.reg, p.repo, manifest_digest, manifest_type,
-					  manifest.ptr, manifest.len) < 0)
-			goto out;
-	}
 	if (check_interrupt() < 0 ||
 	    registry_put_manifest(p.reg, p.repo, tag, manifest_type, manifest.ptr, manifest.len) < 0)
 		goto out;
 
 	fill_result(&p, tag, manifest_digest, out);
-	say_pushed(&p, now_monotonic() - start);
-	log_info("pushed %s: %u blobs uploaded (%llu bytes), %u requests, %.2f s", out->reference,
-		 p.uploaded_blobs, p.uploaded_bytes,
-		 registry_requests(p.reg) + (p.same_registry ? 0 : registry_requests(p.base_reg)),
-		 now_monotonic() - start);
-	event_emit("pushed", "{s:s,s:s,s:s,s:i,s:I,s:i}", "reference", out->reference, "digest",
-		   out->digest, "pinned", out->pinned, "uploaded_blobs", (int)p.uploaded_blobs,
-		   "uploaded_bytes", (json_int_t)p.uploaded_bytes, "requests",
-		   (int)registry_requests(p.reg));
+	announce(&p, out, start);
 	ret = 0;
 out:
 	if (p.base_reg && p.base_reg != p.reg)
@@ -439,12 +453,6 @@ out:
 	free(p.host);
 	free(deftag);
 	return ret;
-}
-
-int push_image(const struct config *cfg, const struct context *ctx,
-	       const char *tag, struct pushed_image *out)
-{
-	return push_image_as(cfg, ctx, tag, NULL, out);
 }
 
 void pushed_image_release(struct pushed_image *p)

@@ -30,28 +30,22 @@ struct pushed_image {
 
 /*
  * Pushes ctx as [registry] repository:tag. tag NULL: a tag derived from
- * the manifest digest. Progress goes to stderr on a TTY (and with -v),
- * {"event":"blob"} lines with --json. On success fills *out (release it
- * with pushed_image_release) and emits {"event":"pushed"}. 0, or -1 with
- * the error set: PS_EXIT_REGISTRY for anything the registry did or did
- * not do, PS_EXIT_USAGE for a bad reference or missing setting, PS_EXIT_IO
- * for a local file, PS_EXIT_INTERRUPTED. On failure nothing was tagged.
- */
-int push_image(const struct config *cfg, const struct context *ctx,
-	       const char *tag, struct pushed_image *out);
-
-void pushed_image_release(struct pushed_image *p);
-
-/*
- * push_image, with the default tag (tag NULL) derived from `name`, the
- * cell file's path: its base name without ".py", lower-cased, characters
- * a tag cannot hold turned into '-', then '-' and the first 12 hex digits
- * of the manifest digest ("train-1a2b3c4d5e6f"). The same cell, context and
- * base give the same tag, so pushing again changes nothing; any change
- * gives a new tag and never moves an old one. name NULL: "cell".
+ * `name`, the cell file's path: its base name without ".py", lower-cased,
+ * characters a tag cannot hold turned into '-', then '-' and the first 12
+ * hex digits of the manifest digest ("train-1a2b3c4d5e6f"). The same cell,
+ * context and base give the same tag, so pushing again changes nothing;
+ * any change gives a new tag and never moves an old one. name NULL:
+ * "cell". Progress goes to stderr on a TTY (and with -v), {"event":"blob"}
+ * lines with --json. On success fills *out (release it with
+ * pushed_image_release) and emits {"event":"pushed"}. 0, or -1 with the
+ * error set: PS_EXIT_REGISTRY for anything the registry did or did not do,
+ * PS_EXIT_USAGE for a bad reference or missing setting, PS_EXIT_IO for a
+ * local file, PS_EXIT_INTERRUPTED. On failure nothing was tagged.
  */
 int push_image_as(const struct config *cfg, const struct context *ctx,
 		  const char *tag, const char *name, struct pushed_image *out);
+
+void pushed_image_release(struct pushed_image *p);
 
 /* The default tag for name and a manifest digest, as above. Caller frees. */
 char *push_default_tag(const char *name, const char *digest);

@@ -628,15 +628,15 @@ int run_session(struct run *r)
 	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || session_check(r) < 0 ||
 	    build_context(r) < 0)
 		return error_report();
-	/* In turn, as a detached job: push, connect, submit; then wait for the hub. */
+	/* As a detached job: the push (and docker's pull) beside the login,
+	 * then the submit; then wait for the hub. */
 	if (r->cfg.remote.runtime != RUNTIME_NONE) {
-		if (push_image_as(&r->cfg, &r->ctx, NULL, "session", &r->img) < 0)
-			return error_report();
-		r->have_img = 1;
-		run_stage("image pushed");
-	}
-	if (run_open_conn(r) < 0)
+		int ret = run_push_beside_login(r, 1);
+		if (ret != 0)
+			return ret;
+	} else if (run_open_conn(r) < 0) {
 		return error_report();
+	}
 	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
 	if (run_submit(r) < 0)
 		return error_report();

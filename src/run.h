@@ -146,10 +146,12 @@ void run_base_spec(const struct run *r, struct launch_spec *s);
 /* run_push.c: the push in a thread beside the login and the follower. */
 int run_overlapped(struct run *r);
 /*
- * The push alone, in a thread, while this thread connects: 0 once both
- * are done, or the error of the one that failed, reported (exit code).
+ * The push in a thread (with pull, for docker, then the engine's pull
+ * through its socket, a head start only) while this thread connects: 0
+ * once both are done, or the error of the one that failed, reported (exit
+ * code).
  */
-int run_push_beside_login(struct run *r);
+int run_push_beside_login(struct run *r, int pull);
 /*
  * Has the engine pull the image through its socket over conn (a second
  * connection when conn is NULL); sets r->pulled. stop (may be NULL) ends

@@ -130,7 +130,7 @@ int run_through_engine(struct run *r)
 	int ret;
 
 	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
-	if ((ret = run_push_beside_login(r)) != 0)
+	if ((ret = run_push_beside_login(r, 0)) != 0)
 		return ret;
 	if (engine_launch(r, &cid) < 0) {
 		if (error_kind() == PS_EXIT_INTERRUPTED)

@@ -55,7 +55,7 @@ struct pusher {
 	int ret;
 	enum ps_exit kind;	/* its error, when ret < 0 (errors are per thread) */
 	char *msg, *hint;
-	int push_only;		/* the push, nothing more */
+	enum { PUSH_SUBMIT, PUSH_ONLY, PUSH_PULL } what;	/* and then: submit, nothing, pull */
 };
 
 /* The push thread's error, reported here. */
@@ -107,14 +107,15 @@ static void *push_thread(void *arg)
 	struct pusher *p = arg;
 	struct run *r = p->r;
 
-	p->ret = push_image_as(&r->cfg, &r->ctx, NULL, r->copts.cell, &r->img);
+	p->ret = push_image_as(&r->cfg, &r->ctx, NULL, r->copts.session ? "session" : r->copts.cell,
+			       &r->img);
 	if (p->ret == 0) {
 		r->have_img = 1;
 		run_stage("image pushed");
 	}
-	if (p->ret == 0 && !p->push_only) {
-		if (engine_socket(&r->cfg.remote))
-			pull_early(r);
+	if (p->ret == 0 && p->what != PUSH_ONLY && engine_socket(&r->cfg.remote))
+		pull_early(r);
+	if (p->ret == 0 && p->what == PUSH_SUBMIT) {
 		/* Interrupted during that pull: no job is started at all. */
 		p->ret = interrupt_requested() ? error_set(PS_EXIT_INTERRUPTED, "interrupted") : run_submit(r);
 		if (p->ret == 0)
@@ -174,9 +175,9 @@ static int beside_login(struct run *r, struct pusher *p, int follow, int *rc)
 	return ret;
 }
 
-int run_push_beside_login(struct run *r)
+int run_push_beside_login(struct run *r, int pull)
 {
-	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL, 1 };
+	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL, pull ? PUSH_PULL : PUSH_ONLY };
 	int rc = 0;
 	return beside_login(r, &p, 0, &rc);
 }
@@ -191,7 +192,7 @@ int run_push_beside_login(struct run *r)
  */
 int run_overlapped(struct run *r)
 {
-	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL, 0 };
+	struct pusher p = { r, -1, 0, PS_EXIT_OK, NULL, NULL, PUSH_SUBMIT };
 	int fds[2], rc = 0, ret;
 
 	r->deferred = 1;
