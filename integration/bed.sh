@@ -12,7 +12,7 @@
 set -euo pipefail
 
 PY=/usr/bin/python3
-BASE_PACKAGES="python3,openmpi-bin,python3-mpi4py,procps"
+BASE_PACKAGES="python3,openmpi-bin,python3-mpi4py,python3-numpy,procps"
 CACHE=${PYSTRIB_BED_CACHE:-/var/cache/pystrib-bed}
 
 die() { echo "bed: $*" >&2; exit 1; }
@@ -358,7 +358,8 @@ stop_hosts() {
 	fi
 }
 
-# The base image: Debian bookworm with python3, Open MPI and mpi4py, made by
+# The base image: Debian bookworm with python3, Open MPI, mpi4py and numpy
+# (sessions push and pull numpy arrays: t0702), made by
 # mmdebstrap from this machine's own apt sources (no internet), laid out as
 # an OCI image by hand, cached by a hash of what goes into it.
 build_base_cache() {

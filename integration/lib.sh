@@ -10,6 +10,7 @@
 # The bed and cleanups:
 #   bed_up SERVICES...      start a bed in $LIB_DIR (stopped on exit), source its env
 #   bed_engines             export DOCKER_HOST and CONTAINERS_* for the bed's engines
+#   bed_engine ENGINE ARGS...   the bed's docker or podman client (ENGINE), e.g. bed_engine podman ps -a
 #   cleanup COMMAND...      run COMMAND once on EXIT, INT or TERM; last registered first
 #                           (background jobs still running are killed before any)
 #   skip_all REASON         the scenario cannot run here: say why, exit 0
@@ -40,6 +41,9 @@
 #   free_port               a TCP port free on 127.0.0.1 now
 #   bed_ssh ARGS...         ssh to the bed's sshd as the bed's user, its host key verified
 #   sshd_new_host_key       restart the bed's sshd with a new host key
+#   interrupt_after OUT ERR PATTERN N COMMAND...   runs COMMAND in the background (stdout in
+#                           OUT, stderr in ERR) until N lines of OUT match PATTERN (10 s at
+#                           most), SIGINTs it and waits: $rc its exit, $took_ms from the SIGINT
 #   job_id_from_json FILE   the id of the first "job" event in pystrib --json output
 #   job_id_from_err FILE    the id in the "pystrib: job ID: ..." line run prints on stderr
 #                           (for runs whose text output a check reads)
@@ -277,6 +281,33 @@ bed_engines() {
 	[ -z "${BED_DOCKER_HOST:-}" ] || export DOCKER_HOST=$BED_DOCKER_HOST
 	[ -z "${BED_CONTAINERS_CONF:-}" ] ||
 		export CONTAINERS_CONF=$BED_CONTAINERS_CONF CONTAINERS_STORAGE_CONF=$BED_CONTAINERS_STORAGE_CONF
+}
+
+bed_engine() {
+	local engine=$1
+	shift
+	if [ "$engine" = docker ]; then
+		DOCKER_HOST=$BED_DOCKER_HOST "$DOCKER" "$@"
+	else
+		CONTAINERS_CONF=$BED_CONTAINERS_CONF CONTAINERS_STORAGE_CONF=$BED_CONTAINERS_STORAGE_CONF podman "$@"
+	fi
+}
+
+interrupt_after() {
+	local o=$1 e=$2 pattern=$3 n=$4 pid t0 c
+	shift 4
+	"$@" > "$o" 2> "$e" &
+	pid=$!
+	for _ in $(seq 100); do
+		c=$(grep -c -- "$pattern" "$o" 2>/dev/null)
+		[ "${c:-0}" -lt "$n" ] || break
+		sleep 0.1
+	done
+	t0=$(date +%s%N)
+	kill -INT "$pid"
+	wait "$pid"
+	rc=$?
+	took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 }
 
 free_port() {

@@ -4,7 +4,10 @@ framing (docs/events.md) on its stdin and stdout, as the notebook will.
     session_serve.py PYSTRIB CONFIG SESSION MODE
 
 MODE values: push values, use them in a cell, pull them back (16 MiB from
-one rank), status; bench: 30 trivial execs, prints
+one rank), status; arrays: a 100 MiB numpy array pushed to every rank,
+pulled back from rank 1, scattered and gathered, and a list scattered,
+changed by the ranks and gathered, each checked value by value and by its
+sha256 on both sides (t0702; numpy on both sides); bench: 30 trivial execs, prints
 the median in ms; drop: a cell printing 40 lines while every connection's
 sshd (children of the listener in $BED_DIR/ssh/sshd.pid) is killed after
 the 5th line: each line must arrive exactly once. Prints "ok ..." lines,
@@ -93,6 +96,65 @@ def values():
     check("status: idle with 2 ranks", st.get("state") == "idle" and len(st.get("ranks", [])) == 2, st)
 
 
+def outputs(rid):
+    """The output of exec rid, by rank, and its done."""
+    texts = {}
+    msgs = until_done(rid)
+    for m in msgs:
+        if m.get("op") == "output":
+            texts[m["rank"]] = texts.get(m["rank"], "") + m["text"]
+    return texts, msgs[-1]
+
+
+def arrays():
+    import hashlib
+    import numpy as np
+    signal.signal(signal.SIGALRM, lambda *_: sys.exit("FAIL arrays: no answer in 180 s"))
+    signal.alarm(180)
+    sha = lambda x: hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+    a = np.frombuffer(np.random.default_rng(14).bytes(100 << 20), dtype=np.int64)
+    line = "%s %s %s\n" % (a.dtype, a.shape, sha(a))
+    digest = "import hashlib\nsha = lambda x: hashlib.sha256(x.tobytes()).hexdigest()\n"
+    send({"op": "push", "id": "a1"}, pickle.dumps({"a": a}, protocol=4))
+    done = until_done("a1")[-1]
+    check("push: 100 MiB numpy array, done ok", done.get("status") == "ok", done)
+    send({"op": "exec", "id": "a2", "code": digest + "print(a.dtype, a.shape, sha(a))\n"})
+    texts, _ = outputs("a2")
+    check("push: each rank has the array, its sha256 the same", texts == {0: line, 1: line}, texts)
+    send({"op": "pull", "id": "a3", "names": ["a"], "ranks": [1]})
+    vals = [m for m in until_done("a3") if m.get("op") == "value"]
+    back = pickle.loads(vals[0]["payload"])["a"] if len(vals) == 1 else None
+    check("pull: 100 MiB back from rank 1, equal value by value and by sha256",
+          back is not None and back.dtype == a.dtype and np.array_equal(back, a) and sha(back) == sha(a))
+    del back, vals
+    send({"op": "scatter", "id": "a4", "name": "part"}, pickle.dumps(a, protocol=4))
+    done = until_done("a4")[-1]
+    check("scatter: 100 MiB numpy array, done ok", done.get("status") == "ok", done)
+    send({"op": "exec", "id": "a5", "code": digest + "print(len(part), sha(part))\n"})
+    texts, _ = outputs("a5")
+    want = {r: "%d %s\n" % (len(h), sha(h)) for r, h in enumerate(np.array_split(a, 2))}
+    check("scatter: each rank has its half (length and sha256)", texts == want, (texts, want))
+    send({"op": "gather", "id": "a6", "name": "part"})
+    vals = [m for m in until_done("a6") if m.get("op") == "value"]
+    back = pickle.loads(vals[0]["payload"]) if len(vals) == 1 else None
+    check("gather: the halves joined are the array, value by value and by sha256",
+          isinstance(back, np.ndarray) and back.dtype == a.dtype and np.array_equal(back, a) and sha(back) == sha(a))
+    del back, vals
+    send({"op": "scatter", "id": "l1", "name": "items"}, pickle.dumps(list(range(7)), protocol=4))
+    until_done("l1")
+    send({"op": "exec", "id": "l2", "code": "print(items)\nitems = [x * 10 + rank for x in items]\n"})
+    texts, _ = outputs("l2")
+    check("scatter: a list of 7 dealt 4 and 3", texts == {0: "[0, 1, 2, 3]\n", 1: "[4, 5, 6]\n"}, texts)
+    send({"op": "gather", "id": "l3", "name": "items"})
+    vals = [m for m in until_done("l3") if m.get("op") == "value"]
+    back = pickle.loads(vals[0]["payload"]) if len(vals) == 1 else None
+    check("gather: the ranks' changed lists joined in rank order",
+          back == [0, 10, 20, 30, 41, 51, 61], back)
+    send({"op": "exec", "id": "l4", "code": "del a, part\n"})
+    until_done("l4")
+    signal.alarm(0)
+
+
 def until_done_status(rid):
     while True:
         m = recv()
@@ -145,7 +207,7 @@ def drop():
     check("drop: the next cell runs on the same serve", texts == ["after 0\n", "after 1\n"], texts)
 
 
-{"values": values, "bench": bench, "drop": drop}[mode]()
+{"values": values, "arrays": arrays, "bench": bench, "drop": drop}[mode]()
 proc.stdin.close()
 rc = proc.wait(timeout=30)
 check("serve exits 0 at the end of its stdin", rc == 0, rc)

@@ -339,7 +339,9 @@ static int show_done(const char *id, const json_t *msg, double took)
 		return code;
 	json_array_foreach(ranks, i, rk) {
 		json_t *e = json_object_get(rk, "error");
-		if (!json_is_object(e))
+		const char *rs = json_string_value(json_object_get(rk, "status"));
+		/* A broken or stopped cell's ranks carry the hub's reason, said below. */
+		if (!json_is_object(e) || (rs && (!strcmp(rs, "broken") || !strcmp(rs, "stopped"))))
 			continue;
 		show_traceback((int)json_integer_value(json_object_get(rk, "rank")),
 			       json_string_value(json_object_get(e, "traceback")));
@@ -690,9 +692,11 @@ static void show_status(const struct jobrec *r, const json_t *st)
 	else if (idle > 0)
 		printf("  idle for %.0f s (last cell %lld)\n", now_wall() - idle,
 		       json_integer_value(json_object_get(st, "last_cell")));
-	if (json_is_object(broken))
-		printf("  broken: %s%s\n", json_string_value(json_object_get(broken, "reason")) ?: "?",
-		       json_is_integer(json_object_get(broken, "rank")) ? " (a rank)" : "");
+	if (json_is_object(broken) && json_is_integer(json_object_get(broken, "rank")))
+		printf("  broken: rank %lld %s\n", json_integer_value(json_object_get(broken, "rank")),
+		       json_string_value(json_object_get(broken, "reason")) ?: "?");
+	else if (json_is_object(broken))
+		printf("  broken: %s\n", json_string_value(json_object_get(broken, "reason")) ?: "?");
 	json_array_foreach(ranks, i, rk) {
 		json_t *g = json_object_get(rk, "gpus");
 		char *gpus = json_is_null(g) || !g ? xstrdup("-") : json_dumps(g, JSON_COMPACT | JSON_ENCODE_ANY);
