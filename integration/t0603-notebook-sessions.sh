@@ -22,7 +22,7 @@
 #   4. ipyparallel (003, 004): the %%px mpi4py cell on Cluster(n=4), and
 #      execute, %px, %autopx, push/pull, dict style, views, scatter, gather,
 #      map on Cluster(n=2); shutdown() leaving nothing;
-#   5. the docker runtime (the bed's base image: no torch, no numpy): the
+#   5. the docker runtime (the bed's base image: numpy but no torch): the
 #      same magics in a container, and %dist_shutdown, %distribute's and
 #      Cluster's sessions stopped leaving no container and no process.
 . "$(dirname "$0")/lib.sh"
@@ -414,7 +414,7 @@ for s in new:
     check(ok, "Cluster.shutdown() of %s leaves nothing" % s, left)
 
 # 5. The docker runtime: the config's default remote, the cell's image
-#    built from the bed's base (Open MPI and mpi4py; no torch, no numpy).
+#    built from the bed's base (Open MPI and mpi4py; numpy, no torch).
 def containers():
     r = subprocess.run(["/usr/bin/docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True,
                        text=True, env=dict(os.environ, DOCKER_HOST=os.environ["BED_DOCKER_HOST"]))
