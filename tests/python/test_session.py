@@ -677,6 +677,38 @@ def test_a_rank_that_dies_breaks_the_session(tmp_path):
         s.close()
 
 
+LAST_WORDS = {
+    "flush": "import os\nif rank == 1:\n    print('last words', flush=True)\n    os._exit(3)\n"
+             "import time\ntime.sleep(30)\n",
+    # Line-buffered as in a job (bootstrap.line_buffered): no flush needed.
+    "print": "import os\nif rank == 1:\n    print('last words')\n    os._exit(3)\n"
+             "import time\ntime.sleep(30)\n",
+    "segfault": "import ctypes, sys\nif rank == 1:\n    sys.stdout.write('last words\\n')\n"
+                "    ctypes.string_at(0)\nimport time\ntime.sleep(30)\n",
+}
+
+
+@pytest.mark.parametrize("how", sorted(LAST_WORDS))
+def test_a_dying_ranks_last_output_comes_before_broken(tmp_path, how):
+    s = Session(tmp_path, env={"PYSTRIB_SESSION_TORCH": "0"})
+    try:
+        c = s.client()
+        for _ in range(3):
+            got = c.exec("print('warm', rank)\n")
+            assert done_of(got)["status"] == "ok"
+        got = c.exec(LAST_WORDS[how])
+        ops = [(m["op"], m.get("rank"), m.get("text")) for m in got]
+        assert ("output", 1, "last words\n") in ops, ops
+        broken = [i for i, m in enumerate(got) if m["op"] == "broken"]
+        assert broken and ops.index(("output", 1, "last words\n")) < broken[0], ops
+        assert got[broken[0]]["rank"] == 1
+        assert done_of(got)["status"] == "broken"
+        cell = got[0]["cell"]
+        assert (s.job / "cells" / str(cell) / "rank.1.out").read_text() == "last words\n"
+    finally:
+        s.close()
+
+
 def test_a_killed_rank_says_which_signal(tmp_path):
     s = Session(tmp_path)
     try:
