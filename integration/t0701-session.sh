@@ -154,7 +154,7 @@ check_eq "a dying rank: exec exits 4" 4 "$?" || show dies.all
 check_grep "a dying rank: exec names it" "rank 1 exited 3" dies.all
 check_eq "a dying rank: its last words come before the broken message" \
 	"[1] last words|pystrib: session $sid is broken: rank 1 exited 3" \
-	"$(grep -e '^\[1\] last words$' -e 'is broken: rank 1' dies.all | paste -sd '|')" || show dies.all
+	"$(grep -e '^\[1\] last words$' -e '^pystrib: session .* is broken: rank 1' dies.all | paste -sd '|')" || show dies.all
 expect_exit 4 P session exec "$sid" c2.py
 check_grep "a broken session refuses the next cell" "broken" "$err"
 expect_exit 0 P session stop "$sid"
@@ -188,6 +188,24 @@ for _ in $(seq 100); do grep -qx succeeded "$jobs_dir/$sid4/state" 2>/dev/null &
 check_grep "idle timeout: the session stopped itself" '"stopped": *"idle"' "$jobs_dir/$sid4/session.json"
 sleep 0.5
 check_eq "idle timeout: no process left" "" "$(leftover "$sid4")"
+
+# 14b. A named session that stopped on its own (its record still says
+# running: no `jobs` ran since) does not hold its name: start asks the
+# remote, and the name goes to the new session.
+expect_exit 0 P session start --remote none -n 2 --no-project --idle-timeout 2 --name napper
+sid5=$(cat "$out")
+for _ in $(seq 100); do grep -qx succeeded "$jobs_dir/$sid5/state" 2>/dev/null && break; sleep 0.1; done
+check_grep "--name: the idle session's record still says running" '"state": *"running"' \
+	"$HOME/.local/state/pystrib/jobs/$sid5.json"
+expect_exit 0 P session start --remote none -n 2 --no-project --name napper
+sid6=$(cat "$out")
+check "--name: a name whose session ended on its own is free again" \
+	eval '[ -n "$sid6" ] && [ "$sid6" != "$sid5" ]' || show "$out" "$err"
+check_grep "--name: the ended session's record is brought up to date" '"state": *"succeeded"' \
+	"$HOME/.local/state/pystrib/jobs/$sid5.json"
+expect_exit 0 P session exec napper c1.py
+check_grep "--name: the name reaches the new session" -x "\[1\] set 41" "$out"
+expect_exit 0 P session stop napper
 
 # 15. docker: a session in a container; stop leaves no container.
 expect_exit 0 P session start -n 2 --no-project
