@@ -859,6 +859,7 @@ class Conn:
         self.processing = False
         self.rank = None
         self.events = 0
+        self.client = None        # the token a client's hello gave (`client`)
 
     def fileno(self):
         return self.sock.fileno()
@@ -1046,6 +1047,7 @@ class Hub:
         self.relays = []
         self.stuck = []
         self.shm_before = set()
+        self.started_refs = collections.OrderedDict()   # client token: {ref: cell or None}
 
     # -- files
 
@@ -1265,11 +1267,24 @@ class Hub:
         return "rank %d %s" % (b["rank"], b["reason"])
 
     def hello(self, conn, msg):
+        token = msg.get("client")
+        if isinstance(token, str) and token:
+            # The same client again: its old connection ends here, so what
+            # it had queued is dropped before the answer says what started.
+            for old in [c for c in self.conns if c is not conn and c.client == token]:
+                self.lost(old)
+            conn.client = token
         job = self.job
-        conn.send_msg({"op": "hello", "id": msg.get("id"), "protocol": PROTOCOL,
-                       "session": os.path.basename(self.dir), "np": self.np,
-                       "state": self.state, "cell": job.seq if job else None,
-                       "last_cell": self.seq, "broken": self.broken})
+        reply = {"op": "hello", "id": msg.get("id"), "protocol": PROTOCOL,
+                 "session": os.path.basename(self.dir), "np": self.np,
+                 "state": self.state, "cell": job.seq if job else None,
+                 "last_cell": self.seq, "broken": self.broken}
+        refs = msg.get("refs")
+        if conn.client and isinstance(refs, list):
+            known = self.started_refs.get(conn.client, {})
+            reply["started"] = [{"ref": r, "cell": known[r]} for r in refs
+                                if isinstance(r, (int, str)) and r in known]
+        conn.send_msg(reply)
         replay = msg.get("replay")
         if isinstance(replay, dict):
             self.replay(conn, msg.get("id"), replay)
@@ -1379,8 +1394,22 @@ class Hub:
             job.spool = spool
             self.state = "busy"
             getattr(self, "start_" + job.op)(job)
+            self.note_started(conn, msg.get("ref"), job.seq)
             if self.job is job:
                 self.save()
+
+    def note_started(self, conn, ref, seq):
+        """Remembers that a client's request (its `ref`) started, for the
+        hello of that client's next connection (the last 1024 of 64 clients)."""
+        if conn.client is None or not isinstance(ref, (int, str)):
+            return
+        refs = self.started_refs.pop(conn.client, None) or collections.OrderedDict()
+        self.started_refs[conn.client] = refs
+        refs[ref] = seq
+        while len(refs) > 1024:
+            refs.popitem(last=False)
+        while len(self.started_refs) > 64:
+            self.started_refs.popitem(last=False)
 
     def worker(self, rank):
         return self.ranks[rank]["conn"]

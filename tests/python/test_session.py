@@ -481,6 +481,41 @@ def test_requests_wait_their_turn(session):
         c.close()
 
 
+def hello_as(session, token, refs=None):
+    c = Client(str(session.job / "hub.sock"))
+    msg = {"op": "hello", "id": "h", "client": token}
+    if refs is not None:
+        msg["refs"] = refs
+    c.send(msg)
+    c.hello = c.recv()
+    assert c.hello["op"] == "hello", c.hello
+    return c
+
+
+def test_a_client_learns_which_of_its_requests_started(session):
+    first = hello_as(session, "tok-1")
+    first.send({"op": "exec", "id": "a", "ref": 1,
+                "code": "import time\ntime.sleep(0.6)\nprint('a ran')\n"})
+    first.send({"op": "exec", "id": "b", "ref": 2, "code": "print('b ran')\n"})
+    started = first.recv()
+    assert started["op"] == "started" and started["id"] == "a"
+    first.close()
+    # The old connection is ended by the new hello (whether or not the hub
+    # saw it close): b, queued, is dropped and said not to have started.
+    again = hello_as(session, "tok-1", refs=[1, 2])
+    assert again.hello["started"] == [{"ref": 1, "cell": started["cell"]}]
+    again.send({"op": "exec", "id": "b", "ref": 2, "code": "print('b ran')\n"})
+    got = again.until_done("b")
+    assert text_of(got, 0) == "b ran\n" and done_of(got)["cell"] == started["cell"] + 1
+    late = hello_as(session, "tok-1", refs=[1, 2, 3])
+    assert late.hello["started"] == [{"ref": 1, "cell": started["cell"]},
+                                     {"ref": 2, "cell": started["cell"] + 1}]
+    other = hello_as(session, "tok-2", refs=[1])
+    assert other.hello["started"] == []
+    for c in (again, late, other):
+        c.close()
+
+
 def test_a_queued_push_does_not_hold_back_an_interrupt(session, client):
     rid = client.request({"op": "exec", "code": "import time\nprint('busy', flush=True)\n"
                           "time.sleep(60)\n"})
