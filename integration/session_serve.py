@@ -10,7 +10,8 @@ changed by the ranks and gathered, each checked value by value and by its
 sha256 on both sides (t0702; numpy on both sides); bench: 30 trivial execs, prints
 the median in ms; drop: a cell printing 40 lines while every connection's
 sshd (children of the listener in $BED_DIR/ssh/sshd.pid) is killed after
-the 5th line: each line must arrive exactly once. Prints "ok ..." lines,
+the 5th line, with a second exec queued behind it: each line must arrive
+exactly once, and the queued exec runs once after the reconnection. Prints "ok ..." lines,
 "FAIL ..." on a failure, exits 1 if any failed."""
 import json
 import os
@@ -184,27 +185,35 @@ def kill_connections():
 def drop():
     code = "import time\nfor i in range(40):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
     send({"op": "exec", "id": "d1", "code": code, "ranks": [0]})
-    seen, killed, states = [], [], []
-    while True:
+    # Queued behind d1 when the connection drops: the hub drops it with the
+    # connection, serve sends it again once reconnected, and it runs once.
+    send({"op": "exec", "id": "q1", "code": "runs = globals().get('runs', 0) + 1\n"
+          "print('queued ran', runs)\n", "ranks": [0]})
+    seen, queued, killed, states, ends = [], [], [], [], {}
+    while len(ends) < 2:
         m = recv()
         if m.get("op") == "output":
-            seen.append(m["text"])
+            (seen if m.get("id") == "d1" else queued).append(m["text"])
             if len(seen) == 5 and not killed:
                 killed = kill_connections()
         if m.get("op") == "serve":
             states.append(m.get("state"))
-        if m.get("id") == "d1" and m.get("op") in ("done", "error"):
-            done = m
-            break
+        if m.get("id") in ("d1", "q1") and m.get("op") in ("done", "error"):
+            ends[m["id"]] = m
+    done = ends["d1"]
     check("drop: the connection's sshd was killed (%s)" % killed, bool(killed))
     check("drop: serve reconnected", states[:2] == ["reconnecting", "reconnected"], states)
     text = "".join(seen)
     want = "".join("line %d\n" % i for i in range(40))
     check("drop: every line arrived exactly once, in order", text == want, text)
     check("drop: the cell's done came", done.get("status") == "ok", done)
-    send({"op": "exec", "id": "d2", "code": "print('after', rank)\n"})
+    check("drop: the queued request ran after the reconnection, once",
+          ends["q1"].get("op") == "done" and ends["q1"].get("status") == "ok"
+          and queued == ["queued ran 1\n"], (ends["q1"], queued))
+    send({"op": "exec", "id": "d2", "code": "print('after', rank, globals().get('runs'))\n"})
     texts = sorted(m["text"] for m in until_done("d2") if m.get("op") == "output")
-    check("drop: the next cell runs on the same serve", texts == ["after 0\n", "after 1\n"], texts)
+    check("drop: the next cell runs on the same serve, the queued one ran once",
+          texts == ["after 0 1\n", "after 1 None\n"], texts)
 
 
 {"values": values, "arrays": arrays, "bench": bench, "drop": drop}[mode]()

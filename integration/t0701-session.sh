@@ -7,7 +7,7 @@
 # status; killing serve's sshd mid-cell loses and repeats no line; attach
 # after pystrib was killed mid-cell shows the whole cell; gc keeps a live
 # session; another local user cannot connect to hub.sock; a rank's os._exit
-# makes exec exit 4 naming it; stop, cancel and --idle-timeout leave no
+# makes exec exit 4 naming it, after its last output; stop, cancel and --idle-timeout leave no
 # process (and with docker no container); project files edited between
 # cells reach the ranks (none and docker). Prints the median of 30 `session
 # exec` and of 30 execs through one `serve` (SESSION_BENCH=0 skips both).
@@ -148,9 +148,13 @@ if [ "${SESSION_BENCH:-1}" != 0 ]; then
 fi
 
 # 12. A rank that dies: exit 4 naming it; stop leaves nothing.
-printf 'import os\nif rank == 1:\n    os._exit(3)\nimport time; time.sleep(5)\n' > dies.py
-expect_exit 4 P session exec "$sid" dies.py
-check_grep "a dying rank: exec names it" "rank 1 exited 3" "$err"
+printf 'import os\nif rank == 1:\n    print("last words")\n    os._exit(3)\nimport time; time.sleep(5)\n' > dies.py
+P session exec "$sid" dies.py > dies.all 2>&1
+check_eq "a dying rank: exec exits 4" 4 "$?" || show dies.all
+check_grep "a dying rank: exec names it" "rank 1 exited 3" dies.all
+check_eq "a dying rank: its last words come before the broken message" \
+	"[1] last words|pystrib: session $sid is broken: rank 1 exited 3" \
+	"$(grep -e '^\[1\] last words$' -e '^pystrib: session .* is broken: rank 1' dies.all | paste -sd '|')" || show dies.all
 expect_exit 4 P session exec "$sid" c2.py
 check_grep "a broken session refuses the next cell" "broken" "$err"
 expect_exit 0 P session stop "$sid"
@@ -184,6 +188,24 @@ for _ in $(seq 100); do grep -qx succeeded "$jobs_dir/$sid4/state" 2>/dev/null &
 check_grep "idle timeout: the session stopped itself" '"stopped": *"idle"' "$jobs_dir/$sid4/session.json"
 sleep 0.5
 check_eq "idle timeout: no process left" "" "$(leftover "$sid4")"
+
+# 14b. A named session that stopped on its own (its record still says
+# running: no `jobs` ran since) does not hold its name: start asks the
+# remote, and the name goes to the new session.
+expect_exit 0 P session start --remote none -n 2 --no-project --idle-timeout 2 --name napper
+sid5=$(cat "$out")
+for _ in $(seq 100); do grep -qx succeeded "$jobs_dir/$sid5/state" 2>/dev/null && break; sleep 0.1; done
+check_grep "--name: the idle session's record still says running" '"state": *"running"' \
+	"$HOME/.local/state/pystrib/jobs/$sid5.json"
+expect_exit 0 P session start --remote none -n 2 --no-project --name napper
+sid6=$(cat "$out")
+check "--name: a name whose session ended on its own is free again" \
+	eval '[ -n "$sid6" ] && [ "$sid6" != "$sid5" ]' || show "$out" "$err"
+check_grep "--name: the ended session's record is brought up to date" '"state": *"succeeded"' \
+	"$HOME/.local/state/pystrib/jobs/$sid5.json"
+expect_exit 0 P session exec napper c1.py
+check_grep "--name: the name reaches the new session" -x "\[1\] set 41" "$out"
+expect_exit 0 P session stop napper
 
 # 15. docker: a session in a container; stop leaves no container.
 expect_exit 0 P session start -n 2 --no-project

@@ -7,9 +7,12 @@
 #include "commands.h"
 #include "error.h"
 #include "launch.h"
+#include "log.h"
 #include "run.h"
+#include "jobremote.h"
 #include "jobstate.h"
 #include "session.h"
+#include "ssh.h"
 #include "util.h"
 
 const char cmd_session_help[] =
@@ -160,6 +163,26 @@ static int parse_start(struct run *r, int argc, char **argv)
 	return run_load_config(r, flags);
 }
 
+/*
+ * 1 when the record r (not final) is still live: its remote is asked, as
+ * `pystrib jobs` does, since a session may have ended on its own (idle
+ * timeout) with its record still saying running. Unreachable: live.
+ */
+static int still_live(struct jobrec *r)
+{
+	struct config cfg;
+	struct ssh_conn *conn = NULL;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (jobrec_connect(r, cli.config_file, &cfg, &conn) < 0 || jobrec_check(conn, &cfg, r) < 0) {
+		log_info("session %s: its state could not be asked: %s", r->id, error_message());
+		error_clear();
+	}
+	ssh_conn_free(conn);
+	config_release(&cfg);
+	return !job_state_final(r->state);
+}
+
 /* A name that a live session has already is refused (one session per name). */
 static int name_free(const char *name)
 {
@@ -172,7 +195,8 @@ static int name_free(const char *name)
 	if (jobrec_list(&v, &n) < 0)
 		return -1;
 	for (size_t i = 0; i < n && ret == 0; i++) {
-		if (v[i].name && !strcmp(v[i].name, name) && !job_state_final(v[i].state)) {
+		if (v[i].name && !strcmp(v[i].name, name) && !job_state_final(v[i].state) &&
+		    still_live(&v[i])) {
 			error_set(PS_EXIT_USAGE, "session '%s' is %s already (%s)", name,
 				  v[i].state ? v[i].state : "running", v[i].id);
 			ret = error_hint("stop it first ('pystrib session stop %s'), or choose "

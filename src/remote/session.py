@@ -81,12 +81,13 @@ def exit_reason(status):
 
 
 class Wire:
-    """The worker's blocking connection to the hub; sends from two threads."""
+    """The worker's connection to the hub: it reads the hub's messages from
+    the rank's socket and writes its own to the supervisor (a socketpair),
+    which sends them on (Relay)."""
 
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(sock_path(path))
-        self.rfile = self.sock.makefile("rb", buffering=CHUNK)
+    def __init__(self, hub, out):
+        self.sock = out
+        self.rfile = hub.makefile("rb", buffering=CHUNK)
         self.lock = threading.Lock()
 
     def send(self, msg, payload=None):
@@ -119,47 +120,57 @@ class Wire:
 
 
 class Capture:
-    """fds 1 and 2 become pipes; a thread sends what arrives to the hub, line by line."""
+    """The worker's fds 1 and 2 become the write ends of the supervisor's pipes."""
 
-    def __init__(self, wire):
-        self.wire = wire
-        self.marker = b"\x00PYSTRIB-SYNC-%s\x00" % os.urandom(8).hex().encode()
-        self.synced = threading.Event()
-        self.streams = {}
-        self.writers = []
+    def __init__(self, writers):
         sys.stdout.flush()
         sys.stderr.flush()
-        for fd, name in ((1, "stdout"), (2, "stderr")):
-            r, w = os.pipe()
+        for fd, w in zip((1, 2), writers):
             os.dup2(w, fd)
-            # Our own write end: the markers get through a cell that moved fd 1.
-            self.writers.append(w)
-            self.streams[r] = {"name": name, "held": b"", "text": "",
-                               "decoder": codecs.getincrementaldecoder("utf-8")("replace")}
-        self.pending_sync = 0
-        self.thread = threading.Thread(target=self.run, name="pystrib-capture", daemon=True)
-        self.thread.start()
+            os.close(w)
 
     def sync(self):
-        """Returns once everything written to fds 1 and 2 so far has been sent."""
+        """Python's buffers to fds 1 and 2: what a message sent after this
+        follows (the supervisor reads the pipes before it sends a message on)."""
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except Exception:
             pass
-        self.synced.clear()
-        self.pending_sync = 2
-        for fd in self.writers:
-            os.write(fd, self.marker)
-        self.synced.wait(10)
+
+
+class Relay:
+    """The supervisor's side: the one writer on the rank's connection to the
+    hub. It reads the worker's fds 1 and 2 (pipes) and the worker's messages
+    (a socketpair); before it sends a message on it sends what the pipes
+    hold, so everything written before the worker sent a message (a cell's
+    done) comes before it, and after the worker died, what it wrote comes
+    before the supervisor's exit. It lives in the process that outlives the
+    worker: nothing written to the pipes is lost with the worker."""
+
+    def __init__(self, hub, msgs, readers):
+        self.hub, self.msgs = hub, msgs
+        self.streams = {}
+        for r, name in zip(readers, ("stdout", "stderr")):
+            os.set_blocking(r, False)
+            self.streams[r] = {"name": name, "text": "",
+                               "decoder": codecs.getincrementaldecoder("utf-8")("replace")}
+        self.inbuf = bytearray()
+        self.left = 0             # payload bytes of the message being relayed
+        self.greeted = False      # the worker's hello went: output may follow
+        self.hub_ok = True
+
+    def send(self, data):
+        if self.hub_ok:
+            try:
+                self.hub.sendall(data)
+            except OSError:
+                self.hub_ok = False
 
     def emit(self, stream, text):
         while text:
             part, text = text[:TEXT_CHUNK], text[TEXT_CHUNK:]
-            try:
-                self.wire.send({"op": "output", "stream": stream["name"], "text": part})
-            except OSError:
-                return
+            self.send(encode({"op": "output", "stream": stream["name"], "text": part}))
 
     def feed(self, stream, data, final):
         text = stream["text"] + stream["decoder"].decode(data, final)
@@ -170,31 +181,72 @@ class Capture:
             if len(text) - cut > TEXT_CHUNK:
                 cut = len(text)
         stream["text"] = text[cut:]
+        if not self.greeted:
+            # Before the hello the hub knows no rank here: the job's log.
+            try:
+                write_all(1 if stream["name"] == "stdout" else 2, text[:cut].encode("utf-8"))
+            except OSError:
+                pass
+            return
         self.emit(stream, text[:cut])
 
-    def take(self, fd, data):
-        stream = self.streams[fd]
-        data = stream["held"] + data
+    def read_pipe(self, fd):
+        """What the pipe holds now; False at its end."""
         while True:
-            i = data.find(self.marker)
-            if i < 0:
-                break
-            self.feed(stream, data[:i], True)
-            data = data[i + len(self.marker):]
-            self.pending_sync -= 1
-            if self.pending_sync <= 0:
-                self.synced.set()
-        keep = 0
-        for k in range(min(len(self.marker) - 1, len(data)), 0, -1):
-            if self.marker.startswith(data[-k:]):
-                keep = k
-                break
-        stream["held"] = data[len(data) - keep:] if keep else b""
-        self.feed(stream, data[:len(data) - keep], False)
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            self.feed(self.streams[fd], data, False)
 
-    def run(self):
-        fds = list(self.streams)
+    def drain(self):
+        """Everything the pipes hold, partial lines included, sent now."""
+        for fd in list(self.streams):
+            self.read_pipe(fd)
+        for stream in self.streams.values():
+            if stream["text"]:
+                self.feed(stream, b"", True)
+
+    def from_worker(self, data):
+        self.inbuf += data
+        while self.inbuf:
+            if self.left:
+                n = min(self.left, len(self.inbuf))
+                self.send(bytes(self.inbuf[:n]))
+                del self.inbuf[:n]
+                self.left -= n
+                continue
+            i = self.inbuf.find(b"\n")
+            if i < 0:
+                return
+            line = bytes(self.inbuf[:i + 1])
+            del self.inbuf[:i + 1]
+            if self.greeted:
+                self.drain()
+            size = 0
+            if b'"bytes"' in line:
+                try:
+                    size = json.loads(line.decode("utf-8")).get("bytes") or 0
+                except ValueError:
+                    size = 0
+            self.send(line)
+            self.left = size if isinstance(size, int) and size > 0 else 0
+            self.greeted = True
+
+    def at_boundary(self):
+        return not self.inbuf and not self.left
+
+    def run(self, dead):
+        """Relays until the worker ended (dead becomes readable)."""
+        open_msgs = True
         while True:
+            fds = [dead] + ([self.msgs] if open_msgs else [])
+            if self.greeted and self.at_boundary():
+                fds += list(self.streams)
             partial = any(s["text"] for s in self.streams.values())
             ready, _, _ = select.select(fds, [], [], PARTIAL_DELAY if partial else None)
             if not ready:
@@ -202,15 +254,43 @@ class Capture:
                     if stream["text"]:
                         self.feed(stream, b"", True)
                 continue
-            for fd in ready:
-                data = os.read(fd, 65536)
+            if self.msgs in ready:
+                data = self.msgs.recv(CHUNK)
                 if data:
-                    self.take(fd, data)
+                    self.from_worker(data)
+                else:
+                    open_msgs = False
+            for fd in ready:
+                if fd in self.streams and self.at_boundary():
+                    self.read_pipe(fd)
+            if dead in ready:
+                return
+
+    def finish(self):
+        """After the worker ended: the rest of its messages, then of its output."""
+        self.msgs.setblocking(False)
+        while True:
+            try:
+                data = self.msgs.recv(CHUNK)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            self.from_worker(data)
+        if self.left:
+            # It died in the middle of a payload: zeros keep the hub's framing.
+            while self.left:
+                n = min(self.left, CHUNK)
+                self.send(bytes(n))
+                self.left -= n
+        self.inbuf.clear()
+        self.drain()
 
 
 class Worker:
-    def __init__(self, jobdir):
+    def __init__(self, jobdir, hub=None, out=None, writers=()):
         self.jobdir = jobdir
+        self.hub, self.out, self.writers = hub, out, writers
         self.in_cell = False
         # Between the cell's "begin" and its first line: an interrupt the hub
         # sent then is the cell's, raised as soon as it starts.
@@ -434,8 +514,8 @@ class Worker:
         signal.signal(signal.SIGINT, self.on_sigint)
         signal.signal(signal.SIGTERM, bootstrap._on_sigterm)
         self.setup()
-        self.wire = Wire(os.path.join(self.jobdir, "ranks.sock"))
-        self.capture = Capture(self.wire)
+        self.wire = Wire(self.hub, self.out)
+        self.capture = Capture(self.writers)
         self.hello()
         error = self.init_parallel()
         self.capture.sync()
@@ -459,14 +539,21 @@ def die_with_parent():
         pass
 
 
-def report_exit(jobdir, rank, pid, status):
+def report_exit(jobdir, rank, pid, status, relay=None):
+    """Says how the worker ended: on the rank's own connection after the
+    rest of its output (relay), else on a connection of its own."""
     reason, code = exit_reason(status)
+    line = encode({"op": "exit", "rank": rank, "pid": pid, "reason": reason,
+                   "code": code, "time": time.time()})
+    if relay is not None and relay.greeted:
+        relay.send(line)
+        if relay.hub_ok:
+            return code
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(5)
         sock.connect(sock_path(os.path.join(jobdir, "ranks.sock")))
-        sock.sendall(encode({"op": "exit", "rank": rank, "pid": pid, "reason": reason,
-                             "code": code, "time": time.time()}))
+        sock.sendall(line)
         sock.close()
     except OSError:
         pass
@@ -474,15 +561,23 @@ def report_exit(jobdir, rank, pid, status):
 
 
 def worker_main(jobdir):
-    """Forks: the child is the worker, this process waits to say how it ended."""
+    """Forks: the child is the worker; this process (the supervisor) relays
+    its output and messages to the hub (Relay) and says how it ended."""
     rank = bootstrap.topology()[0]
     forward = {}
+    hub = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hub.connect(sock_path(os.path.join(jobdir, "ranks.sock")))
+    mine, theirs = socket.socketpair()
+    pipes = [os.pipe(), os.pipe()]
     pid = os.fork()
     if pid == 0:
         die_with_parent()
+        mine.close()
+        for r, _ in pipes:
+            os.close(r)
         code = 1
         try:
-            code = Worker(jobdir).main()
+            code = Worker(jobdir, hub, theirs, [w for _, w in pipes]).main()
         except SystemExit as e:
             code = bootstrap.exit_code_of(e)
         except BaseException:
@@ -494,8 +589,12 @@ def worker_main(jobdir):
             except Exception:
                 pass
         sys.exit(code)
+    theirs.close()
+    for _, w in pipes:
+        os.close(w)
+    relay = Relay(hub, mine, [r for r, _ in pipes])
 
-    def relay(signum, frame):
+    def relay_signal(signum, frame):
         forward["sig"] = signum
         try:
             os.kill(pid, signum)
@@ -503,15 +602,30 @@ def worker_main(jobdir):
             pass
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, relay)
-    signal.signal(signal.SIGHUP, relay)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except ChildProcessError:
-            return 1
-    code = report_exit(jobdir, rank, pid, status)
+    signal.signal(signal.SIGTERM, relay_signal)
+    signal.signal(signal.SIGHUP, relay_signal)
+    dead_r, dead_w = os.pipe()
+    ended = {}
+
+    def wait():
+        while True:
+            try:
+                ended["status"] = os.waitpid(pid, 0)[1]
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+        os.write(dead_w, b"x")
+
+    threading.Thread(target=wait, name="pystrib-wait", daemon=True).start()
+    relay.run(dead_r)
+    if "status" not in ended:
+        return 1
+    status = ended["status"]
+    relay.finish()
+    code = report_exit(jobdir, rank, pid, status, relay)
+    hub.close()
     if os.WIFSIGNALED(status):
         signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
         os.kill(os.getpid(), os.WTERMSIG(status))
@@ -748,6 +862,7 @@ class Conn:
         self.processing = False
         self.rank = None
         self.events = 0
+        self.client = None        # the token a client's hello gave (`client`)
 
     def fileno(self):
         return self.sock.fileno()
@@ -935,6 +1050,7 @@ class Hub:
         self.relays = []
         self.stuck = []
         self.shm_before = set()
+        self.started_refs = collections.OrderedDict()   # client token: {ref: cell or None}
 
     # -- files
 
@@ -1154,11 +1270,24 @@ class Hub:
         return "rank %d %s" % (b["rank"], b["reason"])
 
     def hello(self, conn, msg):
+        token = msg.get("client")
+        if isinstance(token, str) and token:
+            # The same client again: its old connection ends here, so what
+            # it had queued is dropped before the answer says what started.
+            for old in [c for c in self.conns if c is not conn and c.client == token]:
+                self.lost(old)
+            conn.client = token
         job = self.job
-        conn.send_msg({"op": "hello", "id": msg.get("id"), "protocol": PROTOCOL,
-                       "session": os.path.basename(self.dir), "np": self.np,
-                       "state": self.state, "cell": job.seq if job else None,
-                       "last_cell": self.seq, "broken": self.broken})
+        reply = {"op": "hello", "id": msg.get("id"), "protocol": PROTOCOL,
+                 "session": os.path.basename(self.dir), "np": self.np,
+                 "state": self.state, "cell": job.seq if job else None,
+                 "last_cell": self.seq, "broken": self.broken}
+        refs = msg.get("refs")
+        if conn.client and isinstance(refs, list):
+            known = self.started_refs.get(conn.client, {})
+            reply["started"] = [{"ref": r, "cell": known[r]} for r in refs
+                                if isinstance(r, (int, str)) and r in known]
+        conn.send_msg(reply)
         replay = msg.get("replay")
         if isinstance(replay, dict):
             self.replay(conn, msg.get("id"), replay)
@@ -1268,8 +1397,22 @@ class Hub:
             job.spool = spool
             self.state = "busy"
             getattr(self, "start_" + job.op)(job)
+            self.note_started(conn, msg.get("ref"), job.seq)
             if self.job is job:
                 self.save()
+
+    def note_started(self, conn, ref, seq):
+        """Remembers that a client's request (its `ref`) started, for the
+        hello of that client's next connection (the last 1024 of 64 clients)."""
+        if conn.client is None or not isinstance(ref, (int, str)):
+            return
+        refs = self.started_refs.pop(conn.client, None) or collections.OrderedDict()
+        self.started_refs[conn.client] = refs
+        refs[ref] = seq
+        while len(refs) > 1024:
+            refs.popitem(last=False)
+        while len(self.started_refs) > 64:
+            self.started_refs.popitem(last=False)
 
     def worker(self, rank):
         return self.ranks[rank]["conn"]

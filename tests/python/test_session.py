@@ -481,6 +481,41 @@ def test_requests_wait_their_turn(session):
         c.close()
 
 
+def hello_as(session, token, refs=None):
+    c = Client(str(session.job / "hub.sock"))
+    msg = {"op": "hello", "id": "h", "client": token}
+    if refs is not None:
+        msg["refs"] = refs
+    c.send(msg)
+    c.hello = c.recv()
+    assert c.hello["op"] == "hello", c.hello
+    return c
+
+
+def test_a_client_learns_which_of_its_requests_started(session):
+    first = hello_as(session, "tok-1")
+    first.send({"op": "exec", "id": "a", "ref": 1,
+                "code": "import time\ntime.sleep(0.6)\nprint('a ran')\n"})
+    first.send({"op": "exec", "id": "b", "ref": 2, "code": "print('b ran')\n"})
+    started = first.recv()
+    assert started["op"] == "started" and started["id"] == "a"
+    first.close()
+    # The old connection is ended by the new hello (whether or not the hub
+    # saw it close): b, queued, is dropped and said not to have started.
+    again = hello_as(session, "tok-1", refs=[1, 2])
+    assert again.hello["started"] == [{"ref": 1, "cell": started["cell"]}]
+    again.send({"op": "exec", "id": "b", "ref": 2, "code": "print('b ran')\n"})
+    got = again.until_done("b")
+    assert text_of(got, 0) == "b ran\n" and done_of(got)["cell"] == started["cell"] + 1
+    late = hello_as(session, "tok-1", refs=[1, 2, 3])
+    assert late.hello["started"] == [{"ref": 1, "cell": started["cell"]},
+                                     {"ref": 2, "cell": started["cell"] + 1}]
+    other = hello_as(session, "tok-2", refs=[1])
+    assert other.hello["started"] == []
+    for c in (again, late, other):
+        c.close()
+
+
 def test_a_queued_push_does_not_hold_back_an_interrupt(session, client):
     rid = client.request({"op": "exec", "code": "import time\nprint('busy', flush=True)\n"
                           "time.sleep(60)\n"})
@@ -673,6 +708,38 @@ def test_a_rank_that_dies_breaks_the_session(tmp_path):
         c.request({"op": "stop"})
         assert c.recv()["op"] == "stopped"
         assert_clean_end(s, "stop")
+    finally:
+        s.close()
+
+
+LAST_WORDS = {
+    "flush": "import os\nif rank == 1:\n    print('last words', flush=True)\n    os._exit(3)\n"
+             "import time\ntime.sleep(30)\n",
+    # Line-buffered as in a job (bootstrap.line_buffered): no flush needed.
+    "print": "import os\nif rank == 1:\n    print('last words')\n    os._exit(3)\n"
+             "import time\ntime.sleep(30)\n",
+    "segfault": "import ctypes, sys\nif rank == 1:\n    sys.stdout.write('last words\\n')\n"
+                "    ctypes.string_at(0)\nimport time\ntime.sleep(30)\n",
+}
+
+
+@pytest.mark.parametrize("how", sorted(LAST_WORDS))
+def test_a_dying_ranks_last_output_comes_before_broken(tmp_path, how):
+    s = Session(tmp_path, env={"PYSTRIB_SESSION_TORCH": "0"})
+    try:
+        c = s.client()
+        for _ in range(3):
+            got = c.exec("print('warm', rank)\n")
+            assert done_of(got)["status"] == "ok"
+        got = c.exec(LAST_WORDS[how])
+        ops = [(m["op"], m.get("rank"), m.get("text")) for m in got]
+        assert ("output", 1, "last words\n") in ops, ops
+        broken = [i for i, m in enumerate(got) if m["op"] == "broken"]
+        assert broken and ops.index(("output", 1, "last words\n")) < broken[0], ops
+        assert got[broken[0]]["rank"] == 1
+        assert done_of(got)["status"] == "broken"
+        cell = got[0]["cell"]
+        assert (s.job / "cells" / str(cell) / "rank.1.out").read_text() == "last words\n"
     finally:
         s.close()
 
