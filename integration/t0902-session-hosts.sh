@@ -5,8 +5,9 @@
 # read by the next on every rank; an mpi4py allreduce over both hosts is
 # right; RANK, LOCAL_RANK and MASTER_ADDR as for a job; --ranks 3 runs only
 # on h2's rank; h2's processes killed mid-cell break the session, naming the
-# rank and its host (exec exits 4, nothing hangs); stop, cancel and the idle
-# timeout leave no hub, worker, orted or forward on either host.
+# rank and its host (exec exits 4, nothing hangs), and so does h2 lost
+# whole; stop, cancel and the idle timeout leave no hub, worker, orted or
+# forward on either host.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
 command -v ip >/dev/null 2>&1 || skip_all "no ip (iproute2)"
@@ -115,7 +116,31 @@ check_grep "status says broken" "broken" "$out"
 expect_exit 0 P session stop "$sid"
 check "stop of a broken session: nothing left on h1 or h2" none_left || show_procs
 
-# 7. cancel, and the idle timeout, stop every host.
+# 7. h2 lost whole (its sshd and everything on it) mid-cell: broken, named.
+h2_sshd_start() {
+	local d=$BED_DIR/hosts
+	ip netns exec h2 unshare -m -u --propagation private sh -c \
+		"hostname h2 && mount --bind '$d/h2-work' '$BED_DIR/pair-work' && exec /usr/sbin/sshd -f '$d/h2-sshd_config' -E '$d/h2-sshd.log'"
+}
+start
+"$PYSTRIB" -c "$BED_CONFIG" session exec "$sid" sleeps.py > lost.out 2> lost.err &
+runner=$!
+for _ in $(seq 100); do [ "$(grep -c sleeping lost.out 2>/dev/null)" -ge 4 ] && break; sleep 0.1; done
+for p in $(ip netns pids h2); do kill -9 "$p"; done
+wait "$runner"
+check_eq "h2 lost whole mid-cell: exec exits 4" 4 "$?" || show lost.out lost.err
+check_grep "the lost host is named" \
+	"session $sid is broken: \(rank [23] .*(on host h2)\|host '198.18.0.2' was lost\)" lost.err
+h2_sshd_start
+for _ in $(seq 50); do
+	ssh -i "$BED_HOSTS_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$BED_HOSTS_KNOWN_HOSTS" \
+		-o BatchMode=yes root@198.18.0.2 true 2>/dev/null && break
+	sleep 0.1
+done
+expect_exit 0 P session stop "$sid"
+check "stop after h2 was lost: nothing left on h1" eval '[ "$(procs_on h1)" = 0 ]' || show_procs
+
+# 8. cancel, and the idle timeout, stop every host.
 start
 expect_exit 0 P cancel "$sid"
 check "cancel: nothing left on h1 or h2" none_left || show_procs
