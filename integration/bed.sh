@@ -299,6 +299,9 @@ svc_hosts() {
 		ssh-keygen -q -t ed25519 -N '' -C "bed host $n" -f "$d/$n-host_key"
 		printf '%s %s\n' "$addr" "$(cut -d' ' -f1,2 "$d/$n-host_key.pub")" >> "$d/known_hosts"
 		mkdir -p "$d/$n-work" "/etc/netns/$n/ssh"
+		# Each host's name resolves to its address, as on real hosts
+		# (torch's gloo in a session binds to it).
+		printf '127.0.0.1 localhost\n198.18.0.1 h1\n198.18.0.2 h2\n' > "/etc/netns/$n/hosts"
 		cat > "/etc/netns/$n/ssh/ssh_config" <<EOF
 Host *
 	User root

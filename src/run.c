@@ -610,9 +610,11 @@ static int session_check(const struct run *r)
 		return error_hint("start the session on a host of its own (--host), with "
 				  "scheduler = none");
 	}
-	if (r->cfg.remote.hosts && !r->opt.host) {
-		error_set(PS_EXIT_USAGE, "sessions cannot span several hosts yet ([remote] hosts)");
-		return error_hint("start the session on one of them (--host HOST)");
+	if (r->cfg.remote.hosts && !r->opt.host && r->cfg.remote.runtime != RUNTIME_NONE) {
+		error_set(PS_EXIT_USAGE, "sessions cannot span several hosts with runtime '%s' yet",
+			  runtime_name(r->cfg.remote.runtime));
+		return error_hint("use runtime = none with [remote] hosts, or start the session on "
+				  "one of them (--host HOST)");
 	}
 	return 0;
 }
@@ -626,7 +628,7 @@ int run_session(struct run *r)
 	/* Submitted on its own (no follower); session_wait_started waits. */
 	r->opt.detach = 1;
 	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || session_check(r) < 0 ||
-	    build_context(r) < 0)
+	    run_hosts_check(r) < 0 || build_context(r) < 0)
 		return error_report();
 	/* As a detached job: the push (and docker's pull) beside the login,
 	 * then the submit; then wait for the hub. */
@@ -634,10 +636,12 @@ int run_session(struct run *r)
 		int ret = run_push_beside_login(r, 1);
 		if (ret != 0)
 			return ret;
-	} else if (run_open_conn(r) < 0) {
+	} else if (r->hosts ? run_hosts_place(r) < 0 : run_open_conn(r) < 0) {
+		/* Over several hosts: every host connected, the session's files on each. */
 		return error_report();
 	}
-	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
+	if (!r->dir)
+		r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
 	if (run_submit(r) < 0)
 		return error_report();
 	run_announce(r);

@@ -163,11 +163,14 @@ int run_pull_through_engine(struct run *r, struct ssh_conn *conn, atomic_int *st
  * run_hosts.c: one job over several hosts, runtime none. check: with
  * [remote] hosts (and no --host), refuses what cannot run over them
  * (exit 2) and parses the list into r->hosts, the first host as
- * r->target. 0 or -1. on_hosts: connects to every host, places the cell
- * on all but the first, then submits there and follows; the exit code.
+ * r->target. 0 or -1. place: connects to every host (r->conn the first)
+ * and places the cell (a session's too) on all but the first, in r->dir;
+ * 0 or -1. on_hosts: place, then submits on the first and follows; the
+ * exit code.
  */
 struct run_hosts;
 int run_hosts_check(struct run *r);
+int run_hosts_place(struct run *r);
 int run_on_hosts(struct run *r);
 void run_hosts_spec(const struct run *r, struct launch_spec *s);
 void run_hosts_free(struct run_hosts *h);

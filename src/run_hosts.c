@@ -132,14 +132,26 @@ void run_hosts_spec(const struct run *r, struct launch_spec *s)
 	s->nother_hosts = h->list.nr - 1;
 }
 
-/* A host refused before anything started: named, exit 4. */
+/* A host refused before anything started: named, exit 4. -1. */
 static int refused(const struct host_entry *e)
 {
 	struct buf b = BUF_INIT;
 	hosts_dest(e, &b);
 	error_wrap("host '%s' of the job's hosts, nothing started", b.ptr);
 	buf_release(&b);
-	return error_report();
+	return -1;
+}
+
+/*
+ * A session's directory is its owner's alone on every host, as jobctl.sh
+ * makes it on the first: the forwarded ranks.sock is in it there.
+ */
+static void session_dir_mode(const struct run *r, struct buf *cmd)
+{
+	if (!r->opt.session)
+		return;
+	buf_addstr(cmd, " && chmod 700 ");
+	shquote_path(cmd, r->dir);
 }
 
 /*
@@ -162,6 +174,7 @@ static int place_cell(struct run *r, struct ssh_conn *c)
 	}
 	buf_addstr(&cmd, "umask 022 && mkdir -p ");
 	shquote_path(&cmd, r->dir);
+	session_dir_mode(r, &cmd);
 	buf_addstr(&cmd, " && cd ");
 	shquote_path(&cmd, r->dir);
 	buf_addf(&cmd, " && mkdir -p logs results && tar -xzf ../../layers/%s.tar.gz "
@@ -174,7 +187,7 @@ static int place_cell(struct run *r, struct ssh_conn *c)
 	return ret < 0 ? -1 : 0;
 }
 
-int run_on_hosts(struct run *r)
+int run_hosts_place(struct run *r)
 {
 	struct run_hosts *h = r->hosts;
 	int flags = r->opt.accept_new ? SSH_ACCEPT_NEW_HOSTKEY : 0;
@@ -193,12 +206,19 @@ int run_on_hosts(struct run *r)
 	run_stage("every host connected");
 	r->dir = remote_job_dir(r->cfg.remote.workdir, r->id);
 	for (size_t i = 0; i + 1 < h->list.nr; i++) {
-		if (place_cell(r, h->conns[i]) < 0) {
-			error_wrap("host '%s': cannot place the cell", ssh_conn_name(h->conns[i]));
-			return error_report();
-		}
+		if (place_cell(r, h->conns[i]) < 0)
+			return error_wrap("host '%s': cannot place the cell",
+					  ssh_conn_name(h->conns[i]));
 	}
 	run_stage("the cell on every host");
-	log_info("job over %zu hosts: mpirun -H %s", h->list.nr, h->mpirun_list);
+	log_info("%s over %zu hosts: mpirun -H %s", r->opt.session ? "session" : "job",
+		 h->list.nr, h->mpirun_list);
+	return 0;
+}
+
+int run_on_hosts(struct run *r)
+{
+	if (run_hosts_place(r) < 0)
+		return error_report();
 	return run_submit_and_follow(r);
 }

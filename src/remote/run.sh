@@ -157,6 +157,19 @@ mpirun_failed() {
 	host_error launch "${ps_launcher:-mpirun} failed before any rank ran: $(last_err)" "$1"
 }
 
+# A session over several hosts: the hub's --forward HOST for each other
+# host (ps_other_hosts), as words in FW for eval. The hub forwards its
+# ranks.sock to the same path there over ssh (docs/sessions.md).
+session_forwards() {
+	FW='' i=0
+	eval "set -- $ps_other_hosts"
+	for h; do
+		i=$((i + 1))
+		eval "fw$i=\$h"
+		FW="$FW --forward \"\$fw$i\""
+	done
+}
+
 # ranks FLAG BOOTSTRAP CELL [COMMAND...]: runs COMMAND mpirun FLAG -np N
 # MPIRUN_ARGS PYTHON BOOTSTRAP CELL ARGS (COMMAND: docker run ..., or
 # nothing), waits for it, and ends the job with its status.
@@ -169,7 +182,8 @@ ranks() {
 		case $ps_mode in none) SD=$J ;; *) SD=/pystrib/job ;; esac
 		it=''
 		[ -z "$ps_idle_timeout" ] || it='--idle-timeout "$ps_idle_timeout"'
-		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it -- mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
+		session_forwards
+		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it $FW -- mpirun $r_flag -np \"\$ps_np\" $HOSTS_FLAGS $ps_mpirun_args \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
 	elif [ "$ps_launcher" = srun ]; then
 		eval "set -- \"\$@\" srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=\"\$ps_np\" \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	else

@@ -1,7 +1,7 @@
 """pystrib sessions, the remote side: the hub and the rank workers.
 
     python3 session.py hub --dir JOBDIR --np N [--idle-timeout S]
-                           [--start-timeout S] -- MPIRUN_COMMAND...
+                           [--start-timeout S] [--forward HOST]... -- MPIRUN_COMMAND...
     python3 session.py worker --dir JOBDIR
 
 The hub listens on JOBDIR/hub.sock (clients) and JOBDIR/ranks.sock (the
@@ -20,6 +20,7 @@ import os
 import pickle
 import select
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import traceback
@@ -1021,8 +1023,10 @@ class Job:
 
 
 class Hub:
-    def __init__(self, jobdir, np, idle_timeout, start_timeout, command):
+    def __init__(self, jobdir, np, idle_timeout, start_timeout, command, forward=()):
         self.dir = os.path.abspath(jobdir)
+        self.forward_hosts = list(forward)
+        self.forwards = []
         self.np = np
         self.idle_timeout = idle_timeout
         self.start_timeout = start_timeout
@@ -1747,6 +1751,9 @@ class Hub:
         self.mark_broken(rank, reason)
 
     def mark_broken(self, rank, reason):
+        host = self.ranks.get(rank, {}).get("host") if self.forward_hosts else None
+        if host:
+            reason = "%s (on host %s)" % (reason, host)
         self.broken = {"rank": rank, "reason": reason}
         if rank in self.ranks:
             self.ranks[rank]["dead"] = True
@@ -1797,6 +1804,91 @@ class Hub:
             "s" if len(missing) > 1 else "", ",".join(map(str, missing)), self.start_timeout)
         self.fail_queue(self.error)
         self.begin_stop("start")
+
+    # -- several hosts: ranks.sock forwarded to each other host
+
+    def forward_command(self, host):
+        sock = self.path("ranks.sock")
+        q = shlex.quote(sock)
+        # The remote end says ready once sshd listens at the path there, then
+        # holds the connection until its stdin (this hub) closes.
+        hold = ("i=0; while [ ! -S %s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+                "[ -S %s ] && echo ready && cat >/dev/null" % (q, q))
+        return ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+                "-o", "StreamLocalBindUnlink=yes", "-o", "ServerAliveInterval=10",
+                "-o", "ServerAliveCountMax=3", "-R", "%s:%s" % (sock, sock), host, hold]
+
+    def open_forwards(self):
+        """The other hosts' workers reach ranks.sock at the same path there:
+        an SSH reverse streamlocal forward to each (the host's own ssh client,
+        as Open MPI's launcher uses), never a TCP port. None, or why not."""
+        deadline = time.monotonic() + 30
+        for host in self.forward_hosts:
+            err = tempfile.TemporaryFile()
+            try:
+                proc = subprocess.Popen(self.forward_command(host), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=err,
+                                        start_new_session=True)
+            except OSError as e:
+                err.close()
+                return "cannot forward ranks.sock to host '%s': %s" % (host, e)
+            self.forwards.append((host, proc, err))
+        for host, proc, err in self.forwards:
+            if self.ready_line(proc, deadline) != b"ready\n":
+                return "cannot forward ranks.sock to host '%s': %s" % (
+                    host, self.forward_error(proc, err))
+        return None
+
+    def ready_line(self, proc, deadline):
+        data = b""
+        fd = proc.stdout.fileno()
+        while b"\n" not in data and not self.signalled:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not select.select([fd], [], [], min(left, 0.2))[0]:
+                continue
+            chunk = os.read(fd, 64)
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def forward_error(self, proc, err):
+        if self.signalled:
+            return "cancelled"
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            return "no answer within 30 s"
+        err.seek(0)
+        lines = [l for l in err.read().decode("utf-8", "replace").splitlines() if l.strip()]
+        return "ssh %s%s" % (exit_reason(wait_status(proc.returncode))[0],
+                             ": " + lines[-1][:300] if lines else "")
+
+    def check_forwards(self):
+        """A forward that ended: its host is lost (ssh gave up on it)."""
+        for host, proc, err in self.forwards:
+            if proc.returncode is None and proc.poll() is not None and not self.stop_reason:
+                self.death(None, "host '%s' was lost (the forward of ranks.sock there ended: %s)"
+                           % (host, self.forward_error(proc, err)), time.time(), False)
+
+    def close_forwards(self):
+        for _, proc, _ in self.forwards:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2
+        for _, proc, err in self.forwards:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            err.close()
+        self.forwards = []
 
     # -- stopping
 
@@ -1851,12 +1943,16 @@ class Hub:
         env = dict(os.environ)
         if not env.get("PYSTRIB_MASTER_PORT"):
             env["PYSTRIB_MASTER_PORT"] = str(free_port())
-        try:
-            self.mpirun = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=env,
-                                           start_new_session=True)
-        except OSError as e:
-            self.error = "cannot start %s: %s" % (self.command[0], e)
+        self.error = self.open_forwards()
+        if self.error:
             self.stop_reason = "start"
+        else:
+            try:
+                self.mpirun = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=env,
+                                               start_new_session=True)
+            except OSError as e:
+                self.error = "cannot start %s: %s" % (self.command[0], e)
+                self.stop_reason = "start"
         self.after(self.start_timeout, self.start_expired)
         while not self.stop_reason:
             self.step(wake_r, clients, ranks)
@@ -1906,6 +2002,7 @@ class Hub:
             code = self.mpirun.poll()
             if code is not None:
                 self.mpirun_ended(wait_status(code))
+        self.check_forwards()
         if (self.idle_timeout > 0 and self.state in ("idle", "broken") and self.idle_since
                 and time.time() - self.idle_since >= self.idle_timeout):
             self.begin_stop("idle")
@@ -1933,6 +2030,7 @@ class Hub:
             except OSError:
                 pass
         self.end_mpirun(5 if self.ranks else 0)
+        self.close_forwards()
         for conn in list(self.conns):
             conn.sock.close()
         for fd in self.between.values():
@@ -2052,7 +2150,8 @@ def free_port():
 # ---------------------------------------------------------------- command line
 
 
-USAGE = """usage: session.py hub --dir JOBDIR --np N [--idle-timeout S] [--start-timeout S] -- COMMAND...
+USAGE = """usage: session.py hub --dir JOBDIR --np N [--idle-timeout S] [--start-timeout S]
+                      [--forward HOST]... -- COMMAND...
        session.py worker --dir JOBDIR"""
 
 
@@ -2060,7 +2159,7 @@ def parse(argv):
     if not argv or argv[0] not in ("hub", "worker"):
         return None
     opts = {"role": argv[0], "dir": None, "np": None, "idle-timeout": 7200.0,
-            "start-timeout": 300.0, "command": []}
+            "start-timeout": 300.0, "command": [], "forward": []}
     i = 1
     while i < len(argv):
         arg = argv[i]
@@ -2068,9 +2167,13 @@ def parse(argv):
             opts["command"] = argv[i + 1:]
             break
         key = arg[2:] if arg.startswith("--") else None
-        if key not in ("dir", "np", "idle-timeout", "start-timeout") or i + 1 >= len(argv):
+        if key not in ("dir", "np", "idle-timeout", "start-timeout", "forward") or \
+                i + 1 >= len(argv):
             return None
-        opts[key] = argv[i + 1]
+        if key == "forward":
+            opts[key].append(argv[i + 1])
+        else:
+            opts[key] = argv[i + 1]
         i += 2
     try:
         if opts["role"] == "hub":
@@ -2092,7 +2195,7 @@ def main(argv):
     if opts["role"] == "worker":
         return worker_main(opts["dir"])
     hub = Hub(opts["dir"], opts["np"], opts["idle-timeout"], opts["start-timeout"],
-              opts["command"])
+              opts["command"], opts["forward"])
     return hub.run()
 
 
