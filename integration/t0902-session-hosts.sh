@@ -4,7 +4,8 @@
 # h1 and ranks.sock forwarded to h2 over ssh; a variable set in one cell is
 # read by the next on every rank; an mpi4py allreduce over both hosts is
 # right; RANK, LOCAL_RANK and MASTER_ADDR as for a job; --ranks 3 runs only
-# on h2's rank; h2's processes killed mid-cell break the session, naming the
+# on h2's rank; a project file edited between two cells reaches h2's ranks
+# too; h2's processes killed mid-cell break the session, naming the
 # rank and its host (exec exits 4, nothing hangs), and so does h2 lost
 # whole; stop, cancel and the idle timeout leave no hub, worker, orted or
 # forward on either host.
@@ -93,6 +94,24 @@ check_no_grep "--ranks 3 runs on no other rank" "^\[[012]\]" "$out"
 check "the session runs on h2" eval '[ "$(procs_on h2)" -ge 3 ]' || show_procs
 expect_exit 0 P session stop "$sid"
 check "stop: no hub, worker, orted or forward left on h1 or h2" none_left || show_procs
+
+# 5b. A project file edited between two cells reaches h2's ranks too (a
+# rank there unpacks what the hub does on h1).
+rm -rf proj && mkdir -p proj/pkg
+: > proj/pkg/__init__.py
+printf 'VALUE = 1\n' > proj/pkg/mod.py
+expect_exit 0 P session start --remote pair -n 4 --project proj
+sid=$(tail -n 1 "$out")
+printf 'import importlib, socket, pkg.mod\nimportlib.reload(pkg.mod)\nprint("value", pkg.mod.VALUE, socket.gethostname())\n' > pv.py
+expect_exit 0 P session exec "$sid" pv.py
+check_grep "project: rank 3 on h2 imports the project's module" -x "\[3\] value 1 h2" "$out"
+sleep 0.01
+printf 'VALUE = 2\n' > proj/pkg/mod.py
+expect_exit 0 P session exec "$sid" pv.py
+check_grep "project: the edit is seen on h1 (rank 0)" -x "\[0\] value 2 h1" "$out"
+check_grep "project: the edit is seen on h2 (rank 3)" -x "\[3\] value 2 h2" "$out" || show "$out" "$err"
+expect_exit 0 P session stop "$sid"
+check "project: stop leaves nothing on h1 or h2" none_left || show_procs
 
 # 6. h2's processes killed mid-cell: broken, rank and host named, exit 4.
 start

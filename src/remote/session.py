@@ -14,6 +14,7 @@ Pure standard library, Python 3.7+.
 import codecs
 import collections
 import importlib
+import io
 import json
 import linecache
 import os
@@ -438,6 +439,17 @@ class Worker:
         self.capture.sync()
         self.wire.send({"op": "done", "id": msg.get("id"), "status": status, "error": error})
 
+    def do_files(self, msg, payload):
+        """Project files on a host of its own (the hub's are unpacked by it)."""
+        status, error = "ok", None
+        try:
+            fileobj = io.BytesIO(payload) if payload else None
+            unpack_files(os.environ["PYSTRIB_PROJECT"], fileobj, msg.get("removed") or [])
+        except (Unsafe, OSError) as e:
+            status, error = "error", {"type": type(e).__name__, "message": str(e), "traceback": ""}
+        self.capture.sync()
+        self.wire.send({"op": "done", "id": msg.get("id"), "status": status, "error": error})
+
     @staticmethod
     def slice_of(seq, k, m):
         q, r = divmod(len(seq), m)
@@ -509,6 +521,8 @@ class Worker:
                 self.do_push(msg, payload)
             elif op == "pull":
                 self.do_pull(msg)
+            elif op == "files":
+                self.do_files(msg, payload)
             del payload
 
     def main(self):
@@ -1015,6 +1029,7 @@ class Job:
         self.seq = None
         self.spool = None
         self.files = {}
+        self.files_done = None	# files over several hosts: this host's done, meanwhile
         self.followers = set()
         self.interrupts = 0
         self.begun = set()	# exec: the ranks that said "begin" (interruptible)
@@ -1508,6 +1523,8 @@ class Hub:
         done = {"op": "done", "id": job.id, "status": status, "ranks": ranks}
         if message:
             done["message"] = message
+        if job.op == "files":
+            done = self.files_finished(job, done)
         if job.op == "exec":
             done["cell"] = job.seq
             for fd, _ in job.files.values():
@@ -1548,10 +1565,13 @@ class Hub:
 
     def start_files(self, job):
         """Unpacks project files into the ranks' project directory; the ranks
-        are not asked (they share it), but no cell runs meanwhile."""
+        of this host are not asked (they share it), but no cell runs
+        meanwhile. Over several hosts, one rank on each other host unpacks
+        them there too (host_leaders)."""
         root = os.environ["PYSTRIB_PROJECT"]
         fileobj = None
         done = {"op": "done", "id": job.id, "status": "ok", "ranks": []}
+        leaders = self.host_leaders()
         try:
             if job.spool is not None:
                 fileobj = os.fdopen(os.dup(job.spool.fd), "rb")
@@ -1559,16 +1579,62 @@ class Hub:
             done.update(files=written, removed=gone)
         except (Unsafe, OSError) as e:
             done.update(status="error", message="project files refused: %s" % e)
+            leaders = []
         finally:
             if fileobj is not None:
                 fileobj.close()
-            if job.spool is not None:
+            if job.spool is not None and not leaders:
                 job.spool.discard()
+        if leaders:
+            job.files_done = done
+            self.files_to_hosts(job, leaders)
+            return
         job.conn.send_msg(done)
         self.job = None
         self.state = "idle"
         self.save()
         self.pump()
+
+    @staticmethod
+    def files_finished(job, done):
+        """The hub's own `done` of a files request, with the other hosts' say."""
+        ours = dict(job.files_done)
+        bad = [r for r in done["ranks"] if r["status"] != "ok"]
+        if bad or done["status"] != "ok":
+            e = (bad[0].get("error") if bad else None) or {}
+            ours.update(status="error", message="project files refused on rank %s's host: %s"
+                        % (bad[0]["rank"] if bad else "?", e.get("message") or done.get("message")
+                           or done["status"]))
+        return ours
+
+    def host_leaders(self):
+        """Over several hosts: the lowest rank of each host but this one."""
+        if not self.forwards:
+            return []
+        here, seen, leaders = socket.gethostname(), set(), []
+        for r in sorted(self.ranks):
+            host = self.ranks[r].get("host")
+            if host and host != here and host not in seen:
+                seen.add(host)
+                leaders.append(r)
+        return leaders
+
+    def files_to_hosts(self, job, leaders):
+        """The same tar (from the spool's start) to each leader; its `done`
+        (rank_done), and the hub's, once all have unpacked it."""
+        job.ranks, job.pending = leaders, set(leaders)
+        size = job.spool.size if job.spool is not None else 0
+        dests = []
+        for r in leaders:
+            w = self.worker(r)
+            w.send_msg({"op": "files", "id": job.id, "bytes": size,
+                        "removed": job.msg.get("removed") or []})
+            dests.append(w)
+        if job.spool is not None:
+            os.lseek(job.spool.fd, 0, os.SEEK_SET)
+            job.spool.remaining = size
+            job.spool.dests = dests
+            self.relays.append(job.spool)
 
     def start_pull(self, job):
         request = {"op": "pull", "id": job.id}
