@@ -8,7 +8,7 @@
 # too; h2's processes killed mid-cell break the session, naming the
 # rank and its host (exec exits 4, nothing hangs), and so does h2 lost
 # whole; stop, cancel and the idle timeout leave no hub, worker, orted or
-# forward on either host.
+# forward on either host; gc then removes their directories on both.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
 command -v ip >/dev/null 2>&1 || skip_all "no ip (iproute2)"
@@ -167,3 +167,12 @@ start --idle-timeout 2
 for _ in $(seq 100); do grep -q '"state": *"stopped"' "$h1_jobs/$sid/session.json" 2>/dev/null && break; sleep 0.1; done
 check_grep "the idle timeout stops the session" '"stopped": *"idle"' "$h1_jobs/$sid/session.json"
 check "idle timeout: nothing left on h1 or h2" none_left || show_procs
+
+# 9. gc removes the ended sessions' directories on both hosts (the first
+# host reaches h2 with its own ssh); none is left behind on either.
+check "before gc: session directories on h2" eval '[ -n "$(ls "$h2_jobs")" ]'
+# The idle session's job script writes its final state after the hub ends.
+for _ in $(seq 100); do grep -qx 'succeeded\|failed\|cancelled\|timeout' "$h1_jobs/$sid/state" && break; sleep 0.1; done
+expect_exit 0 P gc --older-than 0 --remote pair
+check_eq "gc: no session directory left on h1" "" "$(ls "$h1_jobs")" || show "$out" "$err"
+check_eq "gc: no session directory left on h2" "" "$(ls "$h2_jobs")"

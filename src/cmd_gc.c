@@ -14,6 +14,7 @@
 #include "jobremote.h"
 #include "jobstate.h"
 #include "log.h"
+#include "remote_job.h"
 #include "shquote.h"
 #include "ssh.h"
 #include "util.h"
@@ -25,10 +26,12 @@ const char cmd_gc_help[] =
 	"\n"
 	"Removes the jobs that have ended (succeeded, failed, timeout, cancelled,\n"
 	"lost) more than DAYS days ago: their directory on the remote host, with\n"
-	"its results and logs, and their local record. A job that has not ended is\n"
-	"never removed: its state is asked from its remote host first, and a job\n"
-	"whose host cannot be reached is kept. Results already fetched to this\n"
-	"machine are not touched.\n"
+	"its results and logs, and their local record. Over several hosts the\n"
+	"first host removes the directory on each other host too, reaching them\n"
+	"with its own ssh as the job did. A job that has not ended is never\n"
+	"removed: its state is asked from its remote host first, and a job whose\n"
+	"host cannot be reached is kept. Results already fetched to this machine\n"
+	"are not touched.\n"
 	"\n"
 	"Without --remote it also removes the cell and project layers in the local\n"
 	"layer cache ($XDG_CACHE_HOME/pystrib/layers) that no build has used for\n"
@@ -57,6 +60,7 @@ static int jobdir_ok(const char *dir, const char *id)
 	return n > m + 6 && !strcmp(dir + n - m, id) && !strncmp(dir + n - m - 6, "/jobs/", 6);
 }
 
+/* The job's directory, and over several hosts the others' (jobctl.sh remove). */
 static int remove_remote(struct ssh_conn *conn, const char *dir, const char *id)
 {
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
@@ -65,9 +69,15 @@ static int remove_remote(struct ssh_conn *conn, const char *dir, const char *id)
 	if (!jobdir_ok(dir, id))
 		return error_set(PS_EXIT_USAGE, "job '%s' has an unexpected directory '%s': not removed",
 				 id, dir);
-	buf_addstr(&cmd, "rm -rf -- ");
-	shquote_path(&cmd, dir);
-	ret = ssh_conn_run(conn, cmd.ptr, "rm", &out);
+	remote_job_jobctl(&cmd, "remove", dir);
+	ret = ssh_conn_run(conn, cmd.ptr, "jobctl.sh remove", &out);
+	for (const char *l = out.ptr; ret == 0 && l && *l; ) {
+		size_t n = strcspn(l, "\n");
+		if (n > 10 && !strncmp(l, "unreached ", 10))
+			log_warn("job '%s': its directory on host '%.*s' stays (not reached from the "
+				 "first host)", id, (int)(n - 10), l + 10);
+		l += n + (l[n] == '\n');
+	}
 	buf_release(&cmd);
 	buf_release(&out);
 	return ret;

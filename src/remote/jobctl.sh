@@ -17,6 +17,9 @@
 #   cancel DIR FINAL [unstarted]   stop it; FINAL is cancelled or timeout;
 #                      with unstarted, a job not started yet never will be
 #                      (its start may still be on the way)
+#   remove DIR         gc: remove an ended job's directory, and over several
+#                      hosts the same path on each other host; prints
+#                      "unreached HOST" for one whose directory stays
 # The layout is docs/remote-job.md.
 action=$1 dir=$2
 final() { case $1 in succeeded|failed|timeout|cancelled) return 0;; esac; return 1; }
@@ -155,6 +158,20 @@ session-ended)
 		sleep 0.05
 	done
 	echo "$st"
+	;;
+remove)
+	# The other hosts are those the job's launch reached (run.sh's header,
+	# written quoted by pystrib), through this host's own ssh as then.
+	if [ -f "$dir/run.sh" ]; then
+		eval "$(grep -m 1 '^ps_other_hosts=' "$dir/run.sh")"
+		qd=$(printf '%s' "$dir" | sed "s/'/'\\\\''/g")
+		eval "set -- ${ps_other_hosts:-}"
+		for h; do
+			ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "rm -rf -- '$qd'" </dev/null >/dev/null 2>&1 ||
+				echo "unreached $h"
+		done
+	fi
+	rm -rf -- "$dir"
 	;;
 cancel)
 	want=$3
