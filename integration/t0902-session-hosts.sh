@@ -169,10 +169,23 @@ check_grep "the idle timeout stops the session" '"stopped": *"idle"' "$h1_jobs/$
 check "idle timeout: nothing left on h1 or h2" none_left || show_procs
 
 # 9. gc removes the ended sessions' directories on both hosts (the first
-# host reaches h2 with its own ssh); none is left behind on either.
+# host reaches h2 with its own ssh); with h2 down it keeps them all (exit
+# 4, h2 named) and a later gc removes them; none is left on either.
 check "before gc: session directories on h2" eval '[ -n "$(ls "$h2_jobs")" ]'
 # The idle session's job script writes its final state after the hub ends.
 for _ in $(seq 100); do grep -qx 'succeeded\|failed\|cancelled\|timeout' "$h1_jobs/$sid/state" && break; sleep 0.1; done
+# h2 down: gc keeps every job (exit 4, h2 named), on h1 too, to try again.
+kill "$(cat "$BED_DIR/hosts/h2-sshd.pid")"
+kept=$(ls "$h1_jobs" | wc -l)
+expect_exit 4 P gc --older-than 0 --remote pair
+check_grep "gc with h2 down names it" "did not reach host '[^']*198.18.0.2" "$err"
+check_eq "gc with h2 down keeps the jobs on h1" "$kept" "$(ls "$h1_jobs" | wc -l)"
+h2_sshd_start
+for _ in $(seq 50); do
+	ssh -i "$BED_HOSTS_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$BED_HOSTS_KNOWN_HOSTS" \
+		-o BatchMode=yes root@198.18.0.2 true 2>/dev/null && break
+	sleep 0.1
+done
 expect_exit 0 P gc --older-than 0 --remote pair
 check_eq "gc: no session directory left on h1" "" "$(ls "$h1_jobs")" || show "$out" "$err"
 check_eq "gc: no session directory left on h2" "" "$(ls "$h2_jobs")"

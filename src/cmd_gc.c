@@ -60,7 +60,11 @@ static int jobdir_ok(const char *dir, const char *id)
 	return n > m + 6 && !strcmp(dir + n - m, id) && !strncmp(dir + n - m - 6, "/jobs/", 6);
 }
 
-/* The job's directory, and over several hosts the others' (jobctl.sh remove). */
+/*
+ * The job's directory, and over several hosts the others' first
+ * (jobctl.sh remove). 0 removed, 1 kept (another host not reached, named),
+ * or -1 with the error set.
+ */
 static int remove_remote(struct ssh_conn *conn, const char *dir, const char *id)
 {
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
@@ -73,9 +77,11 @@ static int remove_remote(struct ssh_conn *conn, const char *dir, const char *id)
 	ret = ssh_conn_run(conn, cmd.ptr, "jobctl.sh remove", &out);
 	for (const char *l = out.ptr; ret == 0 && l && *l; ) {
 		size_t n = strcspn(l, "\n");
-		if (n > 10 && !strncmp(l, "unreached ", 10))
-			log_warn("job '%s': its directory on host '%.*s' stays (not reached from the "
-				 "first host)", id, (int)(n - 10), l + 10);
+		if (n > 10 && !strncmp(l, "unreached ", 10)) {
+			log_warn("kept job '%s': its first host did not reach host '%.*s'", id,
+				 (int)(n - 10), l + 10);
+			ret = 1;
+		}
 		l += n + (l[n] == '\n');
 	}
 	buf_release(&cmd);
@@ -107,7 +113,7 @@ static int gc_one(struct gc *g, struct jobrec *r)
 	struct ssh_conn *conn;
 	char *dir = NULL;
 	char t[64];
-	int kind, ret = -1;
+	int kind, rm, ret = -1;
 
 	/* Ended recently: not a candidate, and no connection needed. */
 	if (job_state_final(r->state) && ended_at(r) > g->cutoff)
@@ -140,11 +146,16 @@ static int gc_one(struct gc *g, struct jobrec *r)
 		return 0;
 	}
 	dir = jobrec_remote_dir(r, cfg);
-	if (!conn)
+	if (!conn) {
 		log_warn("job '%s': %s; only its local record is removed (its directory '%s' stays)",
 			 r->id, why, dir);
-	else if (!g->dry_run && remove_remote(conn, dir, r->id) < 0)
+	} else if (!g->dry_run && (rm = remove_remote(conn, dir, r->id)) != 0) {
+		if (rm > 0) {
+			g->kept_unreachable++;
+			ret = 0;
+		}
 		goto out;
+	}
 	if (!g->dry_run && jobrec_remove(r->id) < 0)
 		goto out;
 	g->removed++;

@@ -18,8 +18,9 @@
 #                      with unstarted, a job not started yet never will be
 #                      (its start may still be on the way)
 #   remove DIR         gc: remove an ended job's directory, and over several
-#                      hosts the same path on each other host; prints
-#                      "unreached HOST" for one whose directory stays
+#                      hosts the same path on each other host first; prints
+#                      "unreached HOST" for one not reached, and then keeps
+#                      DIR (a later gc tries again)
 # The layout is docs/remote-job.md.
 action=$1 dir=$2
 final() { case $1 in succeeded|failed|timeout|cancelled) return 0;; esac; return 1; }
@@ -166,10 +167,13 @@ remove)
 		eval "$(grep -m 1 '^ps_other_hosts=' "$dir/run.sh")"
 		qd=$(printf '%s' "$dir" | sed "s/'/'\\\\''/g")
 		eval "set -- ${ps_other_hosts:-}"
+		kept=''
 		for h; do
 			ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "rm -rf -- '$qd'" </dev/null >/dev/null 2>&1 ||
-				echo "unreached $h"
+				{ echo "unreached $h"; kept=1; }
 		done
+		# Kept here too, so that a later gc knows the hosts to try again.
+		[ -z "$kept" ] || exit 0
 	fi
 	rm -rf -- "$dir"
 	;;
