@@ -125,8 +125,9 @@ void run_base_spec(const struct run *r, struct launch_spec *s)
 
 /*
  * Scheduler slurm: the job directory under [slurm] shared_dir (as the
- * workdir, so that runtime none's layers are there too), and what Slurm
- * cannot run yet refused before anything is built.
+ * workdir, so that runtime none's layers are there too). Every runtime
+ * runs under Slurm: docker and podman as a container per task on the
+ * nodes (src/remote/run.sh, docs/remote-job.md).
  */
 static int run_slurm_check(struct run *r)
 {
@@ -134,12 +135,6 @@ static int run_slurm_check(struct run *r)
 		return 0;
 	if (r->cfg.slurm.shared_dir)
 		r->cfg.remote.workdir = r->cfg.slurm.shared_dir;
-	if (r->cfg.remote.runtime != RUNTIME_NONE) {
-		error_set(PS_EXIT_USAGE, "runtime '%s' cannot run under Slurm yet",
-			  runtime_name(r->cfg.remote.runtime));
-		return error_hint("use runtime = none with scheduler = slurm (the nodes' own "
-				  "python and MPI, after [remote] setup)");
-	}
 	return 0;
 }
 
