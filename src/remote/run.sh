@@ -264,6 +264,17 @@ mpirun_failed() {
 	host_error launch "${ps_launcher:-mpirun} failed before any rank ran: $(last_err)" "$1"
 }
 
+# A node of the allocation failed under srun (status $1): Slurm ends the
+# whole job and sends this script the TERM that a cancel would, but the
+# job was not cancelled. The node named as follow.sh names it.
+slurm_node_failed() {
+	[ "$stop" != timeout ] || return 0
+	n=$(sed -n 's/^srun: error: Node failure on \([^ ]*\).*/\1/p' "$J/logs/job.err" 2>/dev/null | head -n 1)
+	[ -n "$n" ] || return 0
+	stop=''
+	host_error host "node '$n' failed under the job (Slurm: Node failure on $n)" "$1"
+}
+
 # ranks FLAG BOOTSTRAP CELL [COMMAND...]: runs COMMAND mpirun FLAG -np N
 # MPIRUN_ARGS PYTHON BOOTSTRAP CELL ARGS (COMMAND: docker run ..., or
 # nothing), waits for it, and ends the job with its status.
@@ -286,6 +297,7 @@ ranks() {
 	rc=$?
 	[ -z "$ps_hosts" ] || gather_hosts
 	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
+	[ "$ps_launcher" != srun ] || slurm_node_failed "$rc"
 	# A session that could not start says why in session.json.
 	[ -n "$ps_session" ] || mpirun_failed "$rc"
 	finish "$rc"
