@@ -81,7 +81,11 @@ if [ -n "${PYSTRIB_SLURM_TASK:-}" ]; then
 		n=$ps_container-$SLURM_PROCID
 		export PYSTRIB_JOB_DIR=/pystrib/job PYSTRIB_RESULTS=/pystrib/job/results PYSTRIB_JOB_ID="$ps_id" \
 			OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-		set -- "$ps_image" "$@"
+		# The rank runs under a watch in its container (host PIDs: it sees
+		# this task): if the task is gone, killed before it could remove
+		# the container (srun kills its tasks with SIGKILL), so is the rank,
+		# and the container ends (--rm).
+		set -- "$ps_image" sh -c "$TASK_WATCH" pystrib-task "$$" "$@"
 		# GPUs: Slurm deals them to the tasks (CUDA_VISIBLE_DEVICES, by
 		# the host's indexes); the container sees all of the node's.
 		if [ -n "$ps_gpus" ] && [ "$RT" = docker ]; then
@@ -126,6 +130,9 @@ if [ -n "${PYSTRIB_SLURM_TASK:-}" ]; then
 	task_rm_one() {
 		if [ "$RT" = docker ]; then docker rm -f "$n"; else podman rm -f -t 0 "$n"; fi >/dev/null 2>&1
 	}
+	TASK_WATCH='p=$1; shift; "$@" & c=$!
+( while kill -0 "$p"; do sleep 1; done; kill -KILL "$c" ) 2>/dev/null & w=$!
+wait "$c"; rc=$?; kill "$w" 2>/dev/null; exit "$rc"'
 	# --env: exported here, their names printed for the env-file.
 	task_env() {
 		eval "set -- $ps_env"
@@ -190,6 +197,7 @@ step_failed() {
 # A trapped signal interrupts `wait`, never a foreground command: every long
 # step runs in the background and is waited for here.
 on_signal() {
+	[ "$ps_launcher" != srun ] || slurm_signalled
 	[ -n "$stop" ] || stop=cancelled
 	[ -f "$J/timedout" ] && stop=timeout
 	[ -z "$child" ] || kill -TERM "$child" 2>/dev/null
@@ -273,6 +281,18 @@ slurm_node_failed() {
 	[ -n "$n" ] || return 0
 	stop=''
 	host_error host "node '$n' failed under the job (Slurm: Node failure on $n)" "$1"
+}
+
+# Slurm's TERM of a job whose node failed (a node of the allocation is
+# down: Slurm ends the job NODE_FAIL) is no cancel: the job ends failed
+# at once, the node named (the script has Slurm's KillWait, not the time
+# srun takes to stop the rest of the step).
+slurm_signalled() {
+	[ -z "$stop" ] && [ ! -f "$J/timedout" ] && [ -n "${SLURM_JOB_NODELIST:-}" ] || return 0
+	n=$(sinfo -h -N -t down,fail -n "$SLURM_JOB_NODELIST" -o %N 2>/dev/null | head -n 1)
+	[ -n "$n" ] || return 0
+	[ -z "$child" ] || kill -TERM "$child" 2>/dev/null
+	host_error host "node '$n' failed under the job (Slurm: Node failure on $n)" 143
 }
 
 # ranks FLAG BOOTSTRAP CELL [COMMAND...]: runs COMMAND mpirun FLAG -np N
@@ -479,6 +499,7 @@ run_slurm_container() {
 	# tasks get the TERM instead (scancel of the job's steps), and each
 	# removes its container.
 	on_signal() {
+		slurm_signalled
 		[ -n "$stop" ] || stop=cancelled
 		[ -f "$J/timedout" ] && stop=timeout
 		[ -z "$child" ] || [ -n "$signalled" ] || scancel -s TERM "$SLURM_JOB_ID" 2>/dev/null ||
