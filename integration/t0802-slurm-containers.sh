@@ -5,19 +5,26 @@
 # over both nodes, the allreduce sums right through PMIx inside the
 # containers, RANK, WORLD_SIZE and LOCAL_RANK are Slurm's, and no container
 # is left; cancel, --timeout and a failed rank leave no container on any
-# node (cancel: scontrol says CANCELLED). Then a real node failure, with
+# node (cancel: scontrol says CANCELLED); docker the same (a job and a
+# cancel) where dockerd is installed. Then a real node failure, with
 # runtime none: node n2's slurmd and its step killed mid-job, the job fails
 # (exit 4) naming n2 once Slurm finds the node down.
 . "$(dirname "$0")/lib.sh"
 command -v slurmctld >/dev/null 2>&1 || skip_all "no slurmctld (scripts/install-deps.sh installs slurm-wlm)"
 command -v podman >/dev/null 2>&1 || skip_all "no podman"
-bed_up registry podman base slurm sshd
+engines=podman
+command -v dockerd >/dev/null 2>&1 && engines="podman docker"
+# shellcheck disable=SC2086
+bed_up registry $engines base slurm sshd
 bed_engines
 export SLURM_CONF=$BED_SLURM_CONF
 
 cat >> "$BED_CONFIG" <<EOF
 [remote.spod]
 runtime = podman
+scheduler = slurm
+[remote.sdocker]
+runtime = docker
 scheduler = slurm
 [remote.snone]
 runtime = none
@@ -112,7 +119,32 @@ check_grep "failed rank: the summary names rank 3's exit" "rank 3 exit 3" "$err"
 id=$(job_id_from_err "$err")
 check "failed rank: no container is left on either node" no_containers_within 20 "$id"
 
-# 5. A real node failure (runtime none): node n2's slurmd, its step daemon
+# 5. docker: the same container per task (the bed's one dockerd serves
+# both nodes), and a cancel leaves none.
+if [ -n "${BED_DOCKER_HOST:-}" ]; then
+	dcontainers_of() { /usr/bin/docker ps -a --format '{{.Names}}' 2>/dev/null | grep -c "^pystrib-$1-"; }
+	expect_exit 0 run --remote sdocker allreduce.py -n 4
+	id=$(job_id_from_err "$err")
+	check_grep "docker: run says docker and the Slurm job" -E "\(docker, Slurm job [0-9]+\)" "$err" || show "$err"
+	for r in 0 1 2 3; do
+		check_grep "docker: rank $r sums 10 in its container, RANK/WORLD_SIZE/LOCAL_RANK $r/4/$((r % 2))" \
+			-E "^\[$r\] rank $r of 4 on n[12] sum 10 env $r 4 $((r % 2)) in container$" "$out" || show "$out"
+	done
+	for _ in $(seq 150); do [ "$(dcontainers_of "$id")" -eq 0 ] && break; sleep 0.1; done
+	check_eq "docker: no container is left" 0 "$(dcontainers_of "$id")"
+	expect_exit 0 run --remote sdocker --detach hold.py -n 4
+	hold=$(head -n 1 "$out")
+	for _ in $(seq 300); do [ "$(dcontainers_of "$hold")" -eq 4 ] && break; sleep 0.1; done
+	check_eq "docker cancel: the job runs 4 containers" 4 "$(dcontainers_of "$hold")"
+	expect_exit 0 pst cancel "$hold"
+	for _ in $(seq 150); do [ "$(dcontainers_of "$hold")" -eq 0 ] && break; sleep 0.1; done
+	check_eq "docker cancel: no container is left" 0 "$(dcontainers_of "$hold")"
+	hold_sid=$(slurm_id_of "$hold")
+	for _ in $(seq 100); do [ "$(slurm_state "$hold_sid")" = CANCELLED ] && break; sleep 0.1; done
+	check_eq "docker cancel: scontrol show job says CANCELLED" CANCELLED "$(slurm_state "$hold_sid")"
+fi
+
+# 6. A real node failure (runtime none): node n2's slurmd, its step daemon
 # and its ranks killed mid-job. Slurm finds n2 down (SlurmdTimeout, 30 s
 # here), srun says "Node failure on n2", and the job fails naming it.
 expect_exit 0 run --remote snone --detach hold.py -n 4
