@@ -6,9 +6,11 @@
 # containers, RANK, WORLD_SIZE and LOCAL_RANK are Slurm's, and no container
 # is left; cancel, --timeout and a failed rank leave no container on any
 # node (cancel: scontrol says CANCELLED); docker the same (a job and a
-# cancel) where dockerd is installed. Then a real node failure, with
-# runtime none: node n2's slurmd and its step killed mid-job, the job fails
-# (exit 4) naming n2 once Slurm finds the node down.
+# cancel) where dockerd is installed. A session (runtime none) runs its
+# workers with srun in its allocation, which its idle timeout releases.
+# Then a real node failure, with runtime none: node n2's slurmd and its
+# step killed mid-job, the job fails (exit 4) naming n2 once Slurm finds
+# the node down.
 . "$(dirname "$0")/lib.sh"
 command -v slurmctld >/dev/null 2>&1 || skip_all "no slurmctld (scripts/install-deps.sh installs slurm-wlm)"
 command -v podman >/dev/null 2>&1 || skip_all "no podman"
@@ -144,7 +146,38 @@ if [ -n "${BED_DOCKER_HOST:-}" ]; then
 	check_eq "docker cancel: scontrol show job says CANCELLED" CANCELLED "$(slurm_state "$hold_sid")"
 fi
 
-# 6. A real node failure (runtime none): node n2's slurmd, its step daemon
+# 6. A session on Slurm (runtime none): its hub runs in the allocation and
+# starts its 4 workers over both nodes with srun; a variable lives from
+# cell to cell; the idle timeout ends the hub and releases the allocation
+# (Slurm: COMPLETED). A container runtime is refused for a session.
+cat > s1.py <<'EOF'
+import os
+from mpi4py import MPI
+x = MPI.COMM_WORLD.allreduce(MPI.COMM_WORLD.rank + 1)
+print("rank", os.environ["RANK"], "on", os.environ.get("SLURMD_NODENAME"), "sum", x)
+EOF
+cat > s2.py <<'EOF'
+print("x is", x)
+EOF
+expect_exit 0 pst session start --remote snone -n 4 --no-project --idle-timeout 15
+sess=$(head -n 1 "$out")
+sess_sid=$(slurm_id_of "$sess")
+check "session: the record holds the Slurm job id" eval '[ -n "$sess_sid" ]'
+check_eq "session: its allocation runs" RUNNING "$(slurm_state "$sess_sid")"
+expect_exit 0 pst session exec "$sess" s1.py
+for r in 0 1 2 3; do
+	check_grep "session: rank $r sums 10" -E "^\[$r\] rank $r on n[12] sum 10$" "$out" || show "$out"
+done
+check "session: both nodes run workers" eval 'grep -q " on n1 " "$out" && grep -q " on n2 " "$out"'
+expect_exit 0 pst session exec "$sess" s2.py
+check_grep "session: a variable lives to the next cell" -E '^\[3\] x is 10$' "$out"
+for _ in $(seq 400); do [ "$(slurm_state "$sess_sid")" = COMPLETED ] && break; sleep 0.1; done
+check_eq "session: the idle timeout released the allocation" COMPLETED "$(slurm_state "$sess_sid")"
+check_eq "session: the job directory says succeeded" succeeded "$(cat "$jobs_dir/$sess/state" 2>/dev/null)"
+expect_exit 2 pst session start --remote spod -n 2 --no-project
+check_grep "session: a container runtime under Slurm is refused" "sessions under Slurm cannot run runtime 'podman' yet" "$err"
+
+# 7. A real node failure (runtime none): node n2's slurmd, its step daemon
 # and its ranks killed mid-job. Slurm finds n2 down (SlurmdTimeout, 30 s
 # here), srun says "Node failure on n2", and the job fails naming it.
 expect_exit 0 run --remote snone --detach hold.py -n 4

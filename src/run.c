@@ -600,9 +600,11 @@ int run_job(struct run *r)
 /* What a session cannot do yet. 0, or -1 with the error set. */
 static int session_check(const struct run *r)
 {
-	if (r->cfg.remote.scheduler == SCHEDULER_SLURM) {
-		error_set(PS_EXIT_USAGE, "sessions cannot run under Slurm yet");
-		return error_hint("start the session on a host of its own (--host), with "
+	if (r->cfg.remote.scheduler == SCHEDULER_SLURM && r->cfg.remote.runtime != RUNTIME_NONE) {
+		error_set(PS_EXIT_USAGE, "sessions under Slurm cannot run runtime '%s' yet",
+			  runtime_name(r->cfg.remote.runtime));
+		return error_hint("use runtime = none for a session under Slurm (the nodes' own "
+				  "python and MPI), or start it on a host of its own with "
 				  "scheduler = none");
 	}
 	if (r->cfg.remote.hosts && !r->opt.host) {
@@ -621,7 +623,7 @@ int run_session(struct run *r)
 	/* Submitted on its own (no follower); session_wait_started waits. */
 	r->opt.detach = 1;
 	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || session_check(r) < 0 ||
-	    build_context(r) < 0)
+	    run_slurm_check(r) < 0 || build_context(r) < 0)
 		return error_report();
 	/* In turn, as a detached job: push, connect, submit; then wait for the hub. */
 	if (r->cfg.remote.runtime != RUNTIME_NONE) {

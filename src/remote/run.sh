@@ -295,6 +295,16 @@ slurm_signalled() {
 	host_error host "node '$n' failed under the job (Slurm: Node failure on $n)" 143
 }
 
+# The words (for eval) of the launcher a session's hub runs its workers
+# with: mpirun FLAG, or under Slurm srun in the hub's allocation.
+session_launcher() {
+	if [ "$ps_launcher" = srun ]; then
+		printf '%s' 'srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$ps_np"'
+	else
+		printf '%s' "mpirun $1 -np \"\$ps_np\" $ps_mpirun_args"
+	fi
+}
+
 # ranks FLAG BOOTSTRAP CELL [COMMAND...]: runs COMMAND mpirun FLAG -np N
 # MPIRUN_ARGS PYTHON BOOTSTRAP CELL ARGS (COMMAND: docker run ..., or
 # nothing), waits for it, and ends the job with its status.
@@ -307,7 +317,7 @@ ranks() {
 		case $ps_mode in none) SD=$J ;; *) SD=/pystrib/job ;; esac
 		it=''
 		[ -z "$ps_idle_timeout" ] || it='--idle-timeout "$ps_idle_timeout"'
-		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it -- mpirun $r_flag -np \"\$ps_np\" $ps_mpirun_args \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
+		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it -- $(session_launcher "$r_flag") \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
 	elif [ "$ps_launcher" = srun ]; then
 		eval "set -- \"\$@\" srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=\"\$ps_np\" $SRUN_TASK \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	else
