@@ -93,11 +93,7 @@ if [ -n "${PYSTRIB_SLURM_TASK:-}" ]; then
 		elif [ -n "$ps_gpus" ]; then
 			set -- --device nvidia.com/gpu=all "$@"
 		fi
-		mkdir -p "$J/.slurm" || exit 125
-		f=$J/.slurm/env.$SLURM_PROCID
-		task_env > "$f.tmp" &&
-			env | grep -E '^(PMIX|PMI|OMPI|SLURM|SLURMD|PYSTRIB)_[A-Za-z0-9_]*=|^CUDA_VISIBLE_DEVICES=' |
-			cut -d= -f1 >> "$f.tmp" && sort -u "$f.tmp" > "$f" && rm -f "$f.tmp" || exit 125
+		task_env_file || exit 125
 		t=${PMIX_SERVER_TMPDIR:-}
 		[ -z "$t" ] || [ ! -d "$t" ] || set -- -v "$t:$t" "$@"
 		for b in "${PMIX_DSTORE_21_BASE_PATH:-}" "${PMIX_DSTORE_ESH_BASE_PATH:-}"; do
@@ -133,6 +129,14 @@ if [ -n "${PYSTRIB_SLURM_TASK:-}" ]; then
 	TASK_WATCH='p=$1; shift; "$@" & c=$!
 ( while kill -0 "$p"; do sleep 1; done; kill -KILL "$c" ) 2>/dev/null & w=$!
 wait "$c"; rc=$?; kill "$w" 2>/dev/null; exit "$rc"'
+	# The env-file $f: the names of the variables the container gets.
+	task_env_file() {
+		mkdir -p "$J/.slurm" || return 1
+		f=$J/.slurm/env.$SLURM_PROCID
+		task_env > "$f.tmp" &&
+			env | grep -E '^(PMIX|PMI|OMPI|SLURM|SLURMD|PYSTRIB)_[A-Za-z0-9_]*=|^CUDA_VISIBLE_DEVICES=' |
+			cut -d= -f1 >> "$f.tmp" && sort -u "$f.tmp" > "$f" && rm -f "$f.tmp"
+	}
 	# --env: exported here, their names printed for the env-file.
 	task_env() {
 		eval "set -- $ps_env"
@@ -478,18 +482,16 @@ run_container() {
 # Slurm part, at the top), which runs the rank's container. '' for none.
 SRUN_TASK=''
 
-# node_step TASK: one task of this script per node of the allocation
-# (--overlap: beside a step that still runs), in the background.
-node_step() {
-	run_bg srun --overlap --mpi=none --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" \
-		--ntasks-per-node=1 --kill-on-bad-exit=0 env PYSTRIB_SLURM_TASK="$1" sh "$J/run.sh"
-}
+# A step of one task of this script per node of the allocation
+# (--overlap: beside a step that still runs), for eval, then
+# PYSTRIB_SLURM_TASK=TASK sh run.sh.
+NODE_STEP='srun --overlap --mpi=none --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 --kill-on-bad-exit=0 env'
 
 # The image pulled on every node first: a node that cannot pull fails the
 # job before any rank starts, named.
 slurm_pull() {
 	set_state pulling
-	node_step pull && return 0
+	eval "run_bg $NODE_STEP PYSTRIB_SLURM_TASK=pull sh \"\$J/run.sh\"" && return 0
 	rc=$?
 	[ -z "$stop" ] || finish "$rc"
 	m=$(sed -n "s/^pystrib: \(node '.*\)\$/\1/p" "$J/logs/job.err" 2>/dev/null | head -n 1)
@@ -522,9 +524,7 @@ run_slurm_container() {
 	# a job Slurm is ending.
 	stop_container() {
 		[ -n "$C" ] || return 0
-		timeout 30 srun --overlap --mpi=none --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" \
-			--ntasks-per-node=1 --kill-on-bad-exit=0 env PYSTRIB_SLURM_TASK=rm sh "$J/run.sh" \
-			</dev/null >/dev/null 2>&1
+		eval "timeout 30 $NODE_STEP PYSTRIB_SLURM_TASK=rm sh \"\$J/run.sh\"" </dev/null >/dev/null 2>&1
 		rm -rf "$J/.slurm"
 		C=''
 	}
