@@ -5,7 +5,8 @@
 # over both nodes, the allreduce sums right through PMIx inside the
 # containers, RANK, WORLD_SIZE and LOCAL_RANK are Slurm's, and no container
 # is left; cancel, --timeout and a failed rank leave no container on any
-# node (cancel: scontrol says CANCELLED); docker the same (a job and a
+# node (cancel: scontrol says CANCELLED); a registry the nodes cannot reach
+# fails the job before any rank, naming a node; docker the same (a job and a
 # cancel) where dockerd is installed. A session (runtime none) runs its
 # workers with srun in its allocation, which its idle timeout releases.
 # Then a real node failure, with runtime none: node n2's slurmd and its
@@ -25,6 +26,10 @@ cat >> "$BED_CONFIG" <<EOF
 [remote.spod]
 runtime = podman
 scheduler = slurm
+[remote.spodbad]
+runtime = podman
+scheduler = slurm
+pull_registry = 127.0.0.1:9
 [remote.sdocker]
 runtime = docker
 scheduler = slurm
@@ -121,7 +126,17 @@ check_grep "failed rank: the summary names rank 3's exit" "rank 3 exit 3" "$err"
 id=$(job_id_from_err "$err")
 check "failed rank: no container is left on either node" no_containers_within 20 "$id"
 
-# 5. docker: the same container per task (the bed's one dockerd serves
+# 5. A registry the nodes cannot reach (pull_registry: a closed port):
+# the pull step fails before any rank starts, naming a node. A cell of
+# its own: an image the nodes have already needs no pull.
+printf 'print("never runs")\n' > unpullable.py
+expect_exit 3 run --remote spodbad unpullable.py -n 4
+check_grep "unpullable: the summary names the node and the pull" -E "registry: node 'n[12]': podman could not pull the image: .*127\.0\.0\.1:9" "$err" ||
+	show "$err"
+id=$(job_id_from_err "$err")
+check "unpullable: no rank ran" eval '! ls "$jobs_dir/$id"/logs/rank.* >/dev/null 2>&1'
+
+# 5b. docker: the same container per task (the bed's one dockerd serves
 # both nodes), and a cancel leaves none.
 if [ -n "${BED_DOCKER_HOST:-}" ]; then
 	dcontainers_of() { /usr/bin/docker ps -a --format '{{.Names}}' 2>/dev/null | grep -c "^pystrib-$1-"; }

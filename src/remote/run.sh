@@ -47,6 +47,11 @@ if [ -n "${PYSTRIB_SLURM_TASK:-}" ]; then
 	# pystrib passes no registry password to Slurm: the nodes' engines
 	# log in with their own credentials (podman login, docker login).
 	task_pull() {
+		if ! command -v "$RT" >/dev/null 2>&1; then
+			printf "pystrib: node '%s': '%s' is not installed there (or not on the PATH of its jobs: %s)\n" \
+				"$node" "$RT" "$PATH" >&2
+			exit 127
+		fi
 		if [ "$RT" = docker ]; then
 			docker image inspect --format . "$ps_image" >/dev/null 2>&1 && return 0
 			out=$(docker pull -q "$ps_image" 2>&1 >/dev/null)
@@ -495,6 +500,7 @@ slurm_pull() {
 	rc=$?
 	[ -z "$stop" ] || finish "$rc"
 	m=$(sed -n "s/^pystrib: \(node '.*\)\$/\1/p" "$J/logs/job.err" 2>/dev/null | head -n 1)
+	case $m in *" is not installed there "*) host_error not-installed "$m" 127 ;; esac
 	[ -n "$m" ] || m="$RT could not pull the image: $(last_err)"
 	host_error registry "registry: $m (pystrib gives Slurm no registry password: the nodes' $RT log in on their own)" "$rc"
 }
