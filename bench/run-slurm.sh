@@ -6,7 +6,9 @@
 # default 3).
 #
 # The same NP-rank (default 4, over both nodes) mpi4py cell, runtime none,
-# the same Python (Debian's /usr/bin/python3 and Open MPI's mpi4py):
+# the same Python (Debian's /usr/bin/python3 and Open MPI's mpi4py), and
+# then (where podman is installed; PODMAN=0 skips it) runtime podman, the
+# bed's base image (Debian, python3, mpi4py) already on the nodes:
 #   hand    ssh HOST 'sbatch --parsable hand.sbatch, then tail -F of its
 #           output file': a hand-written batch script, cell.py already in
 #           the shared directory, `srun --mpi=pmix python3 -u cell.py`
@@ -15,6 +17,13 @@
 #   pystrib pystrib run cell.py -n NP ([remote] scheduler = slurm): the
 #           job directory and its files over SSH, sbatch, srun --mpi=pmix
 #           of the cell in bootstrap.py, the output followed.
+#   hand, podman   the same batch script, its srun running a task script
+#           per rank: `podman run --rm` of the base image with host network,
+#           IPC, PIDs and user namespace, PMIX_SERVER_TMPDIR and the shared
+#           directory mounted, -e of every PMIX_/OMPI_/SLURM_ variable.
+#   pystrib, podman   pystrib run --remote spod (runtime podman): also the
+#           cell's image pushed, the pull step on every node (the image is
+#           there: a look each), one container per task, the rm step.
 # Measured: from the command's start to the first line of the cell's output
 # on this side (a Slurm job's start is mostly Slurm's: the controller's
 # scheduling pass and two slurmd's step launch), and to its end (pystrib
@@ -37,7 +46,11 @@ command -v slurmctld >/dev/null 2>&1 || { say "no slurmctld (scripts/install-dep
 BED=$(mktemp -d /tmp/pbench.XXXXXX)
 cleanup() { "$here/../integration/bed.sh" stop "$BED" >/dev/null 2>&1; rm -rf "$BED"; }
 trap cleanup EXIT
-"$here/../integration/bed.sh" start "$BED" slurm sshd >&2 || exit 1
+PODMAN=${PODMAN:-1}
+command -v podman >/dev/null 2>&1 || PODMAN=0
+services=(slurm sshd)
+[ "$PODMAN" = 0 ] || services=(registry podman base slurm sshd)
+"$here/../integration/bed.sh" start "$BED" "${services[@]}" >&2 || exit 1
 # shellcheck disable=SC1091
 . "$BED/env"
 export SLURM_CONF=$BED_SLURM_CONF
@@ -48,6 +61,9 @@ cat >> "$BED_CONFIG" <<EOF
 [remote.slurm]
 runtime = none
 python = $PY
+scheduler = slurm
+[remote.spod]
+runtime = podman
 scheduler = slurm
 EOF
 SSH=(ssh -p "$BED_SSH_PORT" -i "$BED_SSH_KEY" -o BatchMode=yes -o IdentitiesOnly=yes
@@ -72,6 +88,17 @@ cat > "$hand/hand.sbatch" <<EOF
 #SBATCH --output=hand.%j.out
 srun --mpi=pmix $PY -u cell.py
 EOF
+# With podman: a task script per rank, what Slurm users with containers
+# write (PMIx's contact and rendezvous directory passed in by hand).
+cat > "$hand/task-podman.sh" <<EOF
+#!/bin/sh
+exec podman run --rm --network host --ipc host --pid host --userns host \\
+	-v "\$PWD:\$PWD" -w "\$PWD" -v "\$PMIX_SERVER_TMPDIR:\$PMIX_SERVER_TMPDIR" \\
+	\$(env | grep -oE '^(PMIX|OMPI|SLURM)_[A-Za-z0-9_]*' | sed 's/^/-e /') \\
+	-e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \\
+	${BED_BASE:-none} python3 -u cell.py
+EOF
+sed 's|^srun --mpi=pmix .*|srun --mpi=pmix sh task-podman.sh|' "$hand/hand.sbatch" > "$hand/hand-podman.sbatch"
 # What the user types: submit, then follow the output file to the job's end.
 HAND="cd '$hand' && j=\$(sbatch --parsable hand.sbatch) || exit 1
 j=\${j%%;*}
@@ -99,44 +126,64 @@ print("%.3f %.3f" % (t1 - t0, t2 - t0))
 EOF
 }
 
-hand_run() {
-	local t
-	t=$(timed "${SSH[@]}" "$HAND") || { say "the hand-written job failed"; cat "$BED/t.out" "$BED/t.out.err" >&2; exit 1; }
+hand_run() {	# hand_run [podman]
+	local t cmd=$HAND
+	[ "${1:-}" != podman ] || cmd=${HAND//hand.sbatch/hand-podman.sbatch}
+	t=$(timed "${SSH[@]}" "$cmd") || { say "the hand-written job failed"; cat "$BED/t.out" "$BED/t.out.err" >&2; exit 1; }
 	[ "$(grep -c "$want" "$BED/t.out")" -eq "$NP" ] || { say "hand: not $NP sums"; cat "$BED/t.out" >&2; exit 1; }
 	echo "$t"
 }
 
-pystrib_run() {
+pystrib_run() {	# pystrib_run [REMOTE]
 	local t
-	t=$(cd "$work" && timed "$PYSTRIB" -c "$BED_CONFIG" run --remote slurm cell.py -n "$NP" --results "$BED/res") ||
+	t=$(cd "$work" && timed "$PYSTRIB" -c "$BED_CONFIG" run --remote "${1:-slurm}" cell.py -n "$NP" --results "$BED/res") ||
 		{ say "pystrib run failed"; cat "$BED/t.out" "$BED/t.out.err" >&2; exit 1; }
 	[ "$(grep -c "$want" "$BED/t.out")" -eq "$NP" ] || { say "pystrib: not $NP sums"; cat "$BED/t.out" >&2; exit 1; }
 	rm -rf "$BED/res"
 	echo "$t"
 }
 
-say "one SSH round trip: $(timed "${SSH[@]}" echo x | cut -d' ' -f1) s"
-[ -n "$(hand_run)" ] || exit 1		# warm-up: Slurm's and the page cache's
-[ -n "$(pystrib_run)" ] || exit 1	# warm-up: runtime none's layers on the host
-tsv=$BED/slurm.tsv
-: > "$tsv"
-for round in $(seq "$ROUNDS"); do
-	h=$(hand_run)
-	p=$(pystrib_run)
-	[ -n "$h" ] && [ -n "$p" ] || exit 1
-	printf '%s %s\n' "$h" "$p" | tr ' ' '\t' >> "$tsv"
-	say "round $round: hand first line/end ${h/ //} s, pystrib ${p/ //} s"
-done
-$PY - "$tsv" "$NP" <<'EOF'
+# rounds TSV [podman]: the rounds of hand and pystrib, side by side.
+rounds() {
+	local tsv=$1 mode=${2:-} remote=slurm h p
+	[ -z "$mode" ] || remote=spod
+	: > "$tsv"
+	[ -n "$(hand_run $mode)" ] || exit 1		# warm-up: Slurm's and the page cache's
+	[ -n "$(pystrib_run $remote)" ] || exit 1	# warm-up: the layers, or the image, on the host
+	for round in $(seq "$ROUNDS"); do
+		h=$(hand_run $mode)
+		p=$(pystrib_run $remote)
+		[ -n "$h" ] && [ -n "$p" ] || exit 1
+		printf '%s %s\n' "$h" "$p" | tr ' ' '\t' >> "$tsv"
+		say "${mode:-none} round $round: hand first line/end ${h/ //} s, pystrib ${p/ //} s"
+	done
+}
+
+# rows TSV LABEL: the figures of rounds' TSV for bench/run.
+rows() {
+	$PY - "$1" "$NP" "$2" <<'EOF'
 import statistics, sys
 rows = [[float(x) for x in l.split("\t")] for l in open(sys.argv[1]).read().split("\n") if l]
 med = lambda i: statistics.median(r[i] for r in rows)
 def row(m, v, u): print("ROW\tslurm-run\t%s\t%s\t%s" % (m, v, u))
-n = sys.argv[2]
-row("hand sbatch+srun --mpi=pmix, %s ranks: first line, median" % n, "%.2f" % med(0), "s")
-row("pystrib run --remote slurm, %s ranks: first line, median" % n, "%.2f" % med(2), "s")
-row("pystrib / hand, first line (target <= 1.1), median of rounds", "%.2f" % statistics.median(r[2] / r[0] for r in rows), "x")
-row("pystrib - hand, first line, median of rounds", "%.2f" % statistics.median(r[2] - r[0] for r in rows), "s")
-row("hand: to the job's end, median", "%.2f" % med(1), "s")
-row("pystrib: to the job's end (results back), median", "%.2f" % med(3), "s")
+n, what = sys.argv[2], sys.argv[3]
+row("hand sbatch+srun --mpi=pmix%s, %s ranks: first line, median" % (what, n), "%.2f" % med(0), "s")
+row("pystrib run --remote slurm%s, %s ranks: first line, median" % (what, n), "%.2f" % med(2), "s")
+row("pystrib / hand%s, first line (target <= 1.1), median of rounds" % what, "%.2f" % statistics.median(r[2] / r[0] for r in rows), "x")
+row("pystrib - hand%s, first line, median of rounds" % what, "%.2f" % statistics.median(r[2] - r[0] for r in rows), "s")
+row("hand%s: to the job's end, median" % what, "%.2f" % med(1), "s")
+row("pystrib%s: to the job's end (results back), median" % what, "%.2f" % med(3), "s")
 EOF
+}
+
+say "one SSH round trip: $(timed "${SSH[@]}" echo x | cut -d' ' -f1) s"
+rounds "$BED/slurm.tsv"
+rows "$BED/slurm.tsv" ""
+if [ "$PODMAN" != 0 ]; then
+	# The hand-written side's image on the nodes already (the bed's nodes
+	# share this machine's podman storage).
+	CONTAINERS_CONF=$BED_CONTAINERS_CONF CONTAINERS_STORAGE_CONF=$BED_CONTAINERS_STORAGE_CONF \
+		podman pull -q --tls-verify=false "$BED_BASE" >/dev/null || { say "cannot pull $BED_BASE"; exit 1; }
+	rounds "$BED/podman.tsv" podman
+	rows "$BED/podman.tsv" ", podman"
+fi

@@ -125,8 +125,9 @@ void run_base_spec(const struct run *r, struct launch_spec *s)
 
 /*
  * Scheduler slurm: the job directory under [slurm] shared_dir (as the
- * workdir, so that runtime none's layers are there too), and what Slurm
- * cannot run yet refused before anything is built.
+ * workdir, so that runtime none's layers are there too). Every runtime
+ * runs under Slurm: docker and podman as a container per task on the
+ * nodes (src/remote/run.sh, docs/remote-job.md).
  */
 static int run_slurm_check(struct run *r)
 {
@@ -134,12 +135,6 @@ static int run_slurm_check(struct run *r)
 		return 0;
 	if (r->cfg.slurm.shared_dir)
 		r->cfg.remote.workdir = r->cfg.slurm.shared_dir;
-	if (r->cfg.remote.runtime != RUNTIME_NONE) {
-		error_set(PS_EXIT_USAGE, "runtime '%s' cannot run under Slurm yet",
-			  runtime_name(r->cfg.remote.runtime));
-		return error_hint("use runtime = none with scheduler = slurm (the nodes' own "
-				  "python and MPI, after [remote] setup)");
-	}
 	return 0;
 }
 
@@ -605,9 +600,11 @@ int run_job(struct run *r)
 /* What a session cannot do yet. 0, or -1 with the error set. */
 static int session_check(const struct run *r)
 {
-	if (r->cfg.remote.scheduler == SCHEDULER_SLURM) {
-		error_set(PS_EXIT_USAGE, "sessions cannot run under Slurm yet");
-		return error_hint("start the session on a host of its own (--host), with "
+	if (r->cfg.remote.scheduler == SCHEDULER_SLURM && r->cfg.remote.runtime != RUNTIME_NONE) {
+		error_set(PS_EXIT_USAGE, "sessions under Slurm cannot run runtime '%s' yet",
+			  runtime_name(r->cfg.remote.runtime));
+		return error_hint("use runtime = none for a session under Slurm (the nodes' own "
+				  "python and MPI), or start it on a host of its own with "
 				  "scheduler = none");
 	}
 	if (r->cfg.remote.hosts && !r->opt.host && r->cfg.remote.runtime != RUNTIME_NONE) {
@@ -628,7 +625,7 @@ int run_session(struct run *r)
 	/* Submitted on its own (no follower); session_wait_started waits. */
 	r->opt.detach = 1;
 	if (jobrec_new_id(r->id) < 0 || prepare(r, exclude) < 0 || session_check(r) < 0 ||
-	    run_hosts_check(r) < 0 || build_context(r) < 0)
+	    run_hosts_check(r) < 0 || run_slurm_check(r) < 0 || build_context(r) < 0)
 		return error_report();
 	/* As a detached job: the push (and docker's pull) beside the login,
 	 * then the submit; then wait for the hub. */

@@ -103,7 +103,9 @@ int slurm_sbatch_options(const struct slurm_config *sc, const char *id, int np, 
 	char name[64], limit[32];
 
 	snprintf(name, sizeof(name), LAUNCH_CONTAINER_PREFIX "%s", id);
-	buf_addstr(out, " --parsable");
+	/* Never requeued (Slurm does so on a node failure): the job directory
+	 * records one run, and a failed node fails the job, named. */
+	buf_addstr(out, " --parsable --no-requeue");
 	opt(out, "job-name", name);
 	opt(out, "output", "logs/slurm.out");
 	opt_int(out, "ntasks", np);

@@ -37,12 +37,12 @@ struct slurm_state {
 int slurm_split_words(const char *words, struct buf *out);
 
 /*
- * The sbatch options of the job: --parsable, --job-name=pystrib-ID,
- * --output=logs/slurm.out, --ntasks=np, then [slurm] nodes,
- * ntasks_per_node, gpus_per_node, partition, account, the time limit
- * (timeout > 0: its seconds plus a minute, so that the job's own watchdog
- * comes first; else [slurm] time) and [slurm] extra, each word quoted,
- * appended to out. 0 or -1 (a bad extra).
+ * The sbatch options of the job: --parsable, --no-requeue (a job is one
+ * run), --job-name=pystrib-ID, --output=logs/slurm.out, --ntasks=np, then
+ * [slurm] nodes, ntasks_per_node, gpus_per_node, partition, account, the
+ * time limit (timeout > 0: its seconds plus a minute, so that the job's
+ * own watchdog comes first; else [slurm] time) and [slurm] extra, each
+ * word quoted, appended to out. 0 or -1 (a bad extra).
  */
 int slurm_sbatch_options(const struct slurm_config *sc, const char *id, int np, int timeout,
 			 struct buf *out);

@@ -9,7 +9,8 @@
 #   ps_pidfile                 pid, or cpid in the engine's container, or
 #                              spid under Slurm (a pid of the node, not the host's)
 #   ps_launcher                mpirun, or srun (Slurm: srun --mpi=pmix in the
-#                              allocation; mpirun_args are mpirun's, not used)
+#                              allocation; mpirun_args are mpirun's, not used;
+#                              docker, podman: one container per task, below)
 #   ps_image ps_image_present  what to run; 1: it is on the host already
 #   ps_login_registry ps_login_user ps_tls_verify_off   the login before the
 #                              pull ('': none); the password is stdin's first line
@@ -34,6 +35,128 @@
 
 J=$(pwd -P) || exit 1
 umask 022
+
+# --- Slurm: one task of a step, on its node ----------------------------
+# With a container runtime under Slurm, srun runs this script again as
+# each task of a step (PYSTRIB_SLURM_TASK: pull, run or rm), with the
+# job's values above; the job script's own part below does not run.
+if [ -n "${PYSTRIB_SLURM_TASK:-}" ]; then
+	RT=$ps_mode
+	node=${SLURMD_NODENAME:-$(hostname)}
+	# pull: the image on this node, unless it is here (pinned by digest).
+	# pystrib passes no registry password to Slurm: the nodes' engines
+	# log in with their own credentials (podman login, docker login).
+	task_pull() {
+		if ! command -v "$RT" >/dev/null 2>&1; then
+			printf "pystrib: node '%s': '%s' is not installed there (or not on the PATH of its jobs: %s)\n" \
+				"$node" "$RT" "$PATH" >&2
+			exit 127
+		fi
+		if [ "$RT" = docker ]; then
+			docker image inspect --format . "$ps_image" >/dev/null 2>&1 && return 0
+			out=$(docker pull -q "$ps_image" 2>&1 >/dev/null)
+		else
+			podman image exists "$ps_image" >/dev/null 2>&1 && return 0
+			tls=''
+			[ -z "$ps_tls_verify_off" ] || tls=--tls-verify=false
+			out=$(podman pull -q $tls "$ps_image" 2>&1 >/dev/null)
+		fi && return 0
+		rc=$?
+		out=$(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200)
+		printf "pystrib: node '%s': %s could not pull the image: %s\n" "$node" "$RT" "$out" >&2
+		exit "$rc"
+	}
+	# rm: whatever is left of the job's containers on this node.
+	task_rm() {
+		"$RT" ps -a --format '{{.Names}}' 2>/dev/null | grep -x "$ps_container-[0-9][0-9]*" |
+			while read -r n; do
+				if [ "$RT" = docker ]; then docker rm -f "$n"; else podman rm -f -t 0 "$n"; fi
+			done >/dev/null 2>&1
+		return 0
+	}
+	# run: the task's container, named after the job and the task, with
+	# the PMIx connection srun gave the task: host network (the server's
+	# tcp URI on this node), host IPC (Open MPI's shared memory between
+	# the node's containers), host PIDs and user namespace (the server
+	# checks its clients' credentials), the server's rendezvous directory
+	# (PMIX_SERVER_TMPDIR: its shared-memory stores) at the same path,
+	# and the environment by name only (--env-file of names: the values
+	# stay in this process's environment, never on a command line).
+	task_run() {
+		n=$ps_container-$SLURM_PROCID
+		export PYSTRIB_JOB_DIR=/pystrib/job PYSTRIB_RESULTS=/pystrib/job/results PYSTRIB_JOB_ID="$ps_id" \
+			OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+		# The rank runs under a watch in its container (host PIDs: it sees
+		# this task): if the task is gone, killed before it could remove
+		# the container (srun kills its tasks with SIGKILL), so is the rank,
+		# and the container ends (--rm).
+		set -- "$ps_image" sh -c "$TASK_WATCH" pystrib-task "$$" "$@"
+		# GPUs: Slurm deals them to the tasks (CUDA_VISIBLE_DEVICES, by
+		# the host's indexes); the container sees all of the node's.
+		if [ -n "$ps_gpus" ] && [ "$RT" = docker ]; then
+			set -- --gpus all "$@"
+		elif [ -n "$ps_gpus" ]; then
+			set -- --device nvidia.com/gpu=all "$@"
+		fi
+		task_env_file || exit 125
+		t=${PMIX_SERVER_TMPDIR:-}
+		[ -z "$t" ] || [ ! -d "$t" ] || set -- -v "$t:$t" "$@"
+		for b in "${PMIX_DSTORE_21_BASE_PATH:-}" "${PMIX_DSTORE_ESH_BASE_PATH:-}"; do
+			d=${b%/*}
+			[ -n "$b" ] && [ -d "$d" ] || continue
+			case $d/ in "${t%/}"/*) [ -n "$t" ] && continue ;; esac
+			set -- -v "$d:$d" "$@"
+		done
+		[ "$RT" = docker ] || set -- --userns host "$@"
+		set -- "$RT" run --rm --name "$n" --sig-proxy=false --network host --ipc host --pid host \
+			-v "$J/logs:/pystrib/job/logs" -v "$J/results:/pystrib/job/results" \
+			--env-file "$f" "$@"
+		# srun and slurmd send the task TERM (cancel, timeout, a failed
+		# rank): the container goes with it, whether or not what runs in
+		# it heeds the signal (the engine's container is no child of the
+		# task: Slurm cannot kill it).
+		stopped=''
+		trap 'stopped=1; task_rm_one' TERM INT HUP
+		"$@" &
+		p=$!
+		while :; do
+			wait "$p"
+			rc=$?
+			kill -0 "$p" 2>/dev/null || break
+		done
+		rm -f "$f"
+		[ -z "$stopped" ] || exit 143
+		exit "$rc"
+	}
+	task_rm_one() {
+		if [ "$RT" = docker ]; then docker rm -f "$n"; else podman rm -f -t 0 "$n"; fi >/dev/null 2>&1
+	}
+	TASK_WATCH='p=$1; shift; "$@" & c=$!
+( while kill -0 "$p"; do sleep 1; done; kill -KILL "$c" ) 2>/dev/null & w=$!
+wait "$c"; rc=$?; kill "$w" 2>/dev/null; exit "$rc"'
+	# The env-file $f: the names of the variables the container gets.
+	task_env_file() {
+		mkdir -p "$J/.slurm" || return 1
+		f=$J/.slurm/env.$SLURM_PROCID
+		task_env > "$f.tmp" &&
+			env | grep -E '^(PMIX|PMI|OMPI|SLURM|SLURMD|PYSTRIB)_[A-Za-z0-9_]*=|^CUDA_VISIBLE_DEVICES=' |
+			cut -d= -f1 >> "$f.tmp" && sort -u "$f.tmp" > "$f" && rm -f "$f.tmp"
+	}
+	# --env: exported here, their names printed for the env-file.
+	task_env() {
+		eval "set -- $ps_env"
+		for kv; do
+			export "$kv"
+			printf '%s\n' "${kv%%=*}"
+		done
+	}
+	case $PYSTRIB_SLURM_TASK in
+	pull) task_pull ;;
+	rm) task_rm ;;
+	run) task_run "$@" ;;
+	esac
+	exit $?
+fi
 mkdir -p "$J/logs" "$J/results"
 set_state() { printf '%s\n' "$1" > "$J/state.tmp" && mv -f "$J/state.tmp" "$J/state"; }
 now() { date +%s.%N; }
@@ -83,6 +206,7 @@ step_failed() {
 # A trapped signal interrupts `wait`, never a foreground command: every long
 # step runs in the background and is waited for here.
 on_signal() {
+	[ "$ps_launcher" != srun ] || slurm_signalled
 	[ -n "$stop" ] || stop=cancelled
 	[ -f "$J/timedout" ] && stop=timeout
 	[ -z "$child" ] || kill -TERM "$child" 2>/dev/null
@@ -170,6 +294,39 @@ session_forwards() {
 	done
 }
 
+# A node of the allocation failed under srun (status $1): Slurm ends the
+# whole job and sends this script the TERM that a cancel would, but the
+# job was not cancelled. The node named as follow.sh names it.
+slurm_node_failed() {
+	[ "$stop" != timeout ] || return 0
+	n=$(sed -n 's/^srun: error: Node failure on \([^ ]*\).*/\1/p' "$J/logs/job.err" 2>/dev/null | head -n 1)
+	[ -n "$n" ] || return 0
+	stop=''
+	host_error host "node '$n' failed under the job (Slurm: Node failure on $n)" "$1"
+}
+
+# Slurm's TERM of a job whose node failed (a node of the allocation is
+# down: Slurm ends the job NODE_FAIL) is no cancel: the job ends failed
+# at once, the node named (the script has Slurm's KillWait, not the time
+# srun takes to stop the rest of the step).
+slurm_signalled() {
+	[ -z "$stop" ] && [ ! -f "$J/timedout" ] && [ -n "${SLURM_JOB_NODELIST:-}" ] || return 0
+	n=$(sinfo -h -N -t down,fail -n "$SLURM_JOB_NODELIST" -o %N 2>/dev/null | head -n 1)
+	[ -n "$n" ] || return 0
+	[ -z "$child" ] || kill -TERM "$child" 2>/dev/null
+	host_error host "node '$n' failed under the job (Slurm: Node failure on $n)" 143
+}
+
+# The words (for eval) of the launcher a session's hub runs its workers
+# with: mpirun FLAG, or under Slurm srun in the hub's allocation.
+session_launcher() {
+	if [ "$ps_launcher" = srun ]; then
+		printf '%s' 'srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$ps_np"'
+	else
+		printf '%s' "mpirun $1 -np \"\$ps_np\" $HOSTS_FLAGS $ps_mpirun_args"
+	fi
+}
+
 # ranks FLAG BOOTSTRAP CELL [COMMAND...]: runs COMMAND mpirun FLAG -np N
 # MPIRUN_ARGS PYTHON BOOTSTRAP CELL ARGS (COMMAND: docker run ..., or
 # nothing), waits for it, and ends the job with its status.
@@ -183,9 +340,9 @@ ranks() {
 		it=''
 		[ -z "$ps_idle_timeout" ] || it='--idle-timeout "$ps_idle_timeout"'
 		session_forwards
-		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it $FW -- mpirun $r_flag -np \"\$ps_np\" $HOSTS_FLAGS $ps_mpirun_args \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
+		eval "set -- \"\$@\" \"\$ps_python\" \"\$r_cell\" hub --dir \"\$SD\" --np \"\$ps_np\" $it $FW -- $(session_launcher "$r_flag") \"\$ps_python\" \"\$r_cell\" worker --dir \"\$SD\""
 	elif [ "$ps_launcher" = srun ]; then
-		eval "set -- \"\$@\" srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=\"\$ps_np\" \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
+		eval "set -- \"\$@\" srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=\"\$ps_np\" $SRUN_TASK \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	else
 		eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $HOSTS_FLAGS $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	fi
@@ -193,6 +350,7 @@ ranks() {
 	rc=$?
 	[ -z "$ps_hosts" ] || gather_hosts
 	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
+	[ "$ps_launcher" != srun ] || slurm_node_failed "$rc"
 	# A session that could not start says why in session.json.
 	[ -n "$ps_session" ] || mpirun_failed "$rc"
 	finish "$rc"
@@ -337,6 +495,66 @@ run_container() {
 	ranks --allow-run-as-root "$ps_bootstrap" "$ps_cell" "$@"
 }
 
+# --- docker, podman under Slurm: a container per task, on every node ---
+
+# The words srun runs for each rank (ranks): this script as a task (its
+# Slurm part, at the top), which runs the rank's container. '' for none.
+SRUN_TASK=''
+
+# A step of one task of this script per node of the allocation
+# (--overlap: beside a step that still runs), for eval, then
+# PYSTRIB_SLURM_TASK=TASK sh run.sh.
+NODE_STEP='srun --overlap --mpi=none --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 --kill-on-bad-exit=0 env'
+
+# The image pulled on every node first: a node that cannot pull fails the
+# job before any rank starts, named.
+slurm_pull() {
+	set_state pulling
+	eval "run_bg $NODE_STEP PYSTRIB_SLURM_TASK=pull sh \"\$J/run.sh\"" && return 0
+	rc=$?
+	[ -z "$stop" ] || finish "$rc"
+	m=$(sed -n "s/^pystrib: \(node '.*\)\$/\1/p" "$J/logs/job.err" 2>/dev/null | head -n 1)
+	case $m in *" is not installed there "*) host_error not-installed "$m" 127 ;; esac
+	[ -n "$m" ] || m="$RT could not pull the image: $(last_err)"
+	host_error registry "registry: $m (pystrib gives Slurm no registry password: the nodes' $RT log in on their own)" "$rc"
+}
+
+run_slurm_container() {
+	RT=$ps_mode
+	C=$ps_container
+	exec </dev/null
+	need srun
+	printf '%s\n' "$RT" > "$J/runtime"
+	printf '%s\n' "$C" > "$J/container"
+	# srun, sent TERM, kills its tasks at once (SIGKILL) and leaves their
+	# containers, which are the engine's children, not the tasks': the
+	# tasks get the TERM instead (scancel of the job's steps), and each
+	# removes its container.
+	on_signal() {
+		slurm_signalled
+		[ -n "$stop" ] || stop=cancelled
+		[ -f "$J/timedout" ] && stop=timeout
+		[ -z "$child" ] || [ -n "$signalled" ] || scancel -s TERM "$SLURM_JOB_ID" 2>/dev/null ||
+			kill -TERM "$child" 2>/dev/null
+		signalled=1
+	}
+	signalled=''
+	# Whatever a task left (one killed before it could remove its
+	# container), on every node, while the allocation lives; bounded, for
+	# a job Slurm is ending.
+	stop_container() {
+		[ -n "$C" ] || return 0
+		eval "timeout 30 $NODE_STEP PYSTRIB_SLURM_TASK=rm sh \"\$J/run.sh\"" </dev/null >/dev/null 2>&1
+		rm -rf "$J/.slurm"
+		C=''
+	}
+	slurm_pull
+	now > "$J/launched"
+	set_state running
+	SRUN_TASK='env PYSTRIB_SLURM_TASK=run sh "$J/run.sh"'
+	ranks '' "$ps_bootstrap" "$ps_cell"
+}
+
 # The words of $ps_env in $e1, $e2 ..., and E: -e "$e1" -e "$e2" ... for eval.
 env_flags() {
 	eval "set -- $ps_env"
@@ -472,7 +690,7 @@ run_host() {
 }
 
 case $ps_mode in
-docker|podman) run_container ;;
+docker|podman) if [ "$ps_launcher" = srun ]; then run_slurm_container; else run_container; fi ;;
 engine) run_inside ;;
 none) run_host ;;
 *) host_error host "unknown runtime '$ps_mode'" 2 ;;

@@ -55,7 +55,7 @@ static void options_of_a_full_config(void **state)
 	struct buf b = BUF_INIT;
 	assert_int_equal(slurm_sbatch_options(&sc, "20261201-000000-abcdef", 8, 0, &b), 0);
 	char *w = sh_words(b.ptr);
-	assert_string_equal(w, "--parsable\n--job-name=pystrib-20261201-000000-abcdef\n"
+	assert_string_equal(w, "--parsable\n--no-requeue\n--job-name=pystrib-20261201-000000-abcdef\n"
 			       "--output=logs/slurm.out\n--ntasks=8\n--nodes=2\n--ntasks-per-node=4\n"
 			       "--gpus-per-node=1\n--partition=gpu\n--account=proj 1\n--time=1:00:00\n"
 			       "--qos=debug\n--constraint=ib&v100\n--comment=a b\n--x=$HOME\n");
