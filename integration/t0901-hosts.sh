@@ -27,11 +27,7 @@ ranks_on() {
 	done
 	echo "$n"
 }
-h2_sshd_start() {
-	local d=$BED_DIR/hosts
-	ip netns exec h2 unshare -m -u --propagation private sh -c \
-		"hostname h2 && mount --bind '$d/h2-work' '$BED_DIR/pair-work' && exec /usr/sbin/sshd -f '$d/h2-sshd_config' -E '$d/h2-sshd.log'"
-}
+h2_sshd_start() { sh "$BED_DIR/hosts/h2-start.sh"; }
 
 # 1. Four ranks over both hosts.
 cat > allreduce.py <<'EOF2'
