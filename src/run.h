@@ -158,11 +158,12 @@ int run_push_beside_login(struct run *r);
 int run_pull_through_engine(struct run *r, struct ssh_conn *conn, atomic_int *stop);
 
 /*
- * run_hosts.c: one job over several hosts, runtime none. check: with
+ * run_hosts.c: one job over several hosts, runtime none or podman. check: with
  * [remote] hosts (and no --host), refuses what cannot run over them
  * (exit 2) and parses the list into r->hosts, the first host as
- * r->target. 0 or -1. on_hosts: connects to every host, places the cell
- * on all but the first, then submits there and follows; the exit code.
+ * r->target. 0 or -1. on_hosts: pushes the image (podman), connects to
+ * every host, places the cell (none; a job directory for podman) on all
+ * but the first, then submits there and follows; the exit code.
  */
 struct run_hosts;
 int run_hosts_check(struct run *r);
