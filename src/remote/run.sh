@@ -372,7 +372,7 @@ peer_command() {
 	quote "$C"; qc=$Q
 	quote "$ps_image"; qi=$Q
 	quote "/dev/shm/$C"; qs=$Q
-	tls='' auth=''
+	tls=''
 	[ -z "$ps_tls_verify_off" ] || tls=--tls-verify=false
 	quote "$(cat "$J/launch/agent")"
 	PEER="cd $qj && umask 022 && mkdir -p logs results launch && rm -f .stopped && printf '%s\\n' $Q > launch/agent && chmod 755 launch/agent && "
@@ -386,6 +386,9 @@ peer_command() {
 	eval "set -- $ps_env"
 	envs=' -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1'
 	for kv; do quote "$kv"; envs="$envs -e $Q"; done
+	# The same GPUs asked of every host (its words are quoted already).
+	gpu_flags
+	envs="$envs $cmd"
 	PEER="$PEER[ ! -e .stopped ] || exit 5; mkdir -p $qs 2>/dev/null; podman rm -f -t 0 $qc >/dev/null 2>&1; podman run -d --name $qc --network host --ipc host -v $qj/logs:/pystrib/job/logs -v $qj/results:/pystrib/job/results -v $qj/launch:/pystrib/launch:ro$envs --entrypoint sleep $qi infinity >/dev/null || exit 4; [ ! -e .stopped ] || { podman rm -f -t 0 $qc >/dev/null 2>&1; exit 5; }"
 }
 
