@@ -7,7 +7,8 @@
 # 4-rank job sums right, with MASTER_ADDR rank 0's host and LOCAL_RANK 0,1
 # on each, and the results of both come back; h2's container killed
 # mid-job fails the job naming h2; cancel; and after each, no container
-# on either host. Runtime docker over hosts is refused (exit 2).
+# on either host; gc removes the job directories on both. Runtime docker
+# over hosts is refused (exit 2).
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
 command -v ip >/dev/null 2>&1 || skip_all "no ip (iproute2)"
@@ -20,6 +21,7 @@ cd "$work" || exit 1
 run() { "$PYSTRIB" -c "$BED_CONFIG" run --remote pairpod --no-project "$@"; }
 pst() { "$PYSTRIB" -c "$BED_CONFIG" "$@"; }
 h1_jobs=$BED_DIR/hosts/h1-work/jobs
+h2_jobs=$BED_DIR/hosts/h2-work/jobs
 on() {	# on h1|h2 COMMAND: COMMAND on that host, as its own sessions run it
 	ssh -i "$BED_HOSTS_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$BED_HOSTS_KNOWN_HOSTS" \
 		-o BatchMode=yes "root@198.18.0.${1#h}" "$2"
@@ -112,3 +114,10 @@ sed 's/^runtime = podman$/runtime = docker/' "$BED_CONFIG" > "$work/docker.ini"
 chmod 600 "$work/docker.ini"
 expect_exit 2 "$PYSTRIB" -c "$work/docker.ini" run --remote pairpod --no-project allreduce.py -n 4
 check_grep "docker over hosts: refused, podman named" "runtime 'docker' cannot run over several hosts.*" "$err"
+
+# 6. gc removes the jobs' directories on every host (the first reaches the
+# others, named in its job directory's `peers`).
+check "every job left a directory on h2" eval '[ "$(ls "$h2_jobs" | wc -l)" -ge 4 ]'
+expect_exit 0 pst gc --older-than 0 --remote pairpod
+check_eq "gc: no job directory left on h1" 0 "$(ls "$h1_jobs" | wc -l)"
+check_eq "gc: no job directory left on h2" 0 "$(ls "$h2_jobs" | wc -l)"

@@ -65,8 +65,14 @@ static int remove_remote(struct ssh_conn *conn, const char *dir, const char *id)
 	if (!jobdir_ok(dir, id))
 		return error_set(PS_EXIT_USAGE, "job '%s' has an unexpected directory '%s': not removed",
 				 id, dir);
-	buf_addstr(&cmd, "rm -rf -- ");
+	/* A job over several hosts has a directory of the same path on each
+	 * of the others (their names in `peers`, run.sh's): the first host
+	 * reaches them as the job did. One that cannot be reached keeps its. */
+	buf_addstr(&cmd, "d=");
 	shquote_path(&cmd, dir);
+	buf_addstr(&cmd, "; if [ -f \"$d/peers\" ]; then q=$(printf '%s' \"$d\" | sed \"s/'/'\\\\\\\\''/g\"); "
+		   "while IFS= read -r h; do ssh -o BatchMode=yes -o ConnectTimeout=10 \"$h\" "
+		   "\"rm -rf -- '$q'\" </dev/null >/dev/null 2>&1; done < \"$d/peers\"; fi; rm -rf -- \"$d\"");
 	ret = ssh_conn_run(conn, cmd.ptr, "rm", &out);
 	buf_release(&cmd);
 	buf_release(&out);

@@ -519,6 +519,9 @@ hosts_env() {
 	PYSTRIB_MASTER_PORT=$("$ps_python" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])') ||
 		PYSTRIB_MASTER_PORT=29500
 	export PYSTRIB_MASTER_PORT
+	# The others, for `pystrib gc` (as for podman's peers).
+	eval "set -- $ps_other_hosts"
+	printf '%s\n' "$@" > "$J/peers"
 	HOSTS_FLAGS="-H \"\$ps_hosts\" --mca plm_rsh_agent ssh"
 	for v in PATH PYTHONPATH LD_LIBRARY_PATH PYSTRIB_JOB_DIR PYSTRIB_RESULTS PYSTRIB_JOB_ID \
 		PYSTRIB_GPUS PYSTRIB_MASTER_ADDR PYSTRIB_MASTER_PORT OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM; do
