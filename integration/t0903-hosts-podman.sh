@@ -5,7 +5,8 @@
 # 127.0.0.1:PORT: a container of the image on each host, mpirun in h1's
 # starting its daemon in h2's (docs/remote-job.md, "Several hosts"). A
 # 4-rank job sums right, with MASTER_ADDR rank 0's host and LOCAL_RANK 0,1
-# on each, and the results of both come back; h2's container killed
+# on each, and the results of both come back; h2's ranks' output streams
+# while the job runs (run.sh's mirror); h2's container killed
 # mid-job fails the job naming h2; cancel; and after each, no container
 # on either host; gc removes the job directories on both. Runtime docker
 # over hosts is refused (exit 2).
@@ -32,6 +33,14 @@ ranks_on() {
 	local p n=0
 	for p in $(ip netns pids "$1" 2>/dev/null); do
 		ps -o args= -p "$p" 2>/dev/null | grep -q 'bootstrap.py\|orted' && n=$((n + 1))
+	done
+	echo "$n"
+}
+# run.sh's output mirrors on host $1 (their loop's command line).
+mirrors_on() {
+	local p n=0
+	for p in $(ip netns pids "$1" 2>/dev/null); do
+		ps -o args= -p "$p" 2>/dev/null | grep -q '\.mirror-' && n=$((n + 1))
 	done
 	echo "$n"
 }
@@ -65,6 +74,7 @@ check_eq "ranks 0 and 1 run on h1, local ranks 0 and 1 of 2" "0 1" \
 	"$(sed -n 's/^\[[01]\] rank [01] on h1 local \([01]\) of 2 .*/\1/p' "$out" | sort | xargs)"
 check_eq "ranks 2 and 3 run on h2, local ranks 0 and 1 of 2" "0 1" \
 	"$(sed -n 's/^\[[23]\] rank [23] on h2 local \([01]\) of 2 .*/\1/p' "$out" | sort | xargs)"
+check_eq "each rank's line once (the live mirror, then the whole files)" 4 "$(grep -c ' sum 10 ' "$out")"
 check_eq "one MASTER_PORT for every rank" 1 "$(sed -n 's/.* master [0-9.]* \([0-9]*\) .*/\1/p' "$out" | sort -u | wc -l)"
 for r in 0 1 2 3; do
 	h=h1
@@ -85,8 +95,10 @@ c.Barrier()
 EOF2
 run slow.py -n 4 --results "$work/res2" > "$work/kill.out" 2> "$work/kill.err" &
 runner=$!
-for _ in $(seq 300); do [ "$(grep -c started "$work/kill.out")" -ge 2 ] && [ "$(ranks_on h2)" -ge 3 ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ "$(grep -c started "$work/kill.out")" -ge 4 ] && [ "$(ranks_on h2)" -ge 3 ] && break; sleep 0.1; done
 check "h2's ranks run before the kill" eval '[ "$(ranks_on h2)" -ge 3 ]'
+check_eq "h2's ranks' output streams while the job runs" "[2] started 2 [3] started 3" \
+	"$(grep '^\[[23]\] started' "$work/kill.out" | sort | xargs)"
 on h2 'podman kill $(podman ps -q)' > /dev/null
 wait "$runner"
 check_eq "a host's container lost mid-job: exit 4" 4 "$?"
@@ -102,6 +114,8 @@ check "the detached job runs on h2" eval '[ "$(ranks_on h2)" -ge 3 ]' ||
 	show "$work/det.out" "$h1_jobs/$id/state" "$h1_jobs/$id/logs/job.err"
 expect_exit 0 pst cancel "$id"
 no_containers "cancel"
+sleep 1
+check_eq "no output mirror left on h2" 0 "$(mirrors_on h2)"
 check_eq "cancel: no rank left on h2" 0 "$(ranks_on h2)"
 
 # 4. --timeout stops it on every host.

@@ -177,8 +177,10 @@ ranks() {
 	else
 		eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $HOSTS_FLAGS $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	fi
+	[ -z "$ps_hosts" ] || [ -n "$ps_session" ] || mirror_start
 	run_bg "$@"
 	rc=$?
+	[ -z "$MIRROR_PIDS" ] || mirror_stop
 	[ -z "$ps_hosts" ] || gather_hosts
 	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
 	# A session that could not start says why in session.json.
@@ -531,6 +533,63 @@ hosts_env() {
 	for kv; do HOSTS_FLAGS="$HOSTS_FLAGS -x ${kv%%=*}"; done
 }
 
+# The other hosts' ranks' output while the job runs: one ssh to each,
+# whose loop (MIRROR) sends what their logs/rank.N.out and .err gained
+# ("F NAME OFFSET LENGTH" and the bytes; "H" each round, so that it ends
+# once nobody reads), appended here to the same files, which the follower
+# streams. gather_hosts then puts the whole files in their place (these
+# are prefixes of them). Not when the hosts share this directory
+# (.mirror-$$ is seen there).
+MIRROR='while :; do
+	for f in logs/rank.*.out logs/rank.*.err; do
+		b=${f#logs/rank.}; r=${b%%.*}; k=${b#*.}
+		case $r in ""|*[!0-9]*) continue ;; esac
+		[ -f "$f" ] || continue
+		n=$(wc -c < "$f")
+		eval "o=\${s_${r}_$k:-0}"
+		[ "$n" -gt "$o" ] || continue
+		printf "F %s %s %s\n" "${f#logs/}" "$o" "$((n - o))"
+		tail -c +$((o + 1)) "$f" | head -c $((n - o))
+		eval "s_${r}_$k=$n"
+	done
+	printf "H\n" || exit 0
+	sleep 0.3
+done'
+MIRROR_PIDS=''
+mirror_one() {	# mirror_one HOST QUOTED_DIR
+	ssh -o BatchMode=yes -o ConnectTimeout=10 "$1" "cd '$2' && [ ! -e .mirror-$$ ] && $MIRROR" </dev/null 2>/dev/null |
+	while read -r t f off len; do
+		case $t in H) continue ;; F) ;; *) return 0 ;; esac
+		case $f in rank.[0-9]*.out|rank.[0-9]*.err) ;; *) return 0 ;; esac
+		have=0
+		[ ! -f "$J/logs/$f" ] || have=$(wc -c < "$J/logs/$f")
+		if [ "$have" -eq "$off" ]; then
+			head -c "$len" >> "$J/logs/$f"
+		else
+			head -c "$len" > /dev/null
+		fi
+	done
+}
+mirror_start() {
+	: > "$J/.mirror-$$"
+	qj=$(printf '%s' "$J" | sed "s/'/'\\\\''/g")
+	eval "set -- $ps_other_hosts"
+	for h; do
+		mirror_one "$h" "$qj" &
+		MIRROR_PIDS="$MIRROR_PIDS $!"
+	done
+}
+# The mirrors end (their ssh too: the group of each background pipeline).
+mirror_stop() {
+	for p in $MIRROR_PIDS; do
+		pkill -TERM -P "$p" 2>/dev/null
+		kill "$p" 2>/dev/null
+	done
+	for p in $MIRROR_PIDS; do wait "$p" 2>/dev/null; done
+	MIRROR_PIDS=''
+	rm -f "$J/.mirror-$$"
+}
+
 # The other hosts' logs and results, into this job directory: the ranks
 # there wrote them into theirs. logs/ are per rank (no names collide);
 # results/ are merged unless a name is here already, then they go to
@@ -544,7 +603,14 @@ gather_hosts() {
 		ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "cd '$qj' && tar -cf - logs results" 2>>"$J/logs/job.err" |
 			tar -xf - -C "$g" --no-same-owner 2>>"$J/logs/job.err" || continue
 		for f in "$g"/logs/rank.*; do
-			[ -e "$f" ] && [ ! -e "$J/logs/${f##*/}" ] && mv -f "$f" "$J/logs/"
+			[ -e "$f" ] || continue
+			# A rank runs on one host: its .out and .err here are the
+			# mirror's prefixes of these.
+			case $f in
+			*.out|*.err) ;;
+			*) [ ! -e "$J/logs/${f##*/}" ] || continue ;;
+			esac
+			mv -f "$f" "$J/logs/"
 		done
 		clash=''
 		for f in "$g"/results/* "$g"/results/.[!.]*; do
