@@ -5,7 +5,9 @@
 # ([remote] hosts) against 2 ranks on h1 alone (--hosts with h1 only),
 # alternated, ROUNDS each (default 5): the medians, their ratio and their
 # difference. Wall time from the command's start to its end (the ranks'
-# own work is a barrier). Needs root. Rows for bench/run on stdout.
+# own work is a barrier). The same with runtime podman ([remote.pairpod]:
+# a container of the image on each host), when podman and socat are
+# here. Needs root. Rows for bench/run on stdout.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 1 ] || { echo "usage: bench/run-hosts.sh PYSTRIB_BINARY" >&2; exit 2; }
@@ -19,7 +21,13 @@ cleanup() {
 	rm -rf "$BED"
 }
 trap cleanup EXIT
-"$here/../integration/bed.sh" start "$BED" hosts >&2 || exit 1
+pod=''
+command -v podman >/dev/null 2>&1 && command -v socat >/dev/null 2>&1 && pod=1
+if [ -n "$pod" ]; then
+	"$here/../integration/bed.sh" start "$BED" registry base hosts >&2 || exit 1
+else
+	"$here/../integration/bed.sh" start "$BED" hosts >&2 || exit 1
+fi
 # shellcheck disable=SC1091
 . "$BED/env"
 export HOME=$BED/home XDG_CACHE_HOME=$BED/home/.cache XDG_STATE_HOME=$BED/home/.state
@@ -31,10 +39,11 @@ from mpi4py import MPI
 MPI.COMM_WORLD.Barrier()
 print("ok", MPI.COMM_WORLD.rank)
 EOF2
+remote=pair
 one() {	# one ARGS...: the seconds of one run
 	local t0 t1
 	t0=$(date +%s.%N)
-	"$PYSTRIB" -c "$BED_CONFIG" run --remote pair --no-project cell.py "$@" --results "$BED/work/r" \
+	"$PYSTRIB" -c "$BED_CONFIG" run --remote "$remote" --no-project cell.py "$@" --results "$BED/work/r" \
 		>/dev/null 2>"$BED/work/last.err" || { cat "$BED/work/last.err" >&2; return 1; }
 	t1=$(date +%s.%N)
 	echo "$t1 - $t0" | bc -l
@@ -55,3 +64,20 @@ printf 'ROW\thosts\t4 ranks over 2 hosts, median\t%.3f\ts\n' "$m2"
 printf 'ROW\thosts\t2 ranks on 1 host, median\t%.3f\ts\n' "$m1"
 printf 'ROW\thosts\tover 2 hosts / on 1 host\t%.2f\t\n' "$(echo "$m2 / $m1" | bc -l)"
 printf 'ROW\thosts\tthe second host adds\t%.3f\ts\n' "$(echo "$m2 - $m1" | bc -l)"
+[ -n "$pod" ] || exit 0
+remote=pairpod
+: > two.t
+: > one.t
+one -n 4 > /dev/null && one -n 2 --hosts 'root@198.18.0.1*2' > /dev/null || exit 1	# warm: the image on both hosts
+for _ in $(seq "$ROUNDS"); do
+	one -n 4 >> two.t || exit 1
+	one -n 2 --hosts 'root@198.18.0.1*2' >> one.t || exit 1
+done
+m2=$(median < two.t)
+m1=$(median < one.t)
+say "podman, 4 ranks over 2 hosts: $(xargs < two.t)"
+say "podman, 2 ranks on 1 host:    $(xargs < one.t)"
+printf 'ROW\thosts\tpodman: 4 ranks over 2 hosts, median\t%.3f\ts\n' "$m2"
+printf 'ROW\thosts\tpodman: 2 ranks on 1 host, median\t%.3f\ts\n' "$m1"
+printf 'ROW\thosts\tpodman: over 2 hosts / on 1 host\t%.2f\t\n' "$(echo "$m2 / $m1" | bc -l)"
+printf 'ROW\thosts\tpodman: the second host adds\t%.3f\ts\n' "$(echo "$m2 - $m1" | bc -l)"

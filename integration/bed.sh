@@ -264,20 +264,65 @@ svc_sshd() {
 # Two hosts of their own, h1 and h2 (ENVIRONMENT.md "several hosts with
 # their own names and files"): a network namespace each on the bridge
 # psbr0 (198.18.0.0/24, reserved for testing; the root namespace is
-# 198.18.0.254), and an sshd in its own mount and UTS namespace: its host
-# name, and DIR/hosts/NAME-work bound over DIR/pair-work, the workdir, so
-# that the two hosts share no job directory. Each host's own ssh client
-# (Open MPI's launcher on h1 logs in to h2) has the key and known_hosts of
-# /etc/netns/NAME/ssh/ssh_config. Only one such bed at a time (the names
-# and addresses are fixed).
+# 198.18.0.254), and an sshd in its own mount and UTS namespace
+# (DIR/hosts/NAME-start.sh): its host name, DIR/hosts/NAME-work bound over
+# DIR/pair-work, the workdir, so that the two hosts share no job
+# directory, and DIR/hosts/NAME-home over root's home, whose ~/.ssh has
+# the host's own ssh client settings (Open MPI's launcher on h1 logs in
+# to h2, from the host or from a job's container). Each host's podman has
+# its own storage (DIR/hosts/NAME-podman), and the registry, if the bed
+# has one, is reached at the same 127.0.0.1:PORT inside each host (socat
+# there to the bridge's address, and socat there to the registry). Only
+# one such bed at a time (the names and addresses are fixed).
 HOSTS_BRIDGE=psbr0
 HOSTS_NAMES="h1 h2"
+
+# Host NAME's podman settings; prints its sshd's SetEnv words for them.
+hosts_podman() {	# hosts_podman DIR NAME
+	local p=$1/$2-podman
+	mkdir -p "$p/root" "$p/run" "$p/tmp"
+	cat > "$p/containers.conf" <<EOF
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$p/tmp"
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+EOF
+	cat > "$p/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$p/root"
+runroot = "$p/run"
+EOF
+	printf ' CONTAINERS_CONF=%s CONTAINERS_STORAGE_CONF=%s' "$p/containers.conf" "$p/storage.conf"
+}
+
+# The registry at its own 127.0.0.1:PORT inside every host.
+hosts_registry() {	# hosts_registry DIR
+	local d=$1 port n
+	[ -n "${BED_REGISTRY:-}" ] || return 0
+	port=${BED_REGISTRY##*:}
+	setsid socat "TCP-LISTEN:$port,bind=198.18.0.254,reuseaddr,fork" "TCP:127.0.0.1:$port" \
+		< /dev/null > "$d/socat-root.log" 2>&1 &
+	echo $! > "$d/socat-root.pid"
+	for n in $HOSTS_NAMES; do
+		ip netns exec "$n" setsid socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" \
+			"TCP:198.18.0.254:$port" < /dev/null > "$d/socat-$n.log" 2>&1 &
+	done
+	for n in $HOSTS_NAMES; do
+		wait_for 30 "$d/socat-$n.log" ip netns exec "$n" curl -sf "http://127.0.0.1:$port/v2/" || return 1
+	done
+}
+
 svc_hosts() {
-	local d=$DIR/hosts n i=0 ns addr
+	local d=$DIR/hosts n i=0 addr home
 	for n in $HOSTS_NAMES; do
 		ip netns list | grep -qw "^$n" && die "network namespace '$n' exists already (another bed with hosts?)"
 	done
 	mkdir -p "$d" "$DIR/pair-work" /run/sshd
+	home=$(getent passwd root | cut -d: -f6)
 	ssh-keygen -q -t ed25519 -N '' -C "bed hosts user" -f "$d/user_key"
 	cp "$d/user_key.pub" "$d/authorized_keys"
 	: > "$d/known_hosts"
@@ -298,16 +343,17 @@ svc_hosts() {
 		ip netns exec "$n" ip link set "ps-$n-in" up
 		ssh-keygen -q -t ed25519 -N '' -C "bed host $n" -f "$d/$n-host_key"
 		printf '%s %s\n' "$addr" "$(cut -d' ' -f1,2 "$d/$n-host_key.pub")" >> "$d/known_hosts"
-		mkdir -p "$d/$n-work" "/etc/netns/$n/ssh"
+		mkdir -p "$d/$n-work" "$d/$n-home/.ssh"
 		# Each host's name resolves to its address, as on real hosts
-		# (torch's gloo in a session binds to it).
-		printf '127.0.0.1 localhost\n198.18.0.1 h1\n198.18.0.2 h2\n' > "/etc/netns/$n/hosts"
-		cat > "/etc/netns/$n/ssh/ssh_config" <<EOF
+		# (torch's gloo in a session binds to it): bound over /etc/hosts.
+		printf '127.0.0.1 localhost\n198.18.0.1 h1\n198.18.0.2 h2\n' > "$d/$n-hosts"
+		chmod 700 "$d/$n-home/.ssh"
+		cp "$d/user_key" "$d/$n-home/.ssh/id_ed25519"
+		cat > "$d/$n-home/.ssh/config" <<EOF
 Host *
 	User root
-	IdentityFile $d/user_key
+	IdentityFile ~/.ssh/id_ed25519
 	IdentitiesOnly yes
-	UserKnownHostsFile $d/known_hosts
 	StrictHostKeyChecking yes
 	BatchMode yes
 EOF
@@ -323,10 +369,19 @@ StrictModes no
 UsePAM no
 PidFile $d/$n-sshd.pid
 Subsystem sftp internal-sftp
-SetEnv PATH=/usr/bin:/bin:/usr/sbin:/sbin
+SetEnv PATH=/usr/bin:/bin:/usr/sbin:/sbin$(hosts_podman "$d" "$n")
 EOF
-		ip netns exec "$n" unshare -m -u --propagation private sh -c \
-			"hostname $n && mount --bind '$d/$n-work' '$DIR/pair-work' && exec /usr/sbin/sshd -f '$d/$n-sshd_config' -E '$d/$n-sshd.log'"
+		# nsenter, not ip netns exec: that mounts a /sys of the namespace,
+		# without the cgroup hierarchy podman's runc needs.
+		cat > "$d/$n-start.sh" <<EOF
+# The sshd of host $n (integration/bed.sh svc_hosts): sh $d/$n-start.sh
+exec nsenter --net=/run/netns/$n unshare -m -u --propagation private sh -c "hostname $n && mount --bind '$d/$n-work' '$DIR/pair-work' && mount --bind '$d/$n-home' '$home' && mount --bind '$d/$n-hosts' /etc/hosts && exec /usr/sbin/sshd -f '$d/$n-sshd_config' -E '$d/$n-sshd.log'"
+EOF
+	done
+	# Every host's known_hosts has them all.
+	for n in $HOSTS_NAMES; do
+		cp "$d/known_hosts" "$d/$n-home/.ssh/known_hosts"
+		sh "$d/$n-start.sh"
 	done
 	for n in $HOSTS_NAMES; do
 		addr=198.18.0.${n#h}
@@ -337,14 +392,16 @@ EOF
 	wait_for 30 "$d/h1-sshd.log" ssh -i "$d/user_key" -o BatchMode=yes -o StrictHostKeyChecking=yes \
 		-o UserKnownHostsFile="$d/known_hosts" -o IdentitiesOnly=yes root@198.18.0.1 \
 		ssh 198.18.0.2 true || return 1
+	hosts_registry "$d" || return 1
 	envline BED_HOSTS "root@198.18.0.1:22*2, root@198.18.0.2:22*2"
 	envline BED_HOSTS_KEY "$d/user_key"
 	envline BED_HOSTS_KNOWN_HOSTS "$d/known_hosts"
 	envline BED_HOSTS_WORKDIR "$DIR/pair-work"
 }
 
-# Removes the hosts: their sshds (and what runs in their namespaces), the
-# namespaces, the bridge, /etc/netns entries. Idempotent.
+# Removes the hosts: their sshds (and what runs in their namespaces: the
+# jobs' containers too), the namespaces, the bridge, the registry's
+# forward, and /etc/netns entries of older beds. Idempotent.
 stop_hosts() {
 	local d=$DIR/hosts n pid
 	[ -d "$d" ] || return 0
@@ -355,6 +412,7 @@ stop_hosts() {
 		rm -f "$d/$n-sshd.pid"
 	done
 	rm -f "$d/namespaces"
+	kill_pidfile "$d/socat-root.pid"
 	if [ -f "$d/bridge" ]; then
 		ip link del "$(cat "$d/bridge")" 2>/dev/null || true
 		rm -f "$d/bridge"
@@ -437,6 +495,12 @@ write_config() {
 			echo "[remote.pair]"
 			echo "runtime = none"
 			echo "python = /usr/bin/python3"
+			echo "hosts = $BED_HOSTS"
+			echo "identity = $BED_HOSTS_KEY"
+			echo "known_hosts = $BED_HOSTS_KNOWN_HOSTS"
+			echo "workdir = $BED_HOSTS_WORKDIR"
+			echo "[remote.pairpod]"
+			echo "runtime = podman"
 			echo "hosts = $BED_HOSTS"
 			echo "identity = $BED_HOSTS_KEY"
 			echo "known_hosts = $BED_HOSTS_KNOWN_HOSTS"

@@ -27,11 +27,7 @@ ranks_on() {
 	done
 	echo "$n"
 }
-h2_sshd_start() {
-	local d=$BED_DIR/hosts
-	ip netns exec h2 unshare -m -u --propagation private sh -c \
-		"hostname h2 && mount --bind '$d/h2-work' '$BED_DIR/pair-work' && exec /usr/sbin/sshd -f '$d/h2-sshd_config' -E '$d/h2-sshd.log'"
-}
+h2_sshd_start() { sh "$BED_DIR/hosts/h2-start.sh"; }
 
 # 1. Four ranks over both hosts.
 cat > allreduce.py <<'EOF2'
@@ -116,7 +112,7 @@ c.Barrier()
 EOF2
 run slow.py -n 4 --results "$work/res5" > "$work/kill.out" 2> "$work/kill.err" &
 runner=$!
-# h2's ranks' output comes at the end: wait for their processes there.
+# Wait for h2's ranks' processes there too.
 for _ in $(seq 300); do [ "$(grep -c started "$work/kill.out")" -ge 2 ] && [ "$(ranks_on h2)" -ge 3 ] && break; sleep 0.1; done
 for p in $(ip netns pids h2); do
 	ps -o args= -p "$p" 2>/dev/null | grep -q 'bootstrap.py\|orted' && kill -9 "$p"

@@ -136,11 +136,7 @@ expect_exit 0 P session stop "$sid"
 check "stop of a broken session: nothing left on h1 or h2" none_left || show_procs
 
 # 7. h2 lost whole (its sshd and everything on it) mid-cell: broken, named.
-h2_sshd_start() {
-	local d=$BED_DIR/hosts
-	ip netns exec h2 unshare -m -u --propagation private sh -c \
-		"hostname h2 && mount --bind '$d/h2-work' '$BED_DIR/pair-work' && exec /usr/sbin/sshd -f '$d/h2-sshd_config' -E '$d/h2-sshd.log'"
-}
+h2_sshd_start() { sh "$BED_DIR/hosts/h2-start.sh"; }
 start
 "$PYSTRIB" -c "$BED_CONFIG" session exec "$sid" sleeps.py > lost.out 2> lost.err &
 runner=$!

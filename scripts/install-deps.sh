@@ -14,7 +14,7 @@ bed_pkgs=(
   clang libclang-rt-14-dev
   docker.io podman runc docker-registry apache2-utils
   openssh-server openssh-client openssl
-  openmpi-bin python3-mpi4py mmdebstrap skopeo umoci iproute2 procps psmisc curl
+  openmpi-bin python3-mpi4py mmdebstrap skopeo umoci iproute2 procps psmisc curl socat
   python3-ipykernel python3-nbclient python3-nbformat jupyter-nbconvert python3-pytest
   python3-pip python3-setuptools python3-wheel
   python3-numpy python3-torch python3-ipyparallel

@@ -232,10 +232,10 @@ static void header(struct buf *b, const struct launch_spec *s)
 		var_int(b, "ps_idle_timeout", s->idle_timeout);
 	else
 		var(b, "ps_idle_timeout", "");
-	var(b, "ps_hosts", none ? s->hosts : "");
-	var(b, "ps_master_addr", none && s->hosts ? s->master_addr : "");
-	var_words(b, "ps_other_hosts", none && s->hosts ? s->other_hosts : NULL,
-		  none && s->hosts ? s->nother_hosts : 0);
+	var(b, "ps_hosts", s->hosts);
+	var(b, "ps_master_addr", s->hosts ? s->master_addr : "");
+	var_words(b, "ps_other_hosts", s->hosts ? s->other_hosts : NULL,
+		  s->hosts ? s->nother_hosts : 0);
 	free(container);
 }
 

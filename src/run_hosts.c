@@ -1,10 +1,12 @@
 /*
- * One job over several hosts ([remote] hosts, run --hosts), runtime none:
- * every host reached first (a host that cannot be, or whose key is
- * unknown, refused before anything starts), the cell unpacked into a job
- * directory of the same path on every host but the first, then the job
- * submitted and followed on the first as any job, its run.sh starting the
- * ranks with mpirun -H over ssh (docs/remote-job.md, "Several hosts").
+ * One job over several hosts ([remote] hosts, run --hosts), runtime none
+ * or podman: every host reached first (a host that cannot be, or whose
+ * key is unknown, refused before anything starts), a job directory of the
+ * same path on every host but the first (with the cell unpacked, for
+ * none), then the job submitted and followed on the first as any job, its
+ * run.sh starting the ranks with mpirun -H over ssh; for podman, into a
+ * container of the image on every host (docs/remote-job.md, "Several
+ * hosts").
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "hosts.h"
 #include "launch.h"
 #include "log.h"
+#include "push.h"
 #include "remote_job.h"
 #include "run.h"
 #include "shquote.h"
@@ -101,11 +104,13 @@ int run_hosts_check(struct run *r)
 {
 	if (!r->cfg.remote.hosts || r->opt.host)
 		return 0;
-	if (r->cfg.remote.runtime != RUNTIME_NONE) {
+	/* docker would need each host's engine reached as run does one
+	 * (through its socket); podman needs none. */
+	if (r->cfg.remote.runtime == RUNTIME_DOCKER) {
 		error_set(PS_EXIT_USAGE, "runtime '%s' cannot run over several hosts yet",
 			  runtime_name(r->cfg.remote.runtime));
-		return error_hint("use runtime = none with [remote] hosts (the hosts' own python "
-				  "and Open MPI)");
+		return error_hint("use runtime = podman (the image on every host) or none (the "
+				  "hosts' own python and Open MPI) with [remote] hosts");
 	}
 	if (r->cfg.remote.scheduler != SCHEDULER_NONE) {
 		error_set(PS_EXIT_USAGE, "[remote] hosts cannot go with scheduler '%s'", "slurm");
@@ -157,7 +162,8 @@ static void session_dir_mode(const struct run *r, struct buf *cmd)
 /*
  * The job directory on another host, at the same path as on the first,
  * with the cell (and project) unpacked as run.sh does there: Open MPI
- * starts that host's ranks in the same directory.
+ * starts that host's ranks in the same directory. For podman the cell is
+ * in the image: logs/ and results/ alone, which its container mounts.
  */
 static int place_cell(struct run *r, struct ssh_conn *c)
 {
@@ -165,6 +171,16 @@ static int place_cell(struct run *r, struct ssh_conn *c)
 	struct buf cmd = BUF_INIT;
 	int ret;
 
+	if (r->cfg.remote.runtime != RUNTIME_NONE) {
+		buf_addstr(&cmd, "umask 022 && mkdir -p ");
+		shquote_path(&cmd, r->dir);
+		buf_addstr(&cmd, " && cd ");
+		shquote_path(&cmd, r->dir);
+		buf_addstr(&cmd, " && mkdir -p logs results");
+		ret = ssh_conn_run(c, cmd.ptr, "mkdir", NULL);
+		buf_release(&cmd);
+		return ret < 0 ? -1 : 0;
+	}
 	if (remote_job_put_layer(c, r->cfg.remote.workdir, ctx->cell.digest, ctx->cell.path) < 0 ||
 	    (ctx->project.size > 0 &&
 	     remote_job_put_layer(c, r->cfg.remote.workdir, ctx->project.digest,
@@ -192,6 +208,14 @@ int run_hosts_place(struct run *r)
 	struct run_hosts *h = r->hosts;
 	int flags = r->opt.accept_new ? SSH_ACCEPT_NEW_HOSTKEY : 0;
 
+	/* The image in the registry first, as run_in_turn does: every host
+	 * pulls it (run.sh, in parallel). */
+	if (r->cfg.remote.runtime != RUNTIME_NONE) {
+		if (push_image_as(&r->cfg, &r->ctx, NULL, r->copts.cell, &r->img) < 0)
+			return -1;
+		r->have_img = 1;
+		run_stage("image pushed");
+	}
 	/* Every host first: nothing starts unless all can be reached. */
 	if (run_open_conn(r) < 0)
 		return refused(&h->list.v[0]);

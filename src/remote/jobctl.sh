@@ -236,6 +236,11 @@ cancel)
 			docker) docker rm -f "$c" >/dev/null 2>&1 ;;
 			podman) podman rm -f -t 0 "$c" >/dev/null 2>&1 ;;
 			esac
+			# Over several hosts: the others' containers (run.sh's peers).
+			[ ! -f peers ] || while IFS= read -r h; do
+				ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "podman rm -f -t 0 '$c'" </dev/null >/dev/null 2>&1 &
+			done < peers
+			wait
 		fi
 		# A registry login the job script had no time to remove, and the
 		# job's shared-memory directory (launch.c).

@@ -26,10 +26,11 @@
 #   ps_session ps_idle_timeout   1 for a session (docs/sessions.md): ps_cell is
 #                              session.py, the hub, which runs mpirun of the
 #                              workers; its --idle-timeout ('': its default)
-#   ps_hosts ps_master_addr    none over several hosts: mpirun's -H list (this
-#   ps_other_hosts             host first; '': this host alone), rank 0's host
-#                              as the others reach it (MASTER_ADDR), and the
-#                              others' names (words, each quoted)
+#   ps_hosts ps_master_addr    none, podman over several hosts: mpirun's -H
+#   ps_other_hosts             list (this host first; '': this host alone),
+#                              rank 0's host as the others reach it
+#                              (MASTER_ADDR), and the others' names (words,
+#                              each quoted)
 # Lists are words quoted by pystrib, read back with eval "set -- ...":
 # nothing in them is expanded or run.
 
@@ -168,6 +169,7 @@ SHM=''
 C=''
 stop_container() { :; }
 cleanup() { :; }
+PEER_PIDS=''
 
 # Why the job could not run, for pystrib's summary and exit code: a code
 # (src/reason.h, docs/remote-job.md) in `reason`, one line of text in
@@ -346,8 +348,10 @@ ranks() {
 	else
 		eval "set -- \"\$@\" mpirun $r_flag -np \"\$ps_np\" $HOSTS_FLAGS $ps_mpirun_args \"\$ps_python\" \"\$r_boot\" \"\$r_cell\" $ps_args"
 	fi
+	[ -z "$ps_hosts" ] || [ -n "$ps_session" ] || mirror_start
 	run_bg "$@"
 	rc=$?
+	[ -z "$MIRROR_PIDS" ] || mirror_stop
 	[ -z "$ps_hosts" ] || gather_hosts
 	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
 	[ "$ps_launcher" != srun ] || slurm_node_failed "$rc"
@@ -447,6 +451,14 @@ run_container() {
 	printf '%s\n' "$C" > "$J/container"
 	if [ "$RT" = docker ]; then
 		stop_container() { docker rm -f "$C" >/dev/null 2>&1; }
+	elif [ -n "$ps_hosts" ]; then
+		stop_container() {
+			[ -z "$PEER_PIDS" ] || kill $PEER_PIDS 2>/dev/null
+			podman rm -f -t 0 "$C" >/dev/null 2>&1 &
+			sp=$!
+			peers_stop
+			wait "$sp"
+		}
 	else
 		stop_container() { podman rm -f -t 0 "$C" >/dev/null 2>&1; }
 	fi
@@ -458,10 +470,14 @@ run_container() {
 		cleanup() { rm -rf "$AUTH"; }
 	fi
 	exec </dev/null
+	# Over several hosts the others pull and start their containers
+	# while this one pulls.
+	[ -z "$ps_hosts" ] || peers_start
 	# Pinned by digest: an image already there (pulled through the
 	# engine's socket by `run`, or by an earlier job) is this one, and
 	# neither login nor pull is needed.
 	[ -n "$ps_image_present" ] || pull_image
+	[ -z "$ps_hosts" ] || peers_wait
 	# Host IPC puts every container's Open MPI shared-memory files in the
 	# host's /dev/shm, named after mpirun's pid: 1 in every container.
 	# Two jobs at once would unlink each other's files (and hang): each
@@ -477,6 +493,10 @@ run_container() {
 		set -- -v "$J:/pystrib/job"
 	else
 		set -- -v "$J/logs:/pystrib/job/logs" -v "$J/results:/pystrib/job/results"
+	fi
+	if [ -n "$ps_hosts" ]; then
+		peers_flags
+		eval "set -- \"\$@\" $PF"
 	fi
 	set -- "$RT" run --name "$C" --network host --ipc host "$@" \
 		-e PYSTRIB_JOB_DIR=/pystrib/job -e PYSTRIB_RESULTS=/pystrib/job/results \
@@ -566,6 +586,134 @@ env_flags() {
 	done
 }
 
+# --- podman over several hosts: a container of the image on each -------
+
+# One long-lived container of the image on every other host (the peers),
+# with host networking and IPC and the host's job directory's logs/ and
+# results/ at the same paths as here; mpirun in this host's container
+# starts its daemon in each through the launch agent (agent_write):
+# `ssh HOST podman exec`. Their own PID namespace: when a container ends,
+# the kernel ends everything that ran in it.
+
+# $1 shell-quoted, in Q.
+quote() { Q="'$(printf '%s' "$1" | sed "s/'/'\\\\''/g")'"; }
+
+# The command that prepares a peer, in PEER: the job directory, the login
+# (the password on its stdin) and pull unless the image is there, then
+# the container. `.stopped` (peers_stop) wins over a start in flight.
+peer_command() {
+	quote "$J"; qj=$Q
+	quote "$C"; qc=$Q
+	quote "$ps_image"; qi=$Q
+	quote "/dev/shm/$C"; qs=$Q
+	tls=''
+	[ -z "$ps_tls_verify_off" ] || tls=--tls-verify=false
+	quote "$(cat "$J/launch/agent")"
+	PEER="cd $qj && umask 022 && mkdir -p logs results launch && rm -f .stopped && printf '%s\\n' $Q > launch/agent && chmod 755 launch/agent && "
+	if [ -n "$ps_login_registry" ] && [ -z "$ps_image_present" ]; then
+		quote "$ps_login_user"; qu=$Q
+		quote "$ps_login_registry"; qr=$Q
+		PEER="$PEER(umask 077; mkdir -p .auth) && IFS= read -r PW && { podman image exists $qi || { printf '%s\\n' \"\$PW\" | podman login --authfile .auth/auth.json $tls --password-stdin --username $qu $qr >/dev/null && podman pull -q $tls --authfile .auth/auth.json $qi >/dev/null; }; }; rc=\$?; rm -rf .auth; [ \$rc -eq 0 ] || exit 3; "
+	else
+		PEER="$PEER{ podman image exists $qi || podman pull -q $tls $qi >/dev/null || exit 3; }; "
+	fi
+	eval "set -- $ps_env"
+	envs=' -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1'
+	for kv; do quote "$kv"; envs="$envs -e $Q"; done
+	# The same GPUs asked of every host (its words are quoted already).
+	gpu_flags
+	envs="$envs $cmd"
+	PEER="$PEER[ ! -e .stopped ] || exit 5; mkdir -p $qs 2>/dev/null; podman rm -f -t 0 $qc >/dev/null 2>&1; podman run -d --name $qc --network host --ipc host -v $qj/logs:/pystrib/job/logs -v $qj/results:/pystrib/job/results -v $qj/launch:/pystrib/launch:ro$envs --entrypoint sleep $qi infinity >/dev/null || exit 4; [ ! -e .stopped ] || { podman rm -f -t 0 $qc >/dev/null 2>&1; exit 5; }"
+}
+
+# Starts preparing every peer, in the background (pids in PEER_PIDS).
+peers_start() {
+	need ssh
+	agent_write
+	peer_command
+	eval "set -- $ps_other_hosts"
+	printf '%s\n' "$@" > "$J/peers"
+	for h; do
+		printf '%s\n' "${PW:-}" | ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "$PEER" 2>>"$J/logs/job.err" &
+		PEER_PIDS="$PEER_PIDS $!"
+	done
+}
+
+# Waits for every peer; the first that failed ends the job, named.
+peers_wait() {
+	eval "set -- $ps_other_hosts"
+	for p in $PEER_PIDS; do
+		h=$1
+		shift
+		while :; do
+			wait "$p"
+			rc=$?
+			kill -0 "$p" 2>/dev/null || break
+		done
+		[ -z "$stop" ] || finish 143
+		case $rc in
+		0) ;;
+		3) step_failed 125 registry "registry: podman on host '$h' could not pull the image" ;;
+		4) step_failed 125 container "podman on host '$h' could not start the job's container" ;;
+		*) step_failed 125 host "host '$h' could not be prepared for the job (ssh or podman: status $rc)" ;;
+		esac
+	done
+	PEER_PIDS=''
+}
+
+# Removes the peers' containers, all at once.
+peers_stop() {
+	[ -f "$J/peers" ] || return 0
+	quote "$J"; qj=$Q
+	quote "$C"; qc=$Q
+	quote "/dev/shm/$C"; qs=$Q
+	pids=''
+	while IFS= read -r h; do
+		ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" \
+			"touch $qj/.stopped 2>/dev/null; podman rm -f -t 0 $qc >/dev/null 2>&1; rm -rf $qs" \
+			</dev/null >/dev/null 2>&1 &
+		pids="$pids $!"
+	done < "$J/peers"
+	# Not a bare `wait`: the --timeout watchdog is a child too.
+	for p in $pids; do wait "$p"; done
+}
+
+# Open MPI's rsh agent, in launch/ (every container's /pystrib/launch:
+# mpirun passes its path on to the daemons, which check that it is there):
+# `agent [OPTIONS] HOST COMMAND...` starts COMMAND (a daemon, orted) in
+# the job's container on HOST, as the host's user reaches it by ssh.
+agent_write() {
+	mkdir -p "$J/launch"
+	quote "$C"
+	{
+		printf '#!/bin/sh\n# written by pystrib run.sh: Open MPI'"'"'s rsh agent for job %s\n' "$ps_id"
+		printf 'C=%s\n' "$Q"
+		cat <<'AGENT'
+while [ $# -gt 0 ]; do
+	case $1 in -*) shift ;; *) break ;; esac
+done
+h=$1
+shift
+q=$(printf '%s' "$*" | sed "s/'/'\\\\''/g")
+exec ssh -o BatchMode=yes -x "$h" "podman exec -i $C sh -c '$q'"
+AGENT
+	} > "$J/launch/agent.tmp" && chmod 755 "$J/launch/agent.tmp" && mv -f "$J/launch/agent.tmp" "$J/launch/agent"
+}
+
+# This host's container's extra flags (words, for eval, in the caller's
+# "$@" kept as given) and mpirun's, in HOSTS_FLAGS: the agent, the host
+# user's ssh settings (read-only, for the agent's ssh), rank 0's address
+# and port.
+peers_flags() {
+	PYSTRIB_MASTER_PORT=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 30000) }')
+	PF="-v \"\$J/launch:/pystrib/launch:ro\" -e \"PYSTRIB_MASTER_ADDR=\$ps_master_addr\" -e \"PYSTRIB_MASTER_PORT=\$PYSTRIB_MASTER_PORT\""
+	[ ! -d "$HOME/.ssh" ] || PF="$PF -v \"\$HOME/.ssh:/root/.ssh:ro\""
+	HOSTS_FLAGS="-H \"\$ps_hosts\" --mca plm_rsh_agent /pystrib/launch/agent --mca plm_rsh_no_tree_spawn 1 -x PYSTRIB_JOB_DIR -x PYSTRIB_RESULTS -x PYSTRIB_JOB_ID -x PYSTRIB_MASTER_ADDR -x PYSTRIB_MASTER_PORT -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"
+	[ -z "$ps_gpus" ] || HOSTS_FLAGS="$HOSTS_FLAGS -x PYSTRIB_GPUS"
+	eval "set -- $ps_env"
+	for kv; do HOSTS_FLAGS="$HOSTS_FLAGS -x ${kv%%=*}"; done
+}
+
 # --- engine: in the job's container, which the engine started ----------
 
 # The environment and mounts are the container's own
@@ -605,6 +753,9 @@ hosts_env() {
 	PYSTRIB_MASTER_PORT=$("$ps_python" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])') ||
 		PYSTRIB_MASTER_PORT=29500
 	export PYSTRIB_MASTER_PORT
+	# The others, for `pystrib gc` (as for podman's peers).
+	eval "set -- $ps_other_hosts"
+	printf '%s\n' "$@" > "$J/peers"
 	HOSTS_FLAGS="-H \"\$ps_hosts\" --mca plm_rsh_agent ssh"
 	for v in PATH PYTHONPATH LD_LIBRARY_PATH PYSTRIB_JOB_DIR PYSTRIB_RESULTS PYSTRIB_JOB_ID \
 		PYSTRIB_GPUS PYSTRIB_MASTER_ADDR PYSTRIB_MASTER_PORT OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM; do
@@ -612,6 +763,63 @@ hosts_env() {
 	done
 	eval "set -- $ps_image_env $ps_env"
 	for kv; do HOSTS_FLAGS="$HOSTS_FLAGS -x ${kv%%=*}"; done
+}
+
+# The other hosts' ranks' output while the job runs: one ssh to each,
+# whose loop (MIRROR) sends what their logs/rank.N.out and .err gained
+# ("F NAME OFFSET LENGTH" and the bytes; "H" each round, so that it ends
+# once nobody reads), appended here to the same files, which the follower
+# streams. gather_hosts then puts the whole files in their place (these
+# are prefixes of them). Not when the hosts share this directory
+# (.mirror-$$ is seen there).
+MIRROR='while :; do
+	for f in logs/rank.*.out logs/rank.*.err; do
+		b=${f#logs/rank.}; r=${b%%.*}; k=${b#*.}
+		case $r in ""|*[!0-9]*) continue ;; esac
+		[ -f "$f" ] || continue
+		n=$(wc -c < "$f")
+		eval "o=\${s_${r}_$k:-0}"
+		[ "$n" -gt "$o" ] || continue
+		printf "F %s %s %s\n" "${f#logs/}" "$o" "$((n - o))"
+		tail -c +$((o + 1)) "$f" | head -c $((n - o))
+		eval "s_${r}_$k=$n"
+	done
+	printf "H\n" || exit 0
+	sleep 0.3
+done'
+MIRROR_PIDS=''
+mirror_one() {	# mirror_one HOST QUOTED_DIR
+	ssh -o BatchMode=yes -o ConnectTimeout=10 "$1" "cd '$2' && [ ! -e .mirror-$$ ] && $MIRROR" </dev/null 2>/dev/null |
+	while read -r t f off len; do
+		case $t in H) continue ;; F) ;; *) return 0 ;; esac
+		case $f in rank.[0-9]*.out|rank.[0-9]*.err) ;; *) return 0 ;; esac
+		have=0
+		[ ! -f "$J/logs/$f" ] || have=$(wc -c < "$J/logs/$f")
+		if [ "$have" -eq "$off" ]; then
+			head -c "$len" >> "$J/logs/$f"
+		else
+			head -c "$len" > /dev/null
+		fi
+	done
+}
+mirror_start() {
+	: > "$J/.mirror-$$"
+	qj=$(printf '%s' "$J" | sed "s/'/'\\\\''/g")
+	eval "set -- $ps_other_hosts"
+	for h; do
+		mirror_one "$h" "$qj" &
+		MIRROR_PIDS="$MIRROR_PIDS $!"
+	done
+}
+# The mirrors end (their ssh too: the group of each background pipeline).
+mirror_stop() {
+	for p in $MIRROR_PIDS; do
+		pkill -TERM -P "$p" 2>/dev/null
+		kill "$p" 2>/dev/null
+	done
+	for p in $MIRROR_PIDS; do wait "$p" 2>/dev/null; done
+	MIRROR_PIDS=''
+	rm -f "$J/.mirror-$$"
 }
 
 # The other hosts' logs and results, into this job directory: the ranks
@@ -627,7 +835,14 @@ gather_hosts() {
 		ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "cd '$qj' && tar -cf - logs results" 2>>"$J/logs/job.err" |
 			tar -xf - -C "$g" --no-same-owner 2>>"$J/logs/job.err" || continue
 		for f in "$g"/logs/rank.*; do
-			[ -e "$f" ] && [ ! -e "$J/logs/${f##*/}" ] && mv -f "$f" "$J/logs/"
+			[ -e "$f" ] || continue
+			# A rank runs on one host: its .out and .err here are the
+			# mirror's prefixes of these.
+			case $f in
+			*.out|*.err) ;;
+			*) [ ! -e "$J/logs/${f##*/}" ] || continue ;;
+			esac
+			mv -f "$f" "$J/logs/"
 		done
 		clash=''
 		for f in "$g"/results/* "$g"/results/.[!.]*; do
