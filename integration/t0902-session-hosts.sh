@@ -4,9 +4,10 @@
 # h1 and ranks.sock forwarded to h2 over ssh; a variable set in one cell is
 # read by the next on every rank; an mpi4py allreduce over both hosts is
 # right; RANK, LOCAL_RANK and MASTER_ADDR as for a job; --ranks 3 runs only
-# on h2's rank; a project file edited between two cells reaches h2's ranks
-# too; h2's processes killed mid-cell break the session, naming the
-# rank and its host (exec exits 4, nothing hangs), and so does h2 lost
+# on h2's rank; Ctrl-C interrupts the cell on both hosts; a project file
+# edited between two cells reaches h2's ranks too; h2's processes killed
+# mid-cell break the session, naming the rank and its host (exec exits 4,
+# nothing hangs), and so does h2 lost
 # whole; stop, cancel and the idle timeout leave no hub, worker, orted or
 # forward on either host; gc then removes their directories on both.
 . "$(dirname "$0")/lib.sh"
@@ -89,6 +90,16 @@ printf 'import socket\nprint("only", rank, socket.gethostname())\n' > only.py
 expect_exit 0 P session exec "$sid" only.py --ranks 3
 check_grep "--ranks 3 runs on rank 3, on h2" -x "\[3\] only 3 h2" "$out"
 check_no_grep "--ranks 3 runs on no other rank" "^\[[012]\]" "$out"
+
+# 4b. Ctrl-C reaches the ranks on both hosts (h2's through its forward:
+# a pid there is h2's own), within 2 s; the next cell works everywhere.
+printf 'import time\nprint("sleeping", rank, flush=True)\ntime.sleep(60)\n' > nap.py
+interrupt_after int.out int.err '^\[[0-3]\] sleeping' 4 "$PYSTRIB" -c "$BED_CONFIG" session exec "$sid" nap.py
+check_eq "Ctrl-C over both hosts: exec exits 130" 130 "$rc" || show int.out int.err
+check "Ctrl-C over both hosts: returned within 2 s ($took_ms ms)" test "$took_ms" -lt 2000
+check_grep "Ctrl-C: rank 3 on h2 was interrupted in its cell" "^\[3\] KeyboardInterrupt" int.err
+expect_exit 0 P session exec "$sid" c2.py
+check_grep "after the interrupt rank 3 still has its x" -x "\[3\] x is 44" "$out"
 
 # 5. stop: nothing left on either host.
 check "the session runs on h2" eval '[ "$(procs_on h2)" -ge 3 ]' || show_procs

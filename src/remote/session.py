@@ -1041,6 +1041,8 @@ class Hub:
     def __init__(self, jobdir, np, idle_timeout, start_timeout, command, forward=()):
         self.dir = os.path.abspath(jobdir)
         self.forward_hosts = list(forward)
+        # Host name (as its workers say it) -> its forward's stdin (kill_pid).
+        self.remote_signals = {}
         self.forwards = []
         self.np = np
         self.idle_timeout = idle_timeout
@@ -1382,12 +1384,25 @@ class Hub:
             self.signal_rank(r)
 
     def signal_rank(self, rank):
-        pid = self.ranks.get(rank, {}).get("pid")
-        if pid:
-            try:
-                os.kill(pid, signal.SIGINT)
-            except OSError:
-                pass
+        self.kill_pid(rank, self.ranks.get(rank, {}).get("pid"), signal.SIGINT)
+
+    def kill_pid(self, rank, pid, sig):
+        """Signals one of rank's processes where it runs: a pid of another
+        host is that host's (through its forward, never os.kill here)."""
+        if not pid:
+            return
+        host = self.ranks.get(rank, {}).get("host")
+        remote = self.remote_signals.get(host) if self.forwards else None
+        if remote is None and self.forwards and host != socket.gethostname():
+            return  # a host whose forward is gone: mpirun's end takes its ranks
+        try:
+            if remote is not None:
+                remote.write(b"%s %d\n" % (signal.Signals(sig).name[3:].encode(), pid))
+                remote.flush()
+            else:
+                os.kill(pid, sig)
+        except (OSError, ValueError):
+            pass
 
     def rank_begun(self, rank):
         job = self.job
@@ -1876,10 +1891,13 @@ class Hub:
     def forward_command(self, host):
         sock = self.path("ranks.sock")
         q = shlex.quote(sock)
-        # The remote end says ready once sshd listens at the path there, then
-        # holds the connection until its stdin (this hub) closes.
+        # The remote end says ready and its host name once sshd listens at
+        # the path there, then holds the connection until its stdin (this
+        # hub) closes, signalling there what the hub asks ("INT PID": a
+        # rank's pid is its own host's).
         hold = ("i=0; while [ ! -S %s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
-                "[ -S %s ] && echo ready && cat >/dev/null" % (q, q))
+                "[ -S %s ] && echo ready $(hostname) && "
+                "while read -r s p; do kill -s \"$s\" \"$p\" 2>/dev/null; done" % (q, q))
         return ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
                 "-o", "StreamLocalBindUnlink=yes", "-o", "ServerAliveInterval=10",
                 "-o", "ServerAliveCountMax=3", "-R", "%s:%s" % (sock, sock), host, hold]
@@ -1900,9 +1918,13 @@ class Hub:
                 return "cannot forward ranks.sock to host '%s': %s" % (host, e)
             self.forwards.append((host, proc, err))
         for host, proc, err in self.forwards:
-            if self.ready_line(proc, deadline) != b"ready\n":
+            line = self.ready_line(proc, deadline) or b""
+            if not line.startswith(b"ready"):
                 return "cannot forward ranks.sock to host '%s': %s" % (
                     host, self.forward_error(proc, err))
+            name = line[5:].strip().decode("utf-8", "replace")
+            if name:
+                self.remote_signals[name] = proc.stdin
         return None
 
     def ready_line(self, proc, deadline):
@@ -1940,6 +1962,7 @@ class Hub:
                            % (host, self.forward_error(proc, err)), time.time(), False)
 
     def close_forwards(self):
+        self.remote_signals = {}
         for _, proc, _ in self.forwards:
             try:
                 proc.stdin.close()
@@ -1964,7 +1987,7 @@ class Hub:
         self.stop_reason = reason
         job = self.job
         if job and job.op == "exec":
-            self.stuck = [self.ranks[r]["pid"] for r in job.pending
+            self.stuck = [(r, self.ranks[r]["pid"]) for r in job.pending
                           if self.ranks.get(r, {}).get("pid")]
         if job:
             for conn, _, payload in job.values.values():
@@ -2090,11 +2113,8 @@ class Hub:
         # Ranks still in a cell cannot read their stop: an interrupt ends the
         # cell, unless the stop came because the cell ignores interrupts.
         sig = signal.SIGTERM if self.stop_reason in ("interrupt", "timeout") else signal.SIGINT
-        for pid in self.stuck:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
+        for rank, pid in self.stuck:
+            self.kill_pid(rank, pid, sig)
         self.end_mpirun(5 if self.ranks else 0)
         self.close_forwards()
         for conn in list(self.conns):
@@ -2109,9 +2129,10 @@ class Hub:
         self.save()
 
     def pids(self):
+        """(rank, pid) of every worker and its supervisor."""
         found = []
-        for info in self.ranks.values():
-            found += [p for p in (info.get("pid"), info.get("ppid")) if p]
+        for rank, info in self.ranks.items():
+            found += [(rank, p) for p in (info.get("pid"), info.get("ppid")) if p]
         return found
 
     def end_mpirun(self, grace):
@@ -2121,11 +2142,8 @@ class Hub:
         steps = ((grace, None), (3, signal.SIGTERM), (3, signal.SIGKILL))
         for wait, sig in steps:
             if sig is not None and proc.poll() is None:
-                for pid in self.pids():
-                    try:
-                        os.kill(pid, sig)
-                    except OSError:
-                        pass
+                for rank, pid in self.pids():
+                    self.kill_pid(rank, pid, sig)
                 try:
                     os.killpg(proc.pid, sig)
                 except OSError:
@@ -2141,7 +2159,10 @@ class Hub:
         except OSError:
             pass
         deadline = time.monotonic() + 3
-        for pid in self.pids():
+        here = socket.gethostname()
+        for rank, pid in self.pids():
+            if self.ranks[rank].get("host") not in (None, here):
+                continue  # another host's: its daemon's end takes it
             while time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.02)
 
