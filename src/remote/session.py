@@ -756,9 +756,10 @@ def remove_path(root, parts):
 def unpack_files(root, fileobj, removed):
     """Applies a `files` request to the project directory root: the tar in
     fileobj (or None) and the removed paths. Everything is checked before
-    anything is written: absolute paths, '..', a path through a symlink,
-    a symlink that points out of the project, or a member that is not a
-    file, directory or symlink refuse the whole request (Unsafe).
+    anything is written: absolute paths, '..', a path through a symlink
+    (on disk or in the same tar), a symlink whose target (as written) leaves
+    the project, or a member that is not a file, directory or symlink refuse
+    the whole request (Unsafe).
     Returns (files written, paths removed)."""
     if not isinstance(removed, list):
         raise Unsafe("removed must be a list of paths")
@@ -776,8 +777,13 @@ def unpack_files(root, fileobj, removed):
             raise Unsafe("the files are not a tar: %s" % e)
     try:
         todo = []
+        # A member under a symlink of the same tar would be written through
+        # it (check_parents sees only what is on disk already).
+        links = set(tuple(safe_parts(m.name)) for m in members if m.issym())
         for m in members:
             parts = safe_parts(m.name)
+            if any(tuple(parts[:i]) in links for i in range(1, len(parts))):
+                raise Unsafe("%s is under a symlink of the same files" % json.dumps(m.name))
             if m.issym():
                 if not link_inside(parts, m.linkname):
                     raise Unsafe("%s links out of the project" % json.dumps(m.name))

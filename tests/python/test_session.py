@@ -845,6 +845,8 @@ def test_unpack_writes_files_and_removes_paths(tmp_path):
     ([], ["/etc/passwd"]),
     ([("ok.py", "fine"), ("through/evil", "x")], []),  # through/ is a symlink out
     ([], ["through/evil"]),
+    # x/y is the project itself, so x/y/z -> .. is its parent: nothing under x/y.
+    ([("x/y", "->.."), ("x/y/z", "->.."), ("x/y/z/evil", "x")], []),
 ])
 def test_unpack_refuses_unsafe_paths_and_writes_nothing(tmp_path, entries, removed):
     module = load_session_module()
