@@ -1851,7 +1851,9 @@ class Hub:
             conn, msg, payload, spool = self.queue.popleft()
             if spool is not None:
                 if conn.payload is not None and conn.payload.dests == [spool]:
+                    # The rest of its bytes go nowhere, and nothing is told of their end.
                     conn.payload.dests = []
+                    conn.payload.on_done = None
                 spool.discard()
             elif payload is not None:
                 conn.activate([])

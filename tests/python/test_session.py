@@ -914,3 +914,26 @@ def test_files_before_a_cell_reach_the_ranks(tmp_path):
 def test_files_without_a_project_is_an_error(client):
     got = client.until_done(client.request({"op": "files", "removed": []}))
     assert got[-1]["op"] == "error" and "no project" in got[-1]["message"]
+
+
+def test_a_push_still_sending_when_the_session_breaks(tmp_path):
+    # Queued behind a cell, spooled; the session breaks before all its bytes came.
+    s = Session(tmp_path, env={"PYSTRIB_SESSION_TORCH": "0"})
+    try:
+        c = s.client()
+        rid = c.request({"op": "exec", "code": "import os, time\ntime.sleep(1)\n"
+                                               "if rank == 1:\n    os._exit(3)\n"
+                                               "time.sleep(30)\n"})
+        data = pickle.dumps({"late": b"l" * MIB}, protocol=4)
+        pid = c.request({"op": "push", "bytes": len(data)}, data[:len(data) // 2])
+        got = c.until_done(rid)
+        assert done_of(got)["status"] == "broken"
+        assert c.recv()["id"] == pid        # its error: the session is broken
+        c.sock.sendall(data[len(data) // 2:])
+        sid = c.request({"op": "status"})
+        m = c.recv()
+        assert m["op"] == "status" and m["id"] == sid and m["state"] == "broken", m
+        assert s.proc.poll() is None, s.logtext()
+        assert not os.listdir(str(s.job / "spool"))
+    finally:
+        s.close()
