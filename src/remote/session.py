@@ -154,6 +154,7 @@ class Relay:
     def __init__(self, hub, msgs, readers):
         self.hub, self.msgs = hub, msgs
         self.streams = {}
+        self.live = set(readers)  # the pipes not at their end (a cell may close fd 2)
         for r, name in zip(readers, ("stdout", "stderr")):
             os.set_blocking(r, False)
             self.streams[r] = {"name": name, "text": "",
@@ -249,7 +250,7 @@ class Relay:
         while True:
             fds = [dead] + ([self.msgs] if open_msgs else [])
             if self.greeted and self.at_boundary():
-                fds += list(self.streams)
+                fds += list(self.live)
             partial = any(s["text"] for s in self.streams.values())
             ready, _, _ = select.select(fds, [], [], PARTIAL_DELAY if partial else None)
             if not ready:
@@ -264,8 +265,8 @@ class Relay:
                 else:
                     open_msgs = False
             for fd in ready:
-                if fd in self.streams and self.at_boundary():
-                    self.read_pipe(fd)
+                if fd in self.live and self.at_boundary() and not self.read_pipe(fd):
+                    self.live.discard(fd)  # else select says it is readable forever
             if dead in ready:
                 return
 

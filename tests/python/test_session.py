@@ -937,3 +937,24 @@ def test_a_push_still_sending_when_the_session_breaks(tmp_path):
         assert not os.listdir(str(s.job / "spool"))
     finally:
         s.close()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_cell_that_closes_its_stderr_leaves_the_supervisor_idle(tmp_path):
+    s = Session(tmp_path, env={"PYSTRIB_SESSION_TORCH": "0"})
+    try:
+        c = s.client()
+        assert done_of(c.exec("import os\nos.close(2)\n"))["status"] == "ok"
+        with open("/proc/%d/stat" % s.pids()[0]) as f:
+            supervisor = int(f.read().rsplit(")", 1)[1].split()[1])
+        before = cpu_seconds(supervisor)
+        time.sleep(1)
+        assert cpu_seconds(supervisor) - before < 0.3
+        assert text_of(c.exec("print('still', rank)\n"), 0) == "still 0\n"
+    finally:
+        s.close()
