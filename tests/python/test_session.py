@@ -921,7 +921,7 @@ def test_a_push_still_sending_when_the_session_breaks(tmp_path):
     s = Session(tmp_path, env={"PYSTRIB_SESSION_TORCH": "0"})
     try:
         c = s.client()
-        rid = c.request({"op": "exec", "code": "import os, time\ntime.sleep(1)\n"
+        rid = c.request({"op": "exec", "code": "import os, time\ntime.sleep(2)\n"
                                                "if rank == 1:\n    os._exit(3)\n"
                                                "time.sleep(30)\n"})
         data = pickle.dumps({"late": b"l" * MIB}, protocol=4)
