@@ -154,6 +154,7 @@ class Relay:
     def __init__(self, hub, msgs, readers):
         self.hub, self.msgs = hub, msgs
         self.streams = {}
+        self.live = set(readers)  # the pipes not at their end (a cell may close fd 2)
         for r, name in zip(readers, ("stdout", "stderr")):
             os.set_blocking(r, False)
             self.streams[r] = {"name": name, "text": "",
@@ -249,7 +250,7 @@ class Relay:
         while True:
             fds = [dead] + ([self.msgs] if open_msgs else [])
             if self.greeted and self.at_boundary():
-                fds += list(self.streams)
+                fds += list(self.live)
             partial = any(s["text"] for s in self.streams.values())
             ready, _, _ = select.select(fds, [], [], PARTIAL_DELAY if partial else None)
             if not ready:
@@ -264,8 +265,8 @@ class Relay:
                 else:
                     open_msgs = False
             for fd in ready:
-                if fd in self.streams and self.at_boundary():
-                    self.read_pipe(fd)
+                if fd in self.live and self.at_boundary() and not self.read_pipe(fd):
+                    self.live.discard(fd)  # else select says it is readable forever
             if dead in ready:
                 return
 
@@ -756,9 +757,10 @@ def remove_path(root, parts):
 def unpack_files(root, fileobj, removed):
     """Applies a `files` request to the project directory root: the tar in
     fileobj (or None) and the removed paths. Everything is checked before
-    anything is written: absolute paths, '..', a path through a symlink,
-    a symlink that points out of the project, or a member that is not a
-    file, directory or symlink refuse the whole request (Unsafe).
+    anything is written: absolute paths, '..', a path through a symlink
+    (on disk or in the same tar), a symlink whose target (as written) leaves
+    the project, or a member that is not a file, directory or symlink refuse
+    the whole request (Unsafe).
     Returns (files written, paths removed)."""
     if not isinstance(removed, list):
         raise Unsafe("removed must be a list of paths")
@@ -776,8 +778,13 @@ def unpack_files(root, fileobj, removed):
             raise Unsafe("the files are not a tar: %s" % e)
     try:
         todo = []
+        # A member under a symlink of the same tar would be written through
+        # it (check_parents sees only what is on disk already).
+        links = set(tuple(safe_parts(m.name)) for m in members if m.issym())
         for m in members:
             parts = safe_parts(m.name)
+            if any(tuple(parts[:i]) in links for i in range(1, len(parts))):
+                raise Unsafe("%s is under a symlink of the same files" % json.dumps(m.name))
             if m.issym():
                 if not link_inside(parts, m.linkname):
                     raise Unsafe("%s links out of the project" % json.dumps(m.name))
@@ -1860,7 +1867,9 @@ class Hub:
             conn, msg, payload, spool = self.queue.popleft()
             if spool is not None:
                 if conn.payload is not None and conn.payload.dests == [spool]:
+                    # The rest of its bytes go nowhere, and nothing is told of their end.
                     conn.payload.dests = []
+                    conn.payload.on_done = None
                 spool.discard()
             elif payload is not None:
                 conn.activate([])

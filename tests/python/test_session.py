@@ -845,6 +845,8 @@ def test_unpack_writes_files_and_removes_paths(tmp_path):
     ([], ["/etc/passwd"]),
     ([("ok.py", "fine"), ("through/evil", "x")], []),  # through/ is a symlink out
     ([], ["through/evil"]),
+    # x/y is the project itself, so x/y/z -> .. is its parent: nothing under x/y.
+    ([("x/y", "->.."), ("x/y/z", "->.."), ("x/y/z/evil", "x")], []),
 ])
 def test_unpack_refuses_unsafe_paths_and_writes_nothing(tmp_path, entries, removed):
     module = load_session_module()
@@ -912,3 +914,47 @@ def test_files_before_a_cell_reach_the_ranks(tmp_path):
 def test_files_without_a_project_is_an_error(client):
     got = client.until_done(client.request({"op": "files", "removed": []}))
     assert got[-1]["op"] == "error" and "no project" in got[-1]["message"]
+
+
+def test_a_push_still_sending_when_the_session_breaks(tmp_path):
+    # Queued behind a cell, spooled; the session breaks before all its bytes came.
+    s = Session(tmp_path, env={"PYSTRIB_SESSION_TORCH": "0"})
+    try:
+        c = s.client()
+        rid = c.request({"op": "exec", "code": "import os, time\ntime.sleep(2)\n"
+                                               "if rank == 1:\n    os._exit(3)\n"
+                                               "time.sleep(30)\n"})
+        data = pickle.dumps({"late": b"l" * MIB}, protocol=4)
+        pid = c.request({"op": "push", "bytes": len(data)}, data[:len(data) // 2])
+        got = c.until_done(rid)
+        assert done_of(got)["status"] == "broken"
+        assert c.recv()["id"] == pid        # its error: the session is broken
+        c.sock.sendall(data[len(data) // 2:])
+        sid = c.request({"op": "status"})
+        m = c.recv()
+        assert m["op"] == "status" and m["id"] == sid and m["state"] == "broken", m
+        assert s.proc.poll() is None, s.logtext()
+        assert not os.listdir(str(s.job / "spool"))
+    finally:
+        s.close()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_cell_that_closes_its_stderr_leaves_the_supervisor_idle(tmp_path):
+    s = Session(tmp_path, env={"PYSTRIB_SESSION_TORCH": "0"})
+    try:
+        c = s.client()
+        assert done_of(c.exec("import os\nos.close(2)\n"))["status"] == "ok"
+        with open("/proc/%d/stat" % s.pids()[0]) as f:
+            supervisor = int(f.read().rsplit(")", 1)[1].split()[1])
+        before = cpu_seconds(supervisor)
+        time.sleep(1)
+        assert cpu_seconds(supervisor) - before < 0.3
+        assert text_of(c.exec("print('still', rank)\n"), 0) == "still 0\n"
+    finally:
+        s.close()
