@@ -105,6 +105,7 @@ check_grep "after the interrupt rank 3 still has its x" -x "\[3\] x is 44" "$out
 check "the session runs on h2" eval '[ "$(procs_on h2)" -ge 3 ]' || show_procs
 expect_exit 0 P session stop "$sid"
 check "stop: no hub, worker, orted or forward left on h1 or h2" none_left || show_procs
+check "stop: the forwarded ranks.sock is gone from h2" test ! -e "$h2_jobs/$sid/ranks.sock"
 
 # 5b. A project file edited between two cells reaches h2's ranks too (a
 # rank there unpacks what the hub does on h1).

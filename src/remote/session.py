@@ -1903,10 +1903,12 @@ class Hub:
         # The remote end says ready and its host name once sshd listens at
         # the path there, then holds the connection until its stdin (this
         # hub) closes, signalling there what the hub asks ("INT PID": a
-        # rank's pid is its own host's).
+        # rank's pid is its own host's); then removes the socket (sshd
+        # leaves a forward's socket behind).
         hold = ("i=0; while [ ! -S %s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
                 "[ -S %s ] && echo ready $(hostname) && "
-                "while read -r s p; do kill -s \"$s\" \"$p\" 2>/dev/null; done" % (q, q))
+                "while read -r s p; do kill -s \"$s\" \"$p\" 2>/dev/null; done; rm -f %s"
+                % (q, q, q))
         return ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
                 "-o", "StreamLocalBindUnlink=yes", "-o", "ServerAliveInterval=10",
                 "-o", "ServerAliveCountMax=3", "-R", "%s:%s" % (sock, sock), host, hold]
