@@ -1105,7 +1105,7 @@ class Hub:
             else:
                 state = "busy" if r in busy else "idle"
             ranks.append({"rank": r, "pid": info.get("pid"), "host": info.get("host"),
-                          "gpus": info.get("gpus"), "state": state})
+                          "gpus": info.get("gpus"), "shm": info.get("shm"), "state": state})
         job = self.job
         return {"np": self.np, "state": self.state,
                 "cell": job.seq if job else None, "last_cell": self.seq,
