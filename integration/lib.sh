@@ -296,6 +296,10 @@ bed_engine() {
 interrupt_after() {
 	local o=$1 e=$2 pattern=$3 n=$4 pid t0 c
 	shift 4
+	# Emptied first: a previous call's OUT would match before COMMAND
+	# truncates it, and the SIGINT would come before COMMAND runs.
+	: > "$o"
+	: > "$e"
 	"$@" > "$o" 2> "$e" &
 	pid=$!
 	for _ in $(seq 100); do

@@ -130,7 +130,7 @@ expect_exit 2 "$PYSTRIB" -c "$work/docker.ini" run --remote pairpod --no-project
 check_grep "docker over hosts: refused, podman named" "runtime 'docker' cannot run over several hosts.*" "$err"
 
 # 6. gc removes the jobs' directories on every host (the first reaches the
-# others, named in its job directory's `peers`).
+# others, named in its job's run.sh header: jobctl.sh remove).
 check "every job left a directory on h2" eval '[ "$(ls "$h2_jobs" | wc -l)" -ge 4 ]'
 expect_exit 0 pst gc --older-than 0 --remote pairpod
 check_eq "gc: no job directory left on h1" 0 "$(ls "$h1_jobs" | wc -l)"

@@ -159,7 +159,10 @@ static int beside_login(struct run *r, struct pusher *p, int follow, int *rc)
 		*rc = follow_job(r->conn, &r->f);
 	else if (!opened)
 		interrupt_set();	/* no host: the push is for nothing, stop it */
-	atomic_store(&r->early_stop, 1);
+	/* The job ended (follow) or never will: its early pull is for nothing.
+	 * Without a follower the pull goes on: the job is submitted after it. */
+	if (follow || !opened)
+		atomic_store(&r->early_stop, 1);
 	if (follow)
 		close(r->f.start_fd);
 	pthread_join(th, NULL);

@@ -237,8 +237,9 @@ cancel)
 			podman) podman rm -f -t 0 "$c" >/dev/null 2>&1 ;;
 			esac
 			# Over several hosts: the others' containers (run.sh's peers).
+			qc=$(printf '%s' "$c" | sed "s/'/'\\\\''/g")
 			[ ! -f peers ] || while IFS= read -r h; do
-				ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "podman rm -f -t 0 '$c'" </dev/null >/dev/null 2>&1 &
+				ssh -o BatchMode=yes -o ConnectTimeout=10 "$h" "podman rm -f -t 0 '$qc'; rm -rf '/dev/shm/$qc'" </dev/null >/dev/null 2>&1 &
 			done < peers
 			wait
 		fi

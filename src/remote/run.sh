@@ -792,7 +792,7 @@ mirror_one() {	# mirror_one HOST QUOTED_DIR
 	ssh -o BatchMode=yes -o ConnectTimeout=10 "$1" "cd '$2' && [ ! -e .mirror-$$ ] && $MIRROR" </dev/null 2>/dev/null |
 	while read -r t f off len; do
 		case $t in H) continue ;; F) ;; *) return 0 ;; esac
-		case $f in rank.[0-9]*.out|rank.[0-9]*.err) ;; *) return 0 ;; esac
+		case $f in */*) return 0 ;; rank.[0-9]*.out|rank.[0-9]*.err) ;; *) return 0 ;; esac
 		have=0
 		[ ! -f "$J/logs/$f" ] || have=$(wc -c < "$J/logs/$f")
 		if [ "$have" -eq "$off" ]; then
