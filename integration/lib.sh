@@ -44,6 +44,9 @@
 #   interrupt_after OUT ERR PATTERN N COMMAND...   runs COMMAND in the background (stdout in
 #                           OUT, stderr in ERR) until N lines of OUT match PATTERN (10 s at
 #                           most), SIGINTs it and waits: $rc its exit, $took_ms from the SIGINT
+#   host_procs HOST PATTERN     how many processes of namespace host HOST (bed service
+#                           hosts: h1, h2) have a command line grep PATTERN matches
+#   host_wait HOST          wait up to 5 s until HOST's sshd answers (after it restarted)
 #   job_id_from_json FILE   the id of the first "job" event in pystrib --json output
 #   job_id_from_err FILE    the id in the "pystrib: job ID: ..." line run prints on stderr
 #                           (for runs whose text output a check reads)
@@ -312,6 +315,23 @@ interrupt_after() {
 	wait "$pid"
 	rc=$?
 	took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+host_procs() {
+	local p n=0
+	for p in $(ip netns pids "$1" 2>/dev/null); do
+		ps -o args= -p "$p" 2>/dev/null | grep -q -- "$2" && n=$((n + 1))
+	done
+	echo "$n"
+}
+
+host_wait() {
+	for _ in $(seq 50); do
+		ssh -i "$BED_HOSTS_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$BED_HOSTS_KNOWN_HOSTS" \
+			-o BatchMode=yes "root@198.18.0.${1#h}" true 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
 }
 
 free_port() {

@@ -20,13 +20,7 @@ pst() { "$PYSTRIB" -c "$BED_CONFIG" "$@"; }
 h1_jobs=$BED_DIR/hosts/h1-work/jobs
 h2_jobs=$BED_DIR/hosts/h2-work/jobs
 # The cell's processes on host $1 (h1, h2): bootstrap.py or orted.
-ranks_on() {
-	local p n=0
-	for p in $(ip netns pids "$1" 2>/dev/null); do
-		ps -o args= -p "$p" 2>/dev/null | grep -q 'bootstrap.py\|orted' && n=$((n + 1))
-	done
-	echo "$n"
-}
+ranks_on() { host_procs "$1" 'bootstrap.py\|orted'; }
 h2_sshd_start() { sh "$BED_DIR/hosts/h2-start.sh"; }
 
 # 1. Four ranks over both hosts.
@@ -86,11 +80,7 @@ check_grep "the host down is named" "root@198.18.0.2:22.*nothing started" "$err"
 check_eq "no job directory on h1" "$before" "$(ls "$h1_jobs" | wc -l)"
 check_eq "no rank on h1" 0 "$(ranks_on h1)"
 h2_sshd_start
-for _ in $(seq 50); do
-	ssh -i "$BED_HOSTS_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$BED_HOSTS_KNOWN_HOSTS" \
-		-o BatchMode=yes root@198.18.0.2 true 2>/dev/null && break
-	sleep 0.1
-done
+host_wait h2
 
 # 4. h2's key unknown (a known_hosts without it): exit 4, named, nothing started.
 grep -v '^198\.18\.0\.2 ' "$BED_HOSTS_KNOWN_HOSTS" > "$work/known_h1"

@@ -23,13 +23,7 @@ h2_jobs=$BED_DIR/hosts/h2-work/jobs
 # The session's processes on host $1 (h1, h2): the hub and workers
 # (session.py), Open MPI's daemon, the forward of ranks.sock (ssh on h1,
 # its remote shell on h2).
-procs_on() {
-	local p n=0
-	for p in $(ip netns pids "$1" 2>/dev/null); do
-		ps -o args= -p "$p" 2>/dev/null | grep -q 'session\.py\|orted\|ranks\.sock' && n=$((n + 1))
-	done
-	echo "$n"
-}
+procs_on() { host_procs "$1" 'session\.py\|orted\|ranks\.sock'; }
 show_procs() {
 	local p
 	for p in $(ip netns pids h1) $(ip netns pids h2); do ps -o pid=,args= -p "$p" | cut -c1-200; done
@@ -159,11 +153,7 @@ check_eq "h2 lost whole mid-cell: exec exits 4" 4 "$?" || show lost.out lost.err
 check_grep "the lost host is named" \
 	"session $sid is broken: \(rank [23] .*(on host h2)\|host '198.18.0.2' was lost\)" lost.err
 h2_sshd_start
-for _ in $(seq 50); do
-	ssh -i "$BED_HOSTS_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$BED_HOSTS_KNOWN_HOSTS" \
-		-o BatchMode=yes root@198.18.0.2 true 2>/dev/null && break
-	sleep 0.1
-done
+host_wait h2
 expect_exit 0 P session stop "$sid"
 check "stop after h2 was lost: nothing left on h1" eval '[ "$(procs_on h1)" = 0 ]' || show_procs
 
@@ -189,11 +179,7 @@ expect_exit 4 P gc --older-than 0 --remote pair
 check_grep "gc with h2 down names it" "did not reach host '[^']*198.18.0.2" "$err"
 check_eq "gc with h2 down keeps the jobs on h1" "$kept" "$(ls "$h1_jobs" | wc -l)"
 h2_sshd_start
-for _ in $(seq 50); do
-	ssh -i "$BED_HOSTS_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$BED_HOSTS_KNOWN_HOSTS" \
-		-o BatchMode=yes root@198.18.0.2 true 2>/dev/null && break
-	sleep 0.1
-done
+host_wait h2
 expect_exit 0 P gc --older-than 0 --remote pair
 check_eq "gc: no session directory left on h1" "" "$(ls "$h1_jobs")" || show "$out" "$err"
 check_eq "gc: no session directory left on h2" "" "$(ls "$h2_jobs")"

@@ -29,21 +29,9 @@ on() {	# on h1|h2 COMMAND: COMMAND on that host, as its own sessions run it
 }
 containers_on() { on "$1" 'podman ps -aq' | wc -l; }
 # The cell's processes on host $1: bootstrap.py or orted.
-ranks_on() {
-	local p n=0
-	for p in $(ip netns pids "$1" 2>/dev/null); do
-		ps -o args= -p "$p" 2>/dev/null | grep -q 'bootstrap.py\|orted' && n=$((n + 1))
-	done
-	echo "$n"
-}
+ranks_on() { host_procs "$1" 'bootstrap.py\|orted'; }
 # run.sh's output mirrors on host $1 (their loop's command line).
-mirrors_on() {
-	local p n=0
-	for p in $(ip netns pids "$1" 2>/dev/null); do
-		ps -o args= -p "$p" 2>/dev/null | grep -q '\.mirror-' && n=$((n + 1))
-	done
-	echo "$n"
-}
+mirrors_on() { host_procs "$1" '\.mirror-'; }
 no_containers() {	# no_containers WHEN
 	local h
 	for h in h1 h2; do

@@ -163,11 +163,11 @@ int run_pull_through_engine(struct run *r, struct ssh_conn *conn, atomic_int *st
  * run_hosts.c: one job over several hosts, runtime none or podman. check: with
  * [remote] hosts (and no --host), refuses what cannot run over them
  * (exit 2) and parses the list into r->hosts, the first host as
- * r->target. 0 or -1. place: connects to every host (r->conn the first)
- * and places the cell (runtime none; a session's too) or a job directory
- * (podman) on all but the first, in r->dir; 0 or -1. on_hosts: pushes the
- * image (podman), places, then submits on the first and follows; the exit
- * code.
+ * r->target. 0 or -1. place: pushes the image (podman), connects to
+ * every host (r->conn the first) and places the cell (runtime none; a
+ * session's too) or a job directory (podman) on all but the first, in
+ * r->dir; 0 or -1. on_hosts: places, then submits on the first and
+ * follows; the exit code.
  */
 struct run_hosts;
 int run_hosts_check(struct run *r);

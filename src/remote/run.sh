@@ -353,8 +353,9 @@ ranks() {
 	rc=$?
 	[ -z "$MIRROR_PIDS" ] || mirror_stop
 	[ -z "$ps_hosts" ] || gather_hosts
-	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
+	# A failed node first: its containers' ends are not the image's fault.
 	[ "$ps_launcher" != srun ] || slurm_node_failed "$rc"
+	[ "$ps_mode" = engine ] || [ "$ps_mode" = none ] || container_failed "$rc"
 	# A session that could not start says why in session.json.
 	[ -n "$ps_session" ] || mpirun_failed "$rc"
 	finish "$rc"
@@ -439,6 +440,9 @@ container_failed() {
 	fi
 	[ "$1" -ne 125 ] || step_failed 125 container "$RT could not start the container"
 	if [ "$1" -eq 127 ] && ! ls "$J"/logs/rank.* >/dev/null 2>&1; then
+		# Under srun each task's container runs the rank's python, no mpirun.
+		[ "$ps_launcher" != srun ] ||
+			host_error not-installed "the image has no '$ps_python' on its PATH (a rank's container on a node of the job)" 127
 		host_error no-mpirun "the image has no 'mpirun' (Open MPI) on its PATH" 127
 	fi
 }
@@ -705,7 +709,9 @@ AGENT
 # user's ssh settings (read-only, for the agent's ssh), rank 0's address
 # and port.
 peers_flags() {
-	PYSTRIB_MASTER_PORT=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 30000) }')
+	# Seeded by the second and this script's pid: two jobs started in one
+	# second on this host get different ports.
+	PYSTRIB_MASTER_PORT=$(awk -v s=$$ 'BEGIN { srand(); print 20000 + (int(rand() * 30000) + s) % 30000 }')
 	PF="-v \"\$J/launch:/pystrib/launch:ro\" -e \"PYSTRIB_MASTER_ADDR=\$ps_master_addr\" -e \"PYSTRIB_MASTER_PORT=\$PYSTRIB_MASTER_PORT\""
 	[ ! -d "$HOME/.ssh" ] || PF="$PF -v \"\$HOME/.ssh:/root/.ssh:ro\""
 	HOSTS_FLAGS="-H \"\$ps_hosts\" --mca plm_rsh_agent /pystrib/launch/agent --mca plm_rsh_no_tree_spawn 1 -x PYSTRIB_JOB_DIR -x PYSTRIB_RESULTS -x PYSTRIB_JOB_ID -x PYSTRIB_MASTER_ADDR -x PYSTRIB_MASTER_PORT -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"
@@ -753,9 +759,6 @@ hosts_env() {
 	PYSTRIB_MASTER_PORT=$("$ps_python" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])') ||
 		PYSTRIB_MASTER_PORT=29500
 	export PYSTRIB_MASTER_PORT
-	# The others, for `pystrib gc` (as for podman's peers).
-	eval "set -- $ps_other_hosts"
-	printf '%s\n' "$@" > "$J/peers"
 	HOSTS_FLAGS="-H \"\$ps_hosts\" --mca plm_rsh_agent ssh"
 	for v in PATH PYTHONPATH LD_LIBRARY_PATH PYSTRIB_JOB_DIR PYSTRIB_RESULTS PYSTRIB_JOB_ID \
 		PYSTRIB_GPUS PYSTRIB_MASTER_ADDR PYSTRIB_MASTER_PORT OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM; do
