@@ -49,35 +49,28 @@ one() {	# one ARGS...: the seconds of one run
 	echo "$t1 - $t0" | bc -l
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-: > two.t
-: > one.t
-one -n 4 > /dev/null && one -n 2 --hosts 'root@198.18.0.1*2' > /dev/null || exit 1	# warm: layers on both hosts
-for _ in $(seq "$ROUNDS"); do
-	one -n 4 >> two.t || exit 1
-	one -n 2 --hosts 'root@198.18.0.1*2' >> one.t || exit 1
-done
-m2=$(median < two.t)
-m1=$(median < one.t)
-say "4 ranks over 2 hosts: $(xargs < two.t)"
-say "2 ranks on 1 host:    $(xargs < one.t)"
-printf 'ROW\thosts\t4 ranks over 2 hosts, median\t%.3f\ts\n' "$m2"
-printf 'ROW\thosts\t2 ranks on 1 host, median\t%.3f\ts\n' "$m1"
-printf 'ROW\thosts\tover 2 hosts / on 1 host\t%.2f\t\n' "$(echo "$m2 / $m1" | bc -l)"
-printf 'ROW\thosts\tthe second host adds\t%.3f\ts\n' "$(echo "$m2 - $m1" | bc -l)"
+# compare LABEL: ROUNDS of 4 ranks over both hosts against 2 on one,
+# alternated after a warm-up (layers or the image on both hosts), for
+# $remote; LABEL prefixes the rows ('' for runtime none).
+compare() {
+	local label=$1 m1 m2
+	: > two.t
+	: > one.t
+	one -n 4 > /dev/null && one -n 2 --hosts 'root@198.18.0.1*2' > /dev/null || return 1
+	for _ in $(seq "$ROUNDS"); do
+		one -n 4 >> two.t || return 1
+		one -n 2 --hosts 'root@198.18.0.1*2' >> one.t || return 1
+	done
+	m2=$(median < two.t)
+	m1=$(median < one.t)
+	say "${label}4 ranks over 2 hosts: $(xargs < two.t)"
+	say "${label}2 ranks on 1 host:    $(xargs < one.t)"
+	printf 'ROW\thosts\t%s4 ranks over 2 hosts, median\t%.3f\ts\n' "$label" "$m2"
+	printf 'ROW\thosts\t%s2 ranks on 1 host, median\t%.3f\ts\n' "$label" "$m1"
+	printf 'ROW\thosts\t%sover 2 hosts / on 1 host\t%.2f\t\n' "$label" "$(echo "$m2 / $m1" | bc -l)"
+	printf 'ROW\thosts\t%sthe second host adds\t%.3f\ts\n' "$label" "$(echo "$m2 - $m1" | bc -l)"
+}
+compare '' || exit 1
 [ -n "$pod" ] || exit 0
 remote=pairpod
-: > two.t
-: > one.t
-one -n 4 > /dev/null && one -n 2 --hosts 'root@198.18.0.1*2' > /dev/null || exit 1	# warm: the image on both hosts
-for _ in $(seq "$ROUNDS"); do
-	one -n 4 >> two.t || exit 1
-	one -n 2 --hosts 'root@198.18.0.1*2' >> one.t || exit 1
-done
-m2=$(median < two.t)
-m1=$(median < one.t)
-say "podman, 4 ranks over 2 hosts: $(xargs < two.t)"
-say "podman, 2 ranks on 1 host:    $(xargs < one.t)"
-printf 'ROW\thosts\tpodman: 4 ranks over 2 hosts, median\t%.3f\ts\n' "$m2"
-printf 'ROW\thosts\tpodman: 2 ranks on 1 host, median\t%.3f\ts\n' "$m1"
-printf 'ROW\thosts\tpodman: over 2 hosts / on 1 host\t%.2f\t\n' "$(echo "$m2 / $m1" | bc -l)"
-printf 'ROW\thosts\tpodman: the second host adds\t%.3f\ts\n' "$(echo "$m2 - $m1" | bc -l)"
+compare 'podman: ' || exit 1
