@@ -47,6 +47,9 @@
 #   host_procs HOST PATTERN     how many processes of namespace host HOST (bed service
 #                           hosts: h1, h2) have a command line grep PATTERN matches
 #   host_wait HOST          wait up to 5 s until HOST's sshd answers (after it restarted)
+#   notebook_setup          pip-installs magic/ offline into $BED_DIR/site (a check; the
+#                           scenario ends if it fails) and exports what the kernels
+#                           inherit: PYTHONPATH, PYSTRIB_BIN, PYSTRIB_CONFIG, NB_DIR, TMPDIR
 #   job_id_from_json FILE   the id of the first "job" event in pystrib --json output
 #   job_id_from_err FILE    the id in the "pystrib: job ID: ..." line run prints on stderr
 #                           (for runs whose text output a check reads)
@@ -315,6 +318,24 @@ interrupt_after() {
 	wait "$pid"
 	rc=$?
 	took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+notebook_setup() {
+	# The way the README installs it, but into a directory of its own
+	# (--target; --no-deps since the target starts empty: IPython is
+	# Debian's), from a copy (pip builds in the source tree).
+	cp -r "$INTEGRATION_DIR/../magic" "$BED_DIR/magic-src"
+	rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
+	check "pip installs magic/ offline" eval '"$PY" -m pip install -q --no-index --no-build-isolation --no-deps \
+		--target "$BED_DIR/site" "$BED_DIR/magic-src" > "$BED_DIR/pip.log" 2>&1 &&
+		[ -f "$BED_DIR/site/pystributed/main.py" ] && [ -f "$BED_DIR/site/pystributed/session.py" ]' ||
+		{ show "$BED_DIR/pip.log"; exit 1; }
+	export BED_DIR PYTHONPATH=$BED_DIR/site PYSTRIB_CONFIG=$BED_CONFIG
+	PYSTRIB_BIN=$(realpath "$PYSTRIB")
+	export PYSTRIB_BIN NB_DIR=$BED_DIR/nb TMPDIR=$BED_DIR/tmp
+	# debugpy's notice about frozen modules, printed by every kernel start.
+	export PYDEVD_DISABLE_FILE_VALIDATION=1
+	mkdir -p "$NB_DIR" "$TMPDIR"
 }
 
 host_procs() {

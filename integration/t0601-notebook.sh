@@ -18,31 +18,15 @@
 #   4. what the notebooks wrote: only user_code.py and pystrib-results/ next
 #      to the notebook, no push file left in $TMPDIR.
 . "$(dirname "$0")/lib.sh"
-TOP=$(cd "$INTEGRATION_DIR/.." && pwd)
 require_verbs "the notebook drives 'pystrib --json VERB'" run jobs status logs attach fetch cancel
 bed_up sshd
 
-# Install the package the way the README says, but into a directory of its
-# own (--target; --no-deps since the target starts empty: IPython is
-# Debian's), from a copy (pip builds in the source tree).
-cp -r "$TOP/magic" "$BED_DIR/magic-src"
-rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
-check "pip installs magic/ offline" eval '"$PY" -m pip install -q --no-index --no-build-isolation --no-deps \
-	--target "$BED_DIR/site" "$BED_DIR/magic-src" > "$BED_DIR/pip.log" 2>&1 &&
-	[ -f "$BED_DIR/site/pystributed/main.py" ]' || { show "$BED_DIR/pip.log"; exit 1; }
+notebook_setup
 
-# The kernels inherit this environment.
-export BED_DIR BED_SSH_HOST BED_SSH_PORT BED_SSH_USER BED_SSH_KEY BED_KNOWN_HOSTS
-export PYTHONPATH=$BED_DIR/site
-export PYSTRIB_BIN=$(realpath "$PYSTRIB")
-export PYSTRIB_CONFIG=$BED_CONFIG
+# The kernels inherit this environment too.
+export BED_SSH_HOST BED_SSH_PORT BED_SSH_USER BED_SSH_KEY BED_KNOWN_HOSTS
 # As t0401: the bed's python3 with mpi4py, 2 ranks on whatever cores there are.
 export PYSTRIB_REMOTE_PYTHON=/usr/bin/python3 PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
-export NB_DIR=$BED_DIR/nb
-export TMPDIR=$BED_DIR/tmp
-# debugpy's notice about frozen modules, printed by every kernel start.
-export PYDEVD_DISABLE_FILE_VALIDATION=1
-mkdir -p "$NB_DIR" "$TMPDIR"
 
 checks=$BED_DIR/checks
 "$PY" - "$checks" "$INTEGRATION_DIR" <<'PYEOF'

@@ -7,23 +7,11 @@
 # shows the image digest in the summary; then runner.main() runs a saved
 # cell in the same image setup. t0601 covers the rest with runtime none.
 . "$(dirname "$0")/lib.sh"
-TOP=$(cd "$INTEGRATION_DIR/.." && pwd)
 require_verbs "the docker runtime needs the cell's image pushed" run push
 bed_up registry docker base sshd
 
-cp -r "$TOP/magic" "$BED_DIR/magic-src"
-rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
-check "pip installs magic/ offline" "$PY" -m pip install -q --no-index --no-build-isolation --no-deps \
-	--target "$BED_DIR/site" "$BED_DIR/magic-src" || exit 1
-
-export BED_DIR BED_REGISTRY
-export PYTHONPATH=$BED_DIR/site
-export PYSTRIB_BIN=$(realpath "$PYSTRIB")
-export PYSTRIB_CONFIG=$BED_CONFIG
-export NB_DIR=$BED_DIR/nb
-export TMPDIR=$BED_DIR/tmp
-export PYDEVD_DISABLE_FILE_VALIDATION=1
-mkdir -p "$NB_DIR" "$TMPDIR"
+notebook_setup
+export BED_REGISTRY
 
 checks=$BED_DIR/checks
 "$PY" - "$checks" "$INTEGRATION_DIR" <<'PYEOF'

@@ -26,7 +26,6 @@
 #      same magics in a container, and %dist_shutdown, %distribute's and
 #      Cluster's sessions stopped leaving no container and no process.
 . "$(dirname "$0")/lib.sh"
-TOP=$(cd "$INTEGRATION_DIR/.." && pwd)
 require_verbs "the notebook keeps one 'pystrib --json session serve' per session" session
 bed_up registry sshd base docker
 # A session a failed step left up: bed.sh stop ends sshd but not a hub of
@@ -43,24 +42,12 @@ stop_sessions() {
 }
 cleanup stop_sessions
 
-cp -r "$TOP/magic" "$BED_DIR/magic-src"
-rm -rf "$BED_DIR/magic-src/build" "$BED_DIR/magic-src/"*.egg-info
-check "pip installs magic/ offline" eval '"$PY" -m pip install -q --no-index --no-build-isolation --no-deps \
-	--target "$BED_DIR/site" "$BED_DIR/magic-src" > "$BED_DIR/pip.log" 2>&1 &&
-	[ -f "$BED_DIR/site/pystributed/session.py" ]' || { show "$BED_DIR/pip.log"; exit 1; }
-
-# The kernels inherit this environment: the seeds' cells name no remote, so
-# the config's default remote runs with runtime none.
-export BED_DIR BED_DOCKER_HOST
-export PYTHONPATH=$BED_DIR/site
-export PYSTRIB_BIN=$(realpath "$PYSTRIB")
-export PYSTRIB_CONFIG=$BED_CONFIG
+notebook_setup
+# The kernels inherit this environment too: the seeds' cells name no
+# remote, so the config's default remote runs with runtime none.
+export BED_DOCKER_HOST
 export PYSTRIB_REMOTE_RUNTIME=none PYSTRIB_REMOTE_PYTHON=/usr/bin/python3 \
 	PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
-export NB_DIR=$BED_DIR/nb
-export TMPDIR=$BED_DIR/tmp
-export PYDEVD_DISABLE_FILE_VALIDATION=1
-mkdir -p "$NB_DIR" "$TMPDIR"
 
 checks=$BED_DIR/checks
 "$PY" - "$checks" "$INTEGRATION_DIR" <<'PYEOF'
