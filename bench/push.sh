@@ -27,14 +27,9 @@ row() { printf 'ROW\t%s\t%s\t%s\t%s\n' "$@"; }
 say() { echo "bench/push: $*" >&2; }
 now() { date +%s.%N; }
 
-BED=$(mktemp -d /tmp/pbench.XXXXXX)
-cleanup() { "$here/../integration/bed.sh" stop "$BED" >/dev/null 2>&1; rm -rf "$BED"; }
-trap cleanup EXIT
-"$here/../integration/bed.sh" start "$BED" registry base >&2 || exit 1
-# shellcheck disable=SC1091
-. "$BED/env"
-export HOME=$BED/home XDG_CACHE_HOME=$BED/home/.cache
-mkdir -p "$HOME"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+bench_bed registry base
 LOG=$BED_REGISTRY_LOG
 requests() { grep -cE '"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/' "$LOG"; }
 

@@ -15,24 +15,16 @@ PYSTRIB=$(realpath "$1")
 ROUNDS=${ROUNDS:-5}
 say() { echo "bench/hosts: $*" >&2; }
 [ "$(id -u)" = 0 ] || { say "needs root (network namespaces): nothing to measure"; exit 0; }
-BED=$(mktemp -d /tmp/pbench.XXXXXX)
-cleanup() {
-	"$here/../integration/bed.sh" stop "$BED" >/dev/null 2>&1
-	rm -rf "$BED"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 pod=''
 command -v podman >/dev/null 2>&1 && command -v socat >/dev/null 2>&1 && pod=1
 if [ -n "$pod" ]; then
-	"$here/../integration/bed.sh" start "$BED" registry base hosts >&2 || exit 1
+	bench_bed registry base hosts
 else
-	"$here/../integration/bed.sh" start "$BED" hosts >&2 || exit 1
+	bench_bed hosts
 fi
-# shellcheck disable=SC1091
-. "$BED/env"
-export HOME=$BED/home XDG_CACHE_HOME=$BED/home/.cache XDG_STATE_HOME=$BED/home/.state
-mkdir -p "$HOME" "$BED/work"
-unset SSH_AUTH_SOCK
+mkdir -p "$BED/work"
 cd "$BED/work" || exit 1
 cat > cell.py <<'EOF2'
 from mpi4py import MPI

@@ -19,22 +19,15 @@ if ! "$PYSTRIB" help session >/dev/null 2>&1; then
 	say "this pystrib has no 'session' command: nothing to measure"
 	exit 0
 fi
-BED=$(mktemp -d /tmp/pbench.XXXXXX)
-cleanup() {
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+bench_cleanup() {
 	# A session the notebook could not stop (%dist_shutdown is its last cell).
 	for s in $("$PYSTRIB" -c "$BED/pystrib.ini" session list 2>/dev/null | awk 'NR > 1 && $3 == "running" { print $1 }'); do
 		"$PYSTRIB" -c "$BED/pystrib.ini" session stop "$s" >/dev/null 2>&1
 	done
-	"$here/../integration/bed.sh" stop "$BED" >/dev/null 2>&1
-	rm -rf "$BED"
 }
-trap cleanup EXIT
-"$here/../integration/bed.sh" start "$BED" sshd >&2 || exit 1
-# shellcheck disable=SC1091
-. "$BED/env"
-export HOME=$BED/home XDG_CACHE_HOME=$BED/home/.cache XDG_STATE_HOME=$BED/home/.state
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
+bench_bed sshd
 # The kernels' environment: the extension from the source tree, this
 # binary, the bed's config with runtime none; ipyparallel's engines are
 # local processes (no MPI).

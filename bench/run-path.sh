@@ -39,16 +39,10 @@ say() { echo "bench/run-path: $*" >&2; }
 now() { date +%s.%N; }
 since() { $PY -c "print('%.3f' % ($(now) - $1))"; }
 
-BED=$(mktemp -d /tmp/pbench.XXXXXX)
-cleanup() { "$here/../integration/bed.sh" stop "$BED" >/dev/null 2>&1; rm -rf "$BED"; }
-trap cleanup EXIT
-"$here/../integration/bed.sh" start "$BED" registry sshd docker base >&2 || exit 1
-# shellcheck disable=SC1091
-. "$BED/env"
-export HOME=$BED/home XDG_CACHE_HOME=$BED/home/.cache XDG_STATE_HOME=$BED/home/.state
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+bench_bed registry sshd docker base
 export DOCKER_HOST=$BED_DOCKER_HOST DOCKER_BUILDKIT=0
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
 SSH=(ssh -p "$BED_SSH_PORT" -i "$BED_SSH_KEY" -o BatchMode=yes -o IdentitiesOnly=yes
 	-o StrictHostKeyChecking=yes -o UserKnownHostsFile="$BED_KNOWN_HOSTS" "$BED_SSH_USER@$BED_SSH_HOST")
 RUN_FLAGS=(--rm --network host --ipc host)

@@ -19,20 +19,11 @@ if ! "$PYSTRIB" help session >/dev/null 2>&1; then
 	say "this pystrib has no 'session' command: nothing to measure"
 	exit 0
 fi
-BED=$(mktemp -d /tmp/pbench.XXXXXX)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 sid=''
-cleanup() {
-	[ -z "$sid" ] || "$PYSTRIB" -c "$BED/pystrib.ini" session stop "$sid" >/dev/null 2>&1
-	"$here/../integration/bed.sh" stop "$BED" >/dev/null 2>&1
-	rm -rf "$BED"
-}
-trap cleanup EXIT
-"$here/../integration/bed.sh" start "$BED" sshd >&2 || exit 1
-# shellcheck disable=SC1091
-. "$BED/env"
-export HOME=$BED/home XDG_CACHE_HOME=$BED/home/.cache XDG_STATE_HOME=$BED/home/.state
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
+bench_cleanup() { [ -z "$sid" ] || "$PYSTRIB" -c "$BED/pystrib.ini" session stop "$sid" >/dev/null 2>&1; }
+bench_bed sshd
 export PYSTRIB_REMOTE_PYTHON=$PY PYSTRIB_REMOTE_MPIRUN_ARGS=--oversubscribe
 # Open MPI refuses root without these (ipyparallel's engines do not use it).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -43,20 +43,14 @@ PY=/usr/bin/python3
 say() { echo "bench/run-slurm: $*" >&2; }
 command -v slurmctld >/dev/null 2>&1 || { say "no slurmctld (scripts/install-deps.sh installs slurm-wlm)"; exit 1; }
 
-BED=$(mktemp -d /tmp/pbench.XXXXXX)
-cleanup() { "$here/../integration/bed.sh" stop "$BED" >/dev/null 2>&1; rm -rf "$BED"; }
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 PODMAN=${PODMAN:-1}
 command -v podman >/dev/null 2>&1 || PODMAN=0
 services=(slurm sshd)
 [ "$PODMAN" = 0 ] || services=(registry podman base slurm sshd)
-"$here/../integration/bed.sh" start "$BED" "${services[@]}" >&2 || exit 1
-# shellcheck disable=SC1091
-. "$BED/env"
+bench_bed "${services[@]}"
 export SLURM_CONF=$BED_SLURM_CONF
-export HOME=$BED/home XDG_CACHE_HOME=$BED/home/.cache XDG_STATE_HOME=$BED/home/.state
-mkdir -p "$HOME"
-unset SSH_AUTH_SOCK
 cat >> "$BED_CONFIG" <<EOF
 [remote.slurm]
 runtime = none
